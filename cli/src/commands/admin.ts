@@ -1,0 +1,62 @@
+import { Command } from "commander";
+import { readEnv, Role } from "@nanollm/shared";
+import { NanoClient } from "../client/NanoClient.js";
+
+/** Runs `fn` with a client for --host and closes it after. */
+function withClient(fn: (client: NanoClient, ...args: string[]) => Promise<void>) {
+  return async (...args: unknown[]) => {
+    const cmd = args[args.length - 1] as Command;
+    const client = new NanoClient((cmd.optsWithGlobals() as { host: string }).host);
+    try {
+      await fn(client, ...(args.slice(0, -2) as string[]));
+    } finally {
+      client.close();
+    }
+  };
+}
+
+const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+const ROLE_NAMES: Record<number, string> = { [Role.ROLE_USER]: "user", [Role.ROLE_BOT]: "bot", [Role.ROLE_TOOL]: "tool", [Role.ROLE_SYSTEM]: "system" };
+
+export function adminCommands(): Command[] {
+  const env = readEnv();
+  const host = ["-H, --host <host:port>", "daemon address (env NANOLLM_HOST)", env.host] as const;
+
+  const models = new Command("models")
+    .description("show the daemon and its loaded models")
+    .option(...host)
+    .action(
+      withClient(async (client) => {
+        const info = await client.serverInfo();
+        console.log(`nanollm ${info.version} · backend ${info.backend} · ${info.threads} threads · ${info.parallel} sequences · ${info.sessions} sessions`);
+        for (const m of await client.listModels()) {
+          console.log(`${m.name}  ${m.architecture}  ${(m.parameters / 1e6).toFixed(1)}M params  ${mb(m.sizeBytes)}  ctx ${m.contextSize}×${m.sequences}  KV ${mb(m.kvCacheBytes)} ${m.kvCacheType}  template ${m.defaultTemplate}`);
+          console.log(`  ${m.file}`);
+        }
+      }),
+    );
+
+  const sessions = new Command("sessions").description("list, show and remove sessions").option(...host);
+  sessions.command("list", { isDefault: true }).description("list sessions").action(
+    withClient(async (client) => {
+      const list = await client.listSessions();
+      if (list.length === 0) console.log("no sessions");
+      for (const s of list) console.log(`${s.sessionId}  ${s.model}  ${s.chatTemplate}  ${s.messageCount} messages  ${s.contextUsed}/${s.contextSize} tokens${s.busy ? "  (busy)" : ""}`);
+    }),
+  );
+  sessions.command("show <id>").description("print a session's history").action(
+    withClient(async (client, id) => {
+      const s = await client.getSession(id!, true);
+      console.log(`session ${s.sessionId} · ${s.model} · ${s.chatTemplate} · ${s.contextUsed}/${s.contextSize} tokens`);
+      if (s.systemPrompt) console.log(`[system] ${s.systemPrompt}`);
+      for (const m of s.history) console.log(`[${ROLE_NAMES[m.role] ?? "?"}] ${m.text}`);
+    }),
+  );
+  sessions.command("rm <id>").description("delete a session").action(
+    withClient(async (client, id) => {
+      await client.deleteSession(id!);
+      console.log(`deleted ${id}`);
+    }),
+  );
+  return [models, sessions];
+}

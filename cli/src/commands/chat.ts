@@ -1,0 +1,71 @@
+import { Command } from "commander";
+import { readEnv, type GenerationParams, type SessionInfo } from "@nanollm/shared";
+import { NanoClient } from "../client/NanoClient.js";
+import { statsLine } from "./format.js";
+import { intArg, numArg, paramsFromFlags, textOrFile, type SamplingFlags } from "./options.js";
+
+interface ChatFlags extends SamplingFlags {
+  host: string;
+  model?: string;
+  chatTemplate?: string;
+  systemPrompt?: string;
+  prompt: string[];
+}
+
+export function chatCommand(): Command {
+  const env = readEnv();
+  return new Command("chat")
+    .description("chat with the daemon: an interactive TUI, or one turn per --prompt (or piped stdin)")
+    .option("-H, --host <host:port>", "daemon address (env NANOLLM_HOST)", env.host)
+    .option("-m, --model <name|path>", "model for the session (default: the daemon's)")
+    .option("--chat-template <name|file>", "chat template name or JSON file (default: chosen from the model)")
+    .option("--system-prompt <text|file>", "system prompt, or a file holding it", textOrFile)
+    .option("--prompt <text|file>", "a user turn (repeat for several); runs without the TUI", (v: string, acc: string[]) => [...acc, textOrFile(v)], [])
+    .option("--max-new-tokens <n>", "most tokens a reply may have", intArg(1, 32768))
+    .option("--min-new-tokens <n>", "fewest tokens a reply has before it may end", intArg(0, 32768))
+    .option("--do-sample", "sample instead of greedy decoding")
+    .option("--temperature <t>", "sampling temperature (with --do-sample)", numArg(0, 5))
+    .option("--top-p <p>", "nucleus sampling mass (with --do-sample)", numArg(0, 1))
+    .option("--top-k <k>", "sample from the k most likely tokens (with --do-sample)", intArg(0, 100000))
+    .option("--repetition-penalty <r>", "penalty for repeated tokens (1 = off)", numArg(0, 10))
+    .option("--seed <n>", "random seed for sampling", intArg(0, 2 ** 32 - 1))
+    .action(async (flags: ChatFlags) => {
+      const client = new NanoClient(flags.host);
+      try {
+        const params = paramsFromFlags(flags);
+        const session = await client.createSession({ model: flags.model ?? "", chatTemplate: flags.chatTemplate ?? "", systemPrompt: flags.systemPrompt, defaults: params });
+        const prompts = flags.prompt.length > 0 ? flags.prompt : process.stdin.isTTY ? undefined : [await readStdin()];
+        if (prompts) await runPrompts(client, session, prompts, params);
+        else {
+          const { runTui } = await import("../ui/runTui.js");
+          await runTui(client, session, params);
+        }
+      } finally {
+        client.close();
+      }
+    });
+}
+
+/** Non-interactive: reply text alone on stdout, everything else on stderr. */
+async function runPrompts(client: NanoClient, session: SessionInfo, prompts: string[], params: GenerationParams): Promise<void> {
+  process.stderr.write(`session ${session.sessionId} · model ${session.model} · template ${session.chatTemplate} (${session.templateReason})\n`);
+  const abort = new AbortController();
+  process.once("SIGINT", () => abort.abort());
+  for (const prompt of prompts) {
+    for await (const event of client.turn(session.sessionId, prompt, params, abort.signal)) {
+      const kind = event.kind;
+      if (kind?.$case === "text") process.stdout.write(kind.text.text);
+      else if (kind?.$case === "end") {
+        process.stdout.write("\n");
+        process.stderr.write(`[${statsLine(kind.end.stats, kind.end.stopReason)}]\n`);
+      }
+    }
+    if (abort.signal.aborted) break;
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8").replace(/\n$/, "");
+}

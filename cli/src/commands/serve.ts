@@ -1,0 +1,34 @@
+import { Command } from "commander";
+import { DEFAULT_LISTEN, DEFAULT_MODEL_URI, readEnv } from "@nanollm/shared";
+import { choiceArg, intArg } from "./options.js";
+
+const GPUS = ["auto", "cpu", "cuda", "vulkan", "metal"] as const;
+const KV_TYPES = ["f16", "q8_0"] as const;
+
+export function serveCommand(): Command {
+  const env = readEnv();
+  return new Command("serve")
+    .description("start the daemon: load a model and serve the gRPC API")
+    .option("-m, --model <path|hf:uri>", `GGUF model file or hf: URI (env NANOLLM_MODEL; default ${DEFAULT_MODEL_URI})`, env.model)
+    .option("-l, --listen <host:port>", `address to bind (env NANOLLM_LISTEN; use 0.0.0.0:PORT for the LAN)`, env.listen)
+    .option("-t, --threads <n>", "compute threads (env NANOLLM_THREADS; default: CPU cores)", intArg(1, 1024), env.threads)
+    .option("-p, --parallel <n>", "sessions holding a KV cache at once (env NANOLLM_PARALLEL)", intArg(1, 256), env.parallel)
+    .option("-c, --ctx <n>", "context tokens per session (env NANOLLM_CTX)", intArg(16, 1 << 20), env.ctx)
+    .option("--gpu <kind>", `compute backend: ${GPUS.join("|")} (env NANOLLM_GPU)`, choiceArg(GPUS), env.gpu as (typeof GPUS)[number])
+    .option("--kv-cache-type <type>", `KV cache element type: ${KV_TYPES.join("|")} (env NANOLLM_KV_CACHE_TYPE)`, choiceArg(KV_TYPES), env.kvCacheType as (typeof KV_TYPES)[number])
+    .action(async (opts: { model?: string; listen: string; threads: number; parallel: number; ctx: number; gpu: (typeof GPUS)[number]; kvCacheType: (typeof KV_TYPES)[number] }) => {
+      // The daemon (and node-llama-cpp) load only for `serve`, so `chat` starts fast.
+      const { startDaemon, resolveModel } = await import("@nanollm/daemon");
+      const modelPath = await resolveModel(opts.model ?? DEFAULT_MODEL_URI, env.modelsDir);
+      const daemon = await startDaemon({ ...opts, listen: opts.listen || DEFAULT_LISTEN, modelPath });
+      const stop = (signal: string) => {
+        process.stderr.write(`${signal}: finishing running turns, then exiting\n`);
+        daemon.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.once("SIGINT", () => stop("SIGINT"));
+      process.once("SIGTERM", () => stop("SIGTERM"));
+    });
+}

@@ -1,0 +1,177 @@
+import fs from "node:fs";
+import path from "node:path";
+import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaModel } from "node-llama-cpp";
+import { fail, NanoError } from "@nanollm/shared";
+import { kvCacheBytes } from "./kvBytes.js";
+import { SequencePool } from "./SequencePool.js";
+import { native, nativeOne, type EngineOptions, type GpuChoice, type ModelFacts, type Segment, type Token } from "./types.js";
+
+// One Llama binding per process: every model shares its backend and thread settings.
+let llamaPromise: Promise<Llama> | undefined;
+
+async function sharedLlama(gpu: GpuChoice, threads: number, log: (line: string) => void): Promise<Llama> {
+  llamaPromise ??= getLlama({
+    build: "never",
+    gpu: gpu === "cpu" ? false : gpu,
+    maxThreads: threads,
+    logLevel: LlamaLogLevel.warn,
+    logger: (level, message) => {
+      const text = message.trim();
+      if (text && (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)) log(`llama.cpp: ${text}`);
+    },
+  });
+  return llamaPromise;
+}
+
+/** The backend the shared binding runs on (cpu, cuda, vulkan or metal). */
+export async function backendName(opts: Pick<EngineOptions, "gpu" | "threads" | "log">): Promise<string> {
+  const llama = await sharedLlama(opts.gpu, opts.threads, opts.log);
+  return llama.gpu === false ? "cpu" : llama.gpu;
+}
+
+/** A loaded GGUF model with one context of `parallel` sequences, one per session holding a KV cache. */
+export class ModelHost {
+  readonly pool: SequencePool;
+  private disposed = false;
+
+  private constructor(
+    private readonly model: LlamaModel,
+    private readonly context: LlamaContext,
+    readonly facts: ModelFacts,
+  ) {
+    this.pool = new SequencePool(context, model);
+  }
+
+  static async load(opts: EngineOptions): Promise<ModelHost> {
+    const file = path.resolve(opts.modelPath);
+    if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {
+      throw fail.notFound(`Model file ${file} does not exist; pass the path of a .gguf file.`);
+    }
+    const llama = await sharedLlama(opts.gpu, opts.threads, opts.log);
+    let model: LlamaModel;
+    let lastShown = -1;
+    try {
+      model = await llama.loadModel({
+        modelPath: file,
+        onLoadProgress: (p) => {
+          const pct = Math.floor(p * 10) * 10;
+          if (pct > lastShown) opts.log(`loading ${path.basename(file)}: ${pct}%`);
+          lastShown = pct;
+        },
+      });
+    } catch (err) {
+      throw fail.invalid(`${file} is not a loadable GGUF model (${firstLine(err)}); check the file is complete and a llama.cpp model.`);
+    }
+    const trainCtx = model.trainContextSize;
+    if (opts.ctx < 16) throw fail.invalid(`--ctx ${opts.ctx} is too small; use at least 16 tokens.`);
+    const kvType = opts.kvCacheType === "q8_0" ? "Q8_0" : "F16";
+    let context: LlamaContext;
+    try {
+      context = await model.createContext({
+        contextSize: opts.ctx,
+        sequences: opts.parallel,
+        threads: opts.threads,
+        // llama.cpp only supports a quantized V cache with flash attention.
+        flashAttention: opts.kvCacheType === "q8_0" ? true : undefined,
+        experimentalKvCacheKeyType: kvType,
+        experimentalKvCacheValueType: kvType,
+      });
+    } catch (err) {
+      await model.dispose();
+      throw fail.exhausted(`Could not create a ${opts.parallel}×${opts.ctx}-token context for ${path.basename(file)} (${firstLine(err)}); lower --ctx or --parallel.`);
+    }
+    const facts = describe(model, file, opts, context.contextSize, trainCtx);
+    return new ModelHost(model, context, facts);
+  }
+
+  /** Tokens of a rendered prompt; template text may form control tokens, user text never does. */
+  tokenize(segments: readonly Segment[]): Token[] {
+    const out: Token[] = [];
+    for (const seg of segments) {
+      if (seg.kind === "tokens") {
+        out.push(...seg.ids);
+        continue;
+      }
+      // Later pieces continue a prompt, so SPM's leading-space marker must not be added to them.
+      const ids = this.model.tokenize(seg.text, seg.kind === "control", out.length > 0 ? "trimLeadingSpace" : undefined);
+      out.push(...ids);
+    }
+    const bos = this.model.tokens.bos;
+    if (this.model.tokens.shouldPrependBosToken && bos !== null && out[0] !== bos) out.unshift(bos as Token);
+    return out;
+  }
+
+  /** Plain tokenization of user text (control strings stay plain text). */
+  tokenizeText(text: string): Token[] {
+    return this.model.tokenize(text, false) as Token[];
+  }
+
+  /** Text of `ids`; `before` gives the preceding tokens so leading spaces come out right. */
+  detokenize(ids: readonly Token[], before?: readonly Token[]): string {
+    return this.model.detokenize(native(ids), false, before && native(before));
+  }
+
+  /** The token's text including control tokens' own text. */
+  tokenText(id: Token): string {
+    return this.model.detokenize([nativeOne(id)], true);
+  }
+
+  isEog(id: Token): boolean {
+    return this.model.isEogToken(nativeOne(id));
+  }
+
+  /** Whether `id` names a token of this model's vocabulary (client-supplied ids are checked). */
+  isValidToken(id: number): boolean {
+    return Number.isInteger(id) && id >= 0 && id < this.vocabSize;
+  }
+
+  get vocabSize(): number {
+    return this.facts.vocabSize;
+  }
+
+  /** The token that closes a reply cut short (rule 4 of the templates): end-of-turn, else EOS. */
+  get endOfReplyToken(): Token | undefined {
+    return (this.model.tokens.eot ?? this.model.tokens.eos ?? undefined) as Token | undefined;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.context.dispose();
+    await this.model.dispose();
+  }
+}
+
+function describe(model: LlamaModel, file: string, opts: EngineOptions, ctx: number, trainCtx: number): ModelFacts {
+  const meta = model.fileInfo.metadata;
+  const arch = model.fileInfo.architectureMetadata as {
+    block_count?: number;
+    embedding_length?: number;
+    attention?: { head_count?: number; head_count_kv?: number | number[]; key_length?: number };
+  };
+  const heads = arch.attention?.head_count ?? 1;
+  const kvHeadsRaw = arch.attention?.head_count_kv ?? heads;
+  const kvHeads = Array.isArray(kvHeadsRaw) ? Math.max(...kvHeadsRaw) : kvHeadsRaw;
+  const headDim = arch.attention?.key_length ?? (arch.embedding_length ?? 0) / heads;
+  const parameters = model.fileInfo.tensorInfo?.reduce((sum, t) => sum + t.dimensions.reduce<number>((a, d) => a * Number(d), 1), 0) ?? 0;
+  return {
+    name: path.basename(file).replace(/\.gguf$/i, ""),
+    file,
+    sizeBytes: fs.statSync(file).size,
+    architecture: String(meta.general?.architecture ?? "unknown"),
+    parameters,
+    contextSize: ctx,
+    sequences: opts.parallel,
+    kvCacheBytes: kvCacheBytes({ layers: arch.block_count ?? 0, kvEmbd: kvHeads * headDim }, ctx * opts.parallel, opts.kvCacheType),
+    kvCacheType: opts.kvCacheType,
+    trainContextSize: trainCtx,
+    ggufName: String(meta.general?.name ?? ""),
+    vocabSize: Array.isArray(meta.tokenizer?.ggml?.tokens) ? meta.tokenizer.ggml.tokens.length : 0,
+    chatTemplateJinja: typeof meta.tokenizer?.chat_template === "string" ? meta.tokenizer.chat_template : undefined,
+  };
+}
+
+function firstLine(err: unknown): string {
+  const msg = err instanceof NanoError || err instanceof Error ? err.message : String(err);
+  return msg.split("\n")[0] ?? msg;
+}

@@ -1,0 +1,113 @@
+import type { LlamaContextSequence, LlamaModel } from "node-llama-cpp";
+import { fail } from "@nanollm/shared";
+import { native, nativeOne, type NativeToken, type PrefillStats, type Sampling, type Token } from "./types.js";
+
+export interface Slot {
+  seq: LlamaContextSequence;
+  owner: string | undefined;
+  busy: boolean;
+  lastUsed: number;
+}
+
+// Prompt evaluation is split so a cancel is noticed between chunks.
+const PREFILL_CHUNK = 256;
+const REPEAT_WINDOW = 64;
+
+/** A session's exclusive use of one KV-cache sequence for the length of a turn. */
+export class SequenceLease {
+  private released = false;
+
+  constructor(
+    private readonly slot: Slot,
+    private readonly model: LlamaModel,
+  ) {}
+
+  get contextSize(): number {
+    return this.slot.seq.contextSize;
+  }
+
+  get cachedTokens(): readonly Token[] {
+    return this.slot.seq.contextTokens;
+  }
+
+  /**
+   * Makes the cache hold exactly `tokens` minus the last one, evaluating only what is not cached
+   * already; the last token is left for `decode` so its logits produce the first reply token.
+   */
+  async prefill(tokens: readonly Token[], signal: AbortSignal): Promise<PrefillStats> {
+    if (tokens.length === 0) throw fail.invalid("The prompt rendered to no tokens; send some text.");
+    return this.sync(tokens.slice(0, -1), signal, tokens.length);
+  }
+
+  /** Makes the cache hold exactly `tokens`, erasing a divergent tail and evaluating the rest. */
+  async sync(tokens: readonly Token[], signal: AbortSignal, inputTokens = tokens.length): Promise<PrefillStats> {
+    const seq = this.slot.seq;
+    const started = performance.now();
+    const keep = Math.min(seq.compareContextTokens(native(tokens)).firstDifferentIndex, tokens.length);
+    if (keep < seq.nextTokenIndex) await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
+    for (let at = keep; at < tokens.length; at += PREFILL_CHUNK) {
+      if (signal.aborted) throw fail.cancelled("The turn was cancelled during prompt evaluation.");
+      await seq.evaluateWithoutGeneratingNewTokens(native(tokens.slice(at, at + PREFILL_CHUNK)));
+    }
+    return {
+      inputTokens,
+      reusedTokens: keep,
+      evaluatedTokens: inputTokens - keep,
+      prefillMs: performance.now() - started,
+    };
+  }
+
+  /**
+   * Samples reply tokens after `first` (the prompt's last token). The consumer stops by breaking
+   * out; the token it last received is then NOT in the cache yet (the next sync adds it).
+   */
+  async *decode(first: Token, sampling: Sampling): AsyncGenerator<Token, void, void> {
+    const seq = this.slot.seq;
+    const options = {
+      temperature: sampling.doSample ? sampling.temperature : 0,
+      topK: sampling.topK,
+      topP: sampling.topP,
+      seed: sampling.seed,
+      yieldEogToken: true,
+      repeatPenalty:
+        sampling.repetitionPenalty === 1
+          ? undefined
+          : { punishTokens: () => seq.contextTokens.slice(-REPEAT_WINDOW), penalty: sampling.repetitionPenalty },
+    };
+    let pending = first;
+    let produced = 0;
+    if (sampling.minNewTokens > 0) {
+      // llama.cpp's greedy sampler ignores a "never" bias on EOS, so an early end-of-generation is
+      // replaced by the most probable other token through the generator's replacement input.
+      const early = seq.evaluateWithMetadata([nativeOne(pending)], { probabilities: true }, options);
+      try {
+        let step = await early.next();
+        while (!step.done) {
+          let token: Token = step.value.token;
+          if (this.model.isEogToken(nativeOne(token))) token = bestNonEog(step.value.probabilities, this.model) ?? token;
+          produced++;
+          yield token;
+          pending = token;
+          if (produced >= sampling.minNewTokens || this.model.isEogToken(nativeOne(token))) break;
+          step = await early.next(nativeOne(token));
+        }
+      } finally {
+        await early.return();
+      }
+      if (produced >= sampling.minNewTokens && !this.model.isEogToken(nativeOne(pending))) yield* seq.evaluate([nativeOne(pending)], options);
+      return;
+    }
+    yield* seq.evaluate([nativeOne(pending)], options);
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.slot.busy = false;
+  }
+}
+
+function bestNonEog(probabilities: Map<NativeToken, number>, model: LlamaModel): Token | undefined {
+  for (const [token] of probabilities) if (!model.isEogToken(token)) return token;
+  return undefined;
+}

@@ -1,0 +1,65 @@
+// Engine-neutral types: the rest of the daemon never sees node-llama-cpp's own.
+
+export type Token = number;
+
+/** node-llama-cpp brands its token ids; ours are plain numbers from the wire and the history. */
+export type NativeToken = import("node-llama-cpp").Token;
+export const native = (ids: readonly Token[]): NativeToken[] => ids as NativeToken[];
+export const nativeOne = (id: Token): NativeToken => id as NativeToken;
+
+/** A piece of a rendered prompt. Template text may hold control tokens; user text never does. */
+export type Segment =
+  | { kind: "control"; text: string }
+  | { kind: "text"; text: string }
+  | { kind: "tokens"; ids: readonly Token[]; text: string };
+
+export type GpuChoice = "auto" | "cpu" | "cuda" | "vulkan" | "metal";
+export type KvCacheType = "f16" | "q8_0";
+
+export interface EngineOptions {
+  modelPath: string;
+  gpu: GpuChoice;
+  threads: number;
+  /** Sequences in the context: sessions that can hold a KV cache at once. */
+  parallel: number;
+  /** Context tokens per sequence. */
+  ctx: number;
+  kvCacheType: KvCacheType;
+  log: (line: string) => void;
+}
+
+/** Fully resolved sampling settings for one turn. */
+export interface Sampling {
+  maxNewTokens: number;
+  minNewTokens: number;
+  doSample: boolean;
+  temperature: number;
+  topP: number;
+  topK: number;
+  repetitionPenalty: number;
+  seed: number;
+}
+
+export interface ModelFacts {
+  name: string;
+  file: string;
+  sizeBytes: number;
+  architecture: string;
+  parameters: number;
+  contextSize: number;
+  sequences: number;
+  kvCacheBytes: number;
+  kvCacheType: KvCacheType;
+  trainContextSize: number;
+  vocabSize: number;
+  /** GGUF metadata used to choose a template. */
+  ggufName: string;
+  chatTemplateJinja: string | undefined;
+}
+
+export interface PrefillStats {
+  inputTokens: number;
+  reusedTokens: number;
+  evaluatedTokens: number;
+  prefillMs: number;
+}

@@ -1,0 +1,91 @@
+import { once } from "node:events";
+import { randomUUID } from "node:crypto";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { fail, type ChatEvent, type ChatRequest, type ChatServiceServer, type UserTurn } from "@nanollm/shared";
+import { runTurn } from "../sessions/runTurn.js";
+import { toServiceError } from "./errors.js";
+import type { DaemonState } from "./handlers.js";
+
+type Stream = ServerDuplexStream<ChatRequest, ChatEvent>;
+
+/**
+ * The Chat stream: each user turn runs as it arrives, its events written as they come (waiting
+ * for `drain` when the client is slow). A failing turn ends the stream with its status; a client
+ * that disconnects, cancels or passes its deadline aborts every turn of the stream.
+ */
+export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServiceServer["chat"] {
+  return (call: Stream) => {
+    const streamAbort = new AbortController();
+    const turns = new Map<string, AbortController>();
+    let inputEnded = false;
+    let failed = false;
+    const abortAll = () => streamAbort.abort();
+    call.on("cancelled", abortAll);
+    call.on("close", abortAll);
+    shutdown.addEventListener("abort", abortAll, { once: true });
+
+    const write = async (event: ChatEvent) => {
+      if (streamAbort.signal.aborted || failed) return;
+      if (!call.write(event)) await Promise.race([once(call, "drain"), once(streamAbort.signal, "abort")]);
+    };
+    const finish = (err?: unknown) => {
+      if (failed || call.writableEnded) return;
+      if (err !== undefined) {
+        failed = true;
+        abortAll();
+        // grpc-js turns an 'error' on a server stream into the call's status.
+        call.emit("error", toServiceError(err, state.log));
+      } else if (inputEnded && turns.size === 0) {
+        call.end();
+      }
+    };
+
+    const startTurn = (turn: UserTurn) => {
+      const turnId = turn.turnId || randomUUID();
+      if (turns.has(turnId)) throw fail.invalid(`Turn id ${turnId} is already running on this stream; use a new id.`);
+      const session = state.sessions.get(turn.sessionId);
+      const abort = new AbortController();
+      streamAbort.signal.addEventListener("abort", () => abort.abort(), { once: true });
+      turns.set(turnId, abort);
+      const base = { turnId, sessionId: session.id };
+      runTurn(session, { turnId, text: turn.text, params: turn.params, signal: abort.signal }, (text, tokenIds) =>
+        write({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
+      )
+        .then((result) => write({ ...base, kind: { $case: "end", end: result } }))
+        .then(
+          () => {
+            turns.delete(turnId);
+            finish();
+          },
+          (err: unknown) => {
+            turns.delete(turnId);
+            finish(err);
+          },
+        );
+    };
+
+    call.on("data", (req: ChatRequest) => {
+      try {
+        const kind = req.kind;
+        if (!kind) throw fail.invalid("A chat request must hold a user turn or a cancel.");
+        switch (kind.$case) {
+          case "userTurn":
+            startTurn(kind.userTurn);
+            break;
+          case "cancel":
+            turns.get(kind.cancel.turnId)?.abort();
+            break;
+          default:
+            kind satisfies never;
+        }
+      } catch (err) {
+        finish(err);
+      }
+    });
+    call.on("end", () => {
+      inputEnded = true;
+      finish();
+    });
+    call.on("error", abortAll);
+  };
+}

@@ -1,0 +1,58 @@
+import { Role, type Message, type ModelInfo, type SessionInfo } from "@nanollm/shared";
+import type { ModelHost } from "../engine/ModelHost.js";
+import type { HistoryMessage, Session } from "../sessions/Session.js";
+import { selectTemplate } from "../templates/select.js";
+import type { Role as DomainRole } from "../templates/render.js";
+import { fail } from "@nanollm/shared";
+
+const TO_WIRE: Record<DomainRole, Role> = { system: Role.ROLE_SYSTEM, user: Role.ROLE_USER, bot: Role.ROLE_BOT, tool: Role.ROLE_TOOL };
+
+export function sessionInfo(s: Session, withHistory: boolean): SessionInfo {
+  return {
+    sessionId: s.id,
+    model: s.host.facts.name,
+    chatTemplate: s.template.name,
+    templateReason: s.templateReason,
+    systemPrompt: s.systemPrompt,
+    defaults: s.defaults,
+    messageCount: s.history.length,
+    contextUsed: s.tokens().length,
+    contextSize: s.contextSize,
+    cachedTokens: s.host.pool.cachedTokens(s.id).length,
+    busy: s.running !== undefined,
+    createdAtMs: s.createdAt,
+    updatedAtMs: s.updatedAt,
+    history: withHistory ? s.history.map(messageToWire) : [],
+  };
+}
+
+function messageToWire(m: HistoryMessage): Message {
+  return { role: TO_WIRE[m.role], text: m.text, tokenIds: m.tokens };
+}
+
+/** A client-given history message; the system prompt is set separately, so it is refused here. */
+export function messageFromWire(m: Message, index: number): HistoryMessage {
+  const role = (Object.keys(TO_WIRE) as DomainRole[]).find((r) => TO_WIRE[r] === m.role);
+  if (!role || role === "system") {
+    throw fail.invalid(`History message ${index} has role ${m.role}; use USER, BOT or TOOL (the system prompt has its own field).`);
+  }
+  return { role, text: m.text, tokens: role === "bot" ? [...m.tokenIds] : [] };
+}
+
+export function modelInfo(h: ModelHost): ModelInfo {
+  const f = h.facts;
+  const choice = selectTemplate(f);
+  return {
+    name: f.name,
+    file: f.file,
+    sizeBytes: f.sizeBytes,
+    architecture: f.architecture,
+    parameters: f.parameters,
+    contextSize: f.contextSize,
+    sequences: f.sequences,
+    kvCacheBytes: f.kvCacheBytes,
+    kvCacheType: f.kvCacheType,
+    defaultTemplate: choice.name,
+    defaultTemplateReason: choice.reason,
+  };
+}

@@ -1,0 +1,20 @@
+import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { NanoError, type ErrorCode } from "@nanollm/shared";
+
+const CODES: Record<ErrorCode, status> = {
+  NOT_FOUND: status.NOT_FOUND,
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+  CANCELLED: status.CANCELLED,
+  UNAVAILABLE: status.UNAVAILABLE,
+  INTERNAL: status.INTERNAL,
+};
+
+/** The one place an error becomes a gRPC status; anything untyped is logged and hidden. */
+export function toServiceError(err: unknown, log: (line: string) => void): Partial<ServiceError> {
+  if (err instanceof NanoError) return { code: CODES[err.code], details: err.message, metadata: new Metadata() };
+  log(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+  return { code: status.INTERNAL, details: `The daemon failed unexpectedly (${why}); see its log.`, metadata: new Metadata() };
+}

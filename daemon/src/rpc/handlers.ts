@@ -1,0 +1,66 @@
+import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { VERSION, type ModelServiceServer, type SessionServiceServer } from "@nanollm/shared";
+import type { ModelRegistry } from "../models/ModelRegistry.js";
+import type { SessionStore } from "../sessions/SessionStore.js";
+import { messageFromWire, modelInfo, sessionInfo } from "./convert.js";
+import { toServiceError } from "./errors.js";
+
+export interface DaemonState {
+  models: ModelRegistry;
+  sessions: SessionStore;
+  backend: string;
+  threads: number;
+  parallel: number;
+  startedAt: number;
+  log: (line: string) => void;
+}
+
+/** Wraps an async handler so its result or its typed error becomes the unary reply. */
+function unary<Req, Res>(log: DaemonState["log"], fn: (req: Req) => Promise<Res> | Res) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    Promise.resolve()
+      .then(() => fn(call.request))
+      .then(
+        (res) => callback(null, res),
+        (err: unknown) => callback(toServiceError(err, log)),
+      );
+  };
+}
+
+export function sessionHandlers(state: DaemonState): SessionServiceServer & UntypedServiceImplementation {
+  const { sessions, models, log } = state;
+  return {
+    createSession: unary(log, async (req) => {
+      const host = await models.get(req.model);
+      const session = sessions.create({
+        host,
+        template: req.chatTemplate,
+        systemPrompt: req.systemPrompt,
+        defaults: req.defaults,
+        history: req.history.map(messageFromWire),
+      });
+      return sessionInfo(session, true);
+    }),
+    getSession: unary(log, (req) => sessionInfo(sessions.get(req.sessionId), req.withHistory)),
+    listSessions: unary(log, () => ({ sessions: sessions.list().map((s) => sessionInfo(s, false)) })),
+    resetSession: unary(log, async (req) => sessionInfo(await sessions.reset(req.sessionId), false)),
+    deleteSession: unary(log, async (req) => {
+      await sessions.delete(req.sessionId);
+      return {};
+    }),
+  };
+}
+
+export function modelHandlers(state: DaemonState): ModelServiceServer & UntypedServiceImplementation {
+  return {
+    listModels: unary(state.log, async () => ({ models: (await state.models.list()).map(modelInfo) })),
+    getServerInfo: unary(state.log, () => ({
+      version: VERSION,
+      backend: state.backend,
+      threads: state.threads,
+      parallel: state.parallel,
+      sessions: state.sessions.size,
+      startedAtMs: state.startedAt,
+    })),
+  };
+}

@@ -1,0 +1,56 @@
+/**
+ * Turns the growing list of reply tokens into text deltas. Text is held back while it could still
+ * become a stop string or ends in an incomplete UTF-8 character, so stop text is never shown.
+ */
+export class ReplyText {
+  private emitted = 0;
+  private text = "";
+  private stopAt = -1;
+
+  constructor(
+    private readonly detokenize: (ids: readonly number[]) => string,
+    private readonly stops: readonly string[],
+  ) {}
+
+  /** Recomputes the text for `ids`; returns the newly safe delta and whether a stop string appeared. */
+  update(ids: readonly number[]): { delta: string; stopped: boolean } {
+    this.text = this.detokenize(ids);
+    for (const stop of this.stops) {
+      const at = this.text.indexOf(stop);
+      if (at >= 0 && (this.stopAt < 0 || at < this.stopAt)) this.stopAt = at;
+    }
+    if (this.stopAt >= 0) return { delta: this.take(this.stopAt), stopped: true };
+    return { delta: this.take(this.safeEnd()), stopped: false };
+  }
+
+  /** Everything not yet emitted (at the end of the reply). */
+  flush(): string {
+    return this.take(this.stopAt >= 0 ? this.stopAt : this.text.length);
+  }
+
+  /** The reply's visible text: everything before a stop string. */
+  get final(): string {
+    return this.stopAt >= 0 ? this.text.slice(0, this.stopAt) : this.text;
+  }
+
+  private safeEnd(): number {
+    let end = this.text.length;
+    while (end > this.emitted && this.text[end - 1] === "\uFFFD") end--;
+    let hold = 0;
+    for (const stop of this.stops) {
+      for (let n = Math.min(stop.length - 1, end); n > hold; n--) {
+        if (this.text.endsWith(stop.slice(0, n), end)) {
+          hold = n;
+          break;
+        }
+      }
+    }
+    return Math.max(end - hold, this.emitted);
+  }
+
+  private take(end: number): string {
+    const delta = end > this.emitted ? this.text.slice(this.emitted, end) : "";
+    this.emitted = Math.max(this.emitted, end);
+    return delta;
+  }
+}

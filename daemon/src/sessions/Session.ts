@@ -1,0 +1,50 @@
+import type { GenerationParams } from "@nanollm/shared";
+import type { ModelHost } from "../engine/ModelHost.js";
+import type { ChatTemplate } from "../templates/ChatTemplate.js";
+import { render, type RenderMessage, type Role } from "../templates/render.js";
+
+/** A message as the history keeps it: bot replies hold the exact ids that were sampled. */
+export interface HistoryMessage {
+  role: Role;
+  text: string;
+  tokens: number[];
+}
+
+export interface RunningTurn {
+  turnId: string;
+  abort: AbortController;
+}
+
+/** One chat: its model, template, settings and history. The KV cache lives in the model's pool. */
+export class Session {
+  history: HistoryMessage[] = [];
+  running: RunningTurn | undefined;
+  /** Work that brings the KV cache up to date after a turn; the next turn waits for it. */
+  settling: Promise<void> = Promise.resolve();
+  readonly createdAt = Date.now();
+  updatedAt = Date.now();
+
+  constructor(
+    readonly id: string,
+    readonly host: ModelHost,
+    readonly template: ChatTemplate,
+    readonly templateReason: string,
+    public systemPrompt: string,
+    public defaults: GenerationParams,
+  ) {}
+
+  /** The messages to render: the system prompt (when the template has one) and the history. */
+  messages(extra: readonly RenderMessage[] = []): RenderMessage[] {
+    const system: RenderMessage[] = this.template.system !== undefined && this.systemPrompt ? [{ role: "system", text: this.systemPrompt }] : [];
+    return [...system, ...this.history, ...extra];
+  }
+
+  /** Token ids of the rendered conversation. */
+  tokens(extra: readonly RenderMessage[] = []): number[] {
+    return this.host.tokenize(render(this.template, this.messages(extra)));
+  }
+
+  get contextSize(): number {
+    return this.host.facts.contextSize;
+  }
+}

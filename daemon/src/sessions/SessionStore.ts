@@ -1,0 +1,76 @@
+import { randomUUID } from "node:crypto";
+import { fail, type GenerationParams } from "@nanollm/shared";
+import type { ModelHost } from "../engine/ModelHost.js";
+import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
+import { selectTemplate } from "../templates/select.js";
+import { checkParams } from "./params.js";
+import { Session, type HistoryMessage } from "./Session.js";
+
+export interface CreateOptions {
+  host: ModelHost;
+  /** Template name or JSON path; empty means chosen from the model. */
+  template: string;
+  systemPrompt: string | undefined;
+  defaults: GenerationParams | undefined;
+  /** A conversation to start from (e.g. to replay a transcript); bot ids are kept when given. */
+  history: HistoryMessage[];
+}
+
+/** Owns every session: creation, lookup, reset and deletion. */
+export class SessionStore {
+  private readonly sessions = new Map<string, Session>();
+
+  constructor(private readonly templates: TemplateRegistry) {}
+
+  create(opts: CreateOptions): Session {
+    checkParams(opts.defaults);
+    const choice = opts.template ? { name: opts.template, reason: "requested" } : selectTemplate(opts.host.facts);
+    const template = this.templates.resolve(choice.name);
+    const session = new Session(randomUUID(), opts.host, template, choice.reason, opts.systemPrompt ?? template.system_prompt ?? "", opts.defaults ?? {});
+    for (const msg of opts.history) {
+      const bad = msg.tokens.find((id) => !opts.host.isValidToken(id));
+      if (bad !== undefined) throw fail.invalid(`History token id ${bad} is not in the model's vocabulary of ${opts.host.vocabSize}; send bot messages as text only.`);
+      session.history.push({ ...msg, tokens: msg.tokens.length ? msg.tokens : opts.host.tokenizeText(msg.text) });
+    }
+    const used = session.tokens().length;
+    if (used >= session.contextSize) throw fail.invalid(`The given history is ${used} tokens, more than the context of ${session.contextSize}; send a shorter history.`);
+    this.sessions.set(session.id, session);
+    return session;
+  }
+
+  get(id: string): Session {
+    const session = this.sessions.get(id);
+    if (!session) throw fail.notFound(`There is no session "${id}"; list sessions with \`nanollm sessions\` or create one.`);
+    return session;
+  }
+
+  list(): Session[] {
+    return [...this.sessions.values()].sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  async reset(id: string): Promise<Session> {
+    const session = this.idle(id);
+    await session.settling;
+    session.history = [];
+    session.updatedAt = Date.now();
+    await session.host.pool.forget(id);
+    return session;
+  }
+
+  async delete(id: string): Promise<void> {
+    const session = this.idle(id);
+    await session.settling;
+    this.sessions.delete(id);
+    await session.host.pool.forget(id);
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  private idle(id: string): Session {
+    const session = this.get(id);
+    if (session.running) throw fail.precondition(`Session ${id} has a turn running; cancel it first.`);
+    return session;
+  }
+}

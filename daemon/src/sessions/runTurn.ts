@@ -1,0 +1,135 @@
+import { fail, StopReason, type GenerationParams, type TurnStats } from "@nanollm/shared";
+import type { SequenceLease } from "../engine/SequenceLease.js";
+import { resolveSampling } from "./params.js";
+import { ReplyText } from "./ReplyText.js";
+import type { HistoryMessage, Session } from "./Session.js";
+
+/** Where a turn's text goes as it is generated; it resolves once the client can take more. */
+export type DeltaSink = (text: string, tokenIds: number[]) => Promise<void>;
+
+export interface TurnResult {
+  stopReason: StopReason;
+  stats: TurnStats;
+  reply: string;
+}
+
+/**
+ * One chat turn, start to end: render the history plus the new user message, reuse the cached
+ * prefix, evaluate only new tokens, sample until a stop, record the exact reply ids.
+ */
+export async function runTurn(session: Session, turn: TurnInput, sink: DeltaSink): Promise<TurnResult> {
+  if (session.running) throw fail.precondition(`Session ${session.id} already has a turn running; wait for it to end or cancel it.`);
+  const abort = new AbortController();
+  session.running = { turnId: turn.turnId, abort };
+  turn.signal.addEventListener("abort", () => abort.abort(), { once: true });
+  if (turn.signal.aborted) abort.abort();
+  try {
+    return await generateTurn(session, turn.text, turn.params, abort.signal, sink);
+  } finally {
+    session.running = undefined;
+  }
+}
+
+export interface TurnInput {
+  turnId: string;
+  text: string;
+  params: GenerationParams | undefined;
+  /** Aborted by the client's cancel, disconnect or deadline, or by shutdown. */
+  signal: AbortSignal;
+}
+
+async function generateTurn(session: Session, text: string, params: GenerationParams | undefined, signal: AbortSignal, sink: DeltaSink): Promise<TurnResult> {
+  if (!text.trim()) throw fail.invalid("The message is empty; type some text to send.");
+  const sampling = resolveSampling(session.defaults, params);
+  const host = session.host;
+  const user: HistoryMessage = { role: "user", text, tokens: host.tokenizeText(text) };
+  const prompt = session.tokens([user]);
+  if (prompt.length >= session.contextSize) {
+    throw fail.invalid(`The conversation is ${prompt.length} tokens, more than the session's context of ${session.contextSize}; shorten the message, reset the session or start the daemon with a larger --ctx.`);
+  }
+  await session.settling;
+  const started = performance.now();
+  const lease = await host.pool.acquire(session.id);
+  try {
+    const prefill = await lease.prefill(prompt, signal);
+    const stops = session.template.stop ?? [];
+    const replyText = new ReplyText((ids) => host.detokenize(ids, prompt.slice(-8)), stops);
+    const ids: number[] = [];
+    let sent = 0;
+    let stopReason = StopReason.STOP_REASON_MAX_TOKENS;
+    let firstTokenAt = 0;
+    const decodeStart = performance.now();
+    for await (const token of lease.decode(prompt[prompt.length - 1]!, sampling)) {
+      firstTokenAt ||= performance.now();
+      ids.push(token);
+      const { delta, stopped } = replyText.update(ids);
+      if (delta) {
+        await sink(delta, ids.slice(sent));
+        sent = ids.length;
+      }
+      const reason = host.isEog(token)
+        ? StopReason.STOP_REASON_EOS
+        : stopped || stops.includes(host.tokenText(token))
+          ? StopReason.STOP_REASON_STOP_STRING
+          : signal.aborted
+            ? StopReason.STOP_REASON_CANCELLED
+            : ids.length >= sampling.maxNewTokens
+              ? StopReason.STOP_REASON_MAX_TOKENS
+              : prompt.length + ids.length >= session.contextSize - 1
+                ? StopReason.STOP_REASON_CONTEXT_FULL
+                : undefined;
+      if (reason !== undefined) {
+        stopReason = reason;
+        break;
+      }
+    }
+    const decodeMs = performance.now() - decodeStart;
+    const rest = replyText.flush();
+    if (rest || sent < ids.length) await sink(rest, ids.slice(sent));
+    recordReply(session, user, replyText.final, ids, stopReason);
+    settle(session, lease);
+    return {
+      stopReason,
+      reply: replyText.final,
+      stats: {
+        ...prefillStats(prefill),
+        generatedTokens: ids.length,
+        decodeMs,
+        decodeTokensPerSecond: decodeMs > 0 ? (ids.length * 1000) / decodeMs : 0,
+        timeToFirstTokenMs: (firstTokenAt || performance.now()) - started,
+      },
+    };
+  } catch (err) {
+    lease.release();
+    throw err;
+  }
+}
+
+/** Adds the exchange to the history; a reply cut short gets the end-of-reply token (rule 4). */
+function recordReply(session: Session, user: HistoryMessage, text: string, ids: number[], reason: StopReason): void {
+  const ended = reason === StopReason.STOP_REASON_EOS || reason === StopReason.STOP_REASON_STOP_STRING;
+  const end = session.host.endOfReplyToken;
+  const tokens = ended || end === undefined ? ids : [...ids, end];
+  session.history.push(user, { role: "bot", text, tokens });
+  session.updatedAt = Date.now();
+}
+
+/** Evaluates the reply's last token and the template glue after it, off the client's clock. */
+function settle(session: Session, lease: SequenceLease): void {
+  const tokens = session.tokens();
+  session.settling = lease
+    .sync(tokens, new AbortController().signal)
+    .then(() => undefined)
+    .catch(() => undefined)
+    .finally(() => lease.release());
+}
+
+function prefillStats(p: { inputTokens: number; reusedTokens: number; evaluatedTokens: number; prefillMs: number }) {
+  return {
+    inputTokens: p.inputTokens,
+    reusedTokens: p.reusedTokens,
+    evaluatedTokens: p.evaluatedTokens,
+    prefillMs: p.prefillMs,
+    prefillTokensPerSecond: p.prefillMs > 0 ? (p.evaluatedTokens * 1000) / p.prefillMs : 0,
+  };
+}

@@ -1,0 +1,52 @@
+import type { Segment } from "../engine/types.js";
+import { MESSAGE, type ChatTemplate } from "./ChatTemplate.js";
+
+export type Role = "system" | "user" | "bot" | "tool";
+
+/** What the renderer needs of a message: bot replies carry the exact ids that were sampled. */
+export interface RenderMessage {
+  role: Role;
+  text: string;
+  tokens?: readonly number[];
+}
+
+/**
+ * Renders messages by the reference's rules: each by its role's format (`first` for the first
+ * user message), dropping the prefix when the previous message has the same role and the suffix
+ * when the next one does. Template text becomes control segments; message text stays plain.
+ */
+export function render(template: ChatTemplate, messages: readonly RenderMessage[]): Segment[] {
+  const segments: Segment[] = [];
+  const firstUser = messages.findIndex((m) => m.role === "user");
+  messages.forEach((msg, i) => {
+    const format = formatFor(template, msg.role, i === firstUser && i <= 1);
+    const [prefix = "", suffix = ""] = format.split(MESSAGE);
+    if (messages[i - 1]?.role !== msg.role && prefix) segments.push({ kind: "control", text: prefix });
+    if (msg.role === "bot" && msg.tokens) segments.push({ kind: "tokens", ids: msg.tokens, text: msg.text });
+    else if (msg.text) segments.push({ kind: "text", text: msg.text });
+    if (messages[i + 1]?.role !== msg.role && suffix) segments.push({ kind: "control", text: suffix });
+  });
+  return segments;
+}
+
+function formatFor(template: ChatTemplate, role: Role, isFirstUser: boolean): string {
+  switch (role) {
+    case "system":
+      return template.system ?? MESSAGE;
+    case "user":
+      return (isFirstUser && template.first) || template.user;
+    case "bot":
+      return template.bot;
+    case "tool":
+      return template.tool_response ?? template.user;
+    default:
+      return role satisfies never;
+  }
+}
+
+/** Renders segments to one string (for `templates render` and golden tests). */
+export function renderToString(template: ChatTemplate, messages: readonly RenderMessage[]): string {
+  return render(template, messages)
+    .map((s) => s.text)
+    .join("");
+}

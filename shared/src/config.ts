@@ -1,0 +1,56 @@
+// Every environment variable nanollm reads, with its default, lives in this file.
+import os from "node:os";
+import path from "node:path";
+
+/** Default daemon port (documented in the README). */
+export const DEFAULT_PORT = 7433;
+export const DEFAULT_LISTEN = `127.0.0.1:${DEFAULT_PORT}`;
+
+/**
+ * The model fetched when none is given: a ~0.8 GB Q4 instruct model that chats and calls tools
+ * well for its size. Overridden by --model or NANOLLM_MODEL.
+ */
+export const DEFAULT_MODEL_URI = "hf:bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M";
+
+export interface EnvConfig {
+  /** NANOLLM_MODEL: model path or hf: URI for `serve` (default: DEFAULT_MODEL_URI). */
+  model: string | undefined;
+  /** NANOLLM_LISTEN: address `serve` binds (default 127.0.0.1:7433). */
+  listen: string;
+  /** NANOLLM_HOST: address `chat` and the admin commands connect to (default 127.0.0.1:7433). */
+  host: string;
+  /** NANOLLM_THREADS: compute threads (default: the machine's cores). */
+  threads: number;
+  /** NANOLLM_PARALLEL: KV-cache sequences, i.e. sessions that hold a cache at once (default 4). */
+  parallel: number;
+  /** NANOLLM_CTX: context tokens per session (default 4096). */
+  ctx: number;
+  /** NANOLLM_GPU: auto | cpu | cuda | vulkan | metal (default auto). */
+  gpu: string;
+  /** NANOLLM_KV_CACHE_TYPE: f16 | q8_0 (default f16). */
+  kvCacheType: string;
+  /** NANOLLM_MODELS_DIR: where downloaded models are kept (default ~/.cache/nanollm/models). */
+  modelsDir: string;
+}
+
+/** Reads the environment once; flags override these values. */
+export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
+  const cacheHome = env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache");
+  return {
+    model: env.NANOLLM_MODEL || undefined,
+    listen: env.NANOLLM_LISTEN || DEFAULT_LISTEN,
+    host: env.NANOLLM_HOST || DEFAULT_LISTEN,
+    threads: positiveInt(env.NANOLLM_THREADS) ?? Math.max(1, os.availableParallelism()),
+    parallel: positiveInt(env.NANOLLM_PARALLEL) ?? 4,
+    ctx: positiveInt(env.NANOLLM_CTX) ?? 4096,
+    gpu: env.NANOLLM_GPU || "auto",
+    kvCacheType: env.NANOLLM_KV_CACHE_TYPE || "f16",
+    modelsDir: env.NANOLLM_MODELS_DIR || path.join(cacheHome, "nanollm", "models"),
+  };
+}
+
+function positiveInt(value: string | undefined): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const n = Number(value);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
