@@ -21,8 +21,11 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
     let failed = false;
     const abortAll = () => streamAbort.abort();
     call.on("cancelled", abortAll);
-    call.on("close", abortAll);
     shutdown.addEventListener("abort", abortAll, { once: true });
+    call.on("close", () => {
+      abortAll();
+      shutdown.removeEventListener("abort", abortAll);
+    });
 
     const write = async (event: ChatEvent) => {
       if (streamAbort.signal.aborted || failed) return;

@@ -1,0 +1,86 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { startDaemon, type RunningDaemon } from "@nanollm/daemon";
+import { NanoClient } from "nanollm/dist/client/NanoClient.js";
+
+/** The built CLI entry point. */
+export const CLI = fileURLToPath(new URL("../../../cli/dist/main.js", import.meta.url));
+
+export interface TestDaemon {
+  address: string;
+  client: NanoClient;
+  stop(): Promise<void>;
+}
+
+/** The real daemon in this process on 127.0.0.1:0, one compute thread (the box has two cores). */
+export async function inProcessDaemon(modelPath: string, opts: { parallel?: number; ctx?: number } = {}): Promise<TestDaemon & { daemon: RunningDaemon }> {
+  const daemon = await startDaemon({
+    modelPath,
+    listen: "127.0.0.1:0",
+    threads: 1,
+    parallel: opts.parallel ?? 4,
+    ctx: opts.ctx ?? 1024,
+    gpu: "cpu",
+    kvCacheType: "f16",
+    log: () => {},
+  });
+  const client = new NanoClient(daemon.address);
+  return {
+    daemon,
+    address: daemon.address,
+    client,
+    stop: async () => {
+      client.close();
+      await daemon.close(1000);
+    },
+  };
+}
+
+/** `nanollm serve` as a child process; resolves once it logs its bound address. */
+export async function spawnDaemon(modelPath: string, extra: string[] = []): Promise<TestDaemon & { proc: ChildProcess; log: () => string }> {
+  const proc = spawn(process.execPath, [CLI, "serve", "--model", modelPath, "--listen", "127.0.0.1:0", "--threads", "1", "--gpu", "cpu", ...extra], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  const address = await new Promise<string>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      log += chunk.toString();
+      const match = /listening on (\S+)/.exec(log);
+      if (match) resolve(match[1]!);
+    };
+    proc.stderr!.on("data", onData);
+    proc.stdout!.on("data", onData);
+    proc.once("exit", (code) => reject(new Error(`daemon exited with ${code} before listening:\n${log}`)));
+  });
+  const client = new NanoClient(address);
+  return {
+    proc,
+    address,
+    client,
+    log: () => log,
+    stop: async () => {
+      client.close();
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once("exit", r));
+        proc.kill("SIGTERM");
+        await exited;
+      }
+    },
+  };
+}
+
+/** Runs a turn to its end and returns the reply text, its token ids and the end event. */
+export async function turn(client: NanoClient, sessionId: string, text: string, maxNewTokens = 24, signal?: AbortSignal) {
+  let streamed = "";
+  const ids: number[] = [];
+  for await (const ev of client.turn(sessionId, text, { maxNewTokens }, signal)) {
+    const kind = ev.kind;
+    if (kind?.$case === "text") {
+      streamed += kind.text.text;
+      ids.push(...kind.text.tokenIds);
+    } else if (kind?.$case === "end") {
+      return { text: kind.end.reply, streamed, ids, end: kind.end };
+    }
+  }
+  throw new Error("the turn's stream ended without a TurnEnd event");
+}
