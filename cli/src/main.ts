@@ -3,13 +3,15 @@ import { Command, CommanderError } from "commander";
 import { NanoError, VERSION } from "@nanollm/shared";
 import { adminCommands } from "./commands/admin.js";
 import { chatCommand } from "./commands/chat.js";
+import { pullCommand } from "./commands/pull.js";
 import { serveCommand } from "./commands/serve.js";
 
 const program = new Command("nanollm")
   .description("a chat daemon with per-session KV caches, and its terminal client")
   .version(VERSION)
   .addCommand(serveCommand())
-  .addCommand(chatCommand());
+  .addCommand(chatCommand())
+  .addCommand(pullCommand());
 for (const cmd of adminCommands()) program.addCommand(cmd);
 program.exitOverride();
 

@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { CLI, spawnDaemon, type TestDaemon } from "./helpers/daemon.js";
+import { tinyModel } from "./helpers/fixtures.js";
+
+/** Runs the nanollm CLI to completion. */
+function nanollm(args: string[], stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    proc.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    proc.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    proc.on("exit", (code) => resolve({ code, stdout, stderr }));
+    proc.stdin.end(stdin ?? "");
+  });
+}
+
+describe("nanollm chat, non-interactive", () => {
+  let d: TestDaemon;
+  before(async () => {
+    d = await spawnDaemon(tinyModel(), ["--ctx", "1024"]);
+  });
+  after(() => d.stop());
+
+  it("runs each --prompt as one turn of one session: replies on stdout, stats on stderr", async () => {
+    const r = await nanollm(["chat", "--host", d.address, "--chat-template", "chat-ml", "--prompt", "Hello there", "--prompt", "And then?", "--max-new-tokens", "12"]);
+    assert.equal(r.code, 0, r.stderr);
+    const replies = r.stdout.split("\n").filter(Boolean);
+    assert.equal(replies.length, 2, r.stdout);
+    assert.match(r.stderr, /template chat-ml \(requested\)/);
+    const stats = [...r.stderr.matchAll(/(\d+) prompt tokens \((\d+) reused, (\d+) evaluated\).*?(\d+) tokens in/g)];
+    assert.equal(stats.length, 2, r.stderr);
+    assert.equal(stats[0]![4], "12");
+    assert.ok(Number(stats[1]![2]) > 0, "the second turn reused the first turn's cache");
+    const sessions = await d.client.listSessions();
+    assert.ok(sessions.some((s) => s.messageCount === 4), "both prompts went to one session");
+  });
+
+  it("takes the prompt from piped stdin, and greedy output is reproducible", async () => {
+    const a = await nanollm(["chat", "--host", d.address, "--chat-template", "chat-ml", "--max-new-tokens", "10"], "Once upon a time\n");
+    const b = await nanollm(["chat", "--host", d.address, "--chat-template", "chat-ml", "--prompt", "Once upon a time", "--max-new-tokens", "10"]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.ok(a.stdout.trim().length > 0);
+    assert.equal(a.stdout, b.stdout);
+  });
+
+  it("rejects a bad flag with one sentence", async () => {
+    const r = await nanollm(["chat", "--host", d.address, "--max-new-tokens", "lots", "--prompt", "x"]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /--max-new-tokens.*expected a whole number/);
+  });
+});
+
+describe("nanollm without a daemon", () => {
+  it("says nothing listens and suggests nanollm serve", async () => {
+    const r = await nanollm(["chat", "--host", "127.0.0.1:1", "--prompt", "hi"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim(), "nanollm: Nothing is listening at 127.0.0.1:1; start the daemon with `nanollm serve` (or pass --host).");
+  });
+
+  it("serve with a missing model file exits with one sentence", async () => {
+    const r = await nanollm(["serve", "--model", "/nonexistent/model.gguf", "--listen", "127.0.0.1:0"]);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim(), "nanollm: Model file /nonexistent/model.gguf does not exist; pass the path of a .gguf file.");
+  });
+});
