@@ -17,6 +17,12 @@ export interface TinyLlamaOptions {
     extraControlTokens?: string[];
     /** Storage of the 2-D weights (norms stay F32). Default "f32". */
     weightType?: "f32" | "f16" | "q8_0";
+    /**
+     * Make EOS the greedy choice at every step (for end-of-generation tests): embedding dim 0 is a
+     * large constant for every token, so the final hidden state always leans on it, and only the
+     * EOS output row reads that dimension strongly.
+     */
+    eosEager?: boolean;
 }
 
 export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -142,7 +148,7 @@ export function makeTinyLlama(path: string, opts: TinyLlamaOptions = {}): void {
     const {
         seed = 1, nEmbd = 128, nLayer = 2, nHead = 4, nHeadKv = 4, nFf = 256,
         contextLength = 4096, name = "nanollm-tiny-test", chatTemplate, extraControlTokens = [],
-        weightType = "f32",
+        weightType = "f32", eosEager = false,
     } = opts;
     if (nEmbd % nHead !== 0 || nHead % nHeadKv !== 0) throw new Error("nEmbd % nHead and nHead % nHeadKv must be 0");
     const headDim = nEmbd / nHead;
@@ -186,7 +192,9 @@ export function makeTinyLlama(path: string, opts: TinyLlamaOptions = {}): void {
     const F32 = GgmlType.F32;
     const W = WEIGHT_GGML_TYPE[weightType];
     const inStd = (n: number): number => 1 / Math.sqrt(n);
-    w.addTensor("token_embd.weight", [nEmbd, nVocab], matrix(nVocab, nEmbd, 1), W);
+    const embd = matrix(nVocab, nEmbd, 1);
+    if (eosEager) for (let t = 0; t < nVocab; t++) embd[t * nEmbd] = 50;
+    w.addTensor("token_embd.weight", [nEmbd, nVocab], embd, W);
     for (let i = 0; i < nLayer; i++) {
         const p = `blk.${i}.`;
         w.addTensor(p + "attn_norm.weight", [nEmbd], ones(nEmbd), F32)
@@ -202,6 +210,7 @@ export function makeTinyLlama(path: string, opts: TinyLlamaOptions = {}): void {
     w.addTensor("output_norm.weight", [nEmbd], ones(nEmbd), F32);
     const output = matrix(nVocab, nEmbd, 2 / Math.sqrt(nEmbd));
     output.fill(0, 0, vocab.firstNormalId * nEmbd);
+    if (eosEager) output[EOS_ID * nEmbd] = 5;
     w.addTensor("output.weight", [nEmbd, nVocab], output, W);
     w.write(path);
 }

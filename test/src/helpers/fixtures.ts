@@ -1,22 +1,25 @@
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { CHATML_TEMPLATE, makeTinyLlama } from "../gguf/makeTinyLlama.js";
+import { CHATML_TEMPLATE, makeTinyLlama, type TinyLlamaOptions } from "../gguf/makeTinyLlama.js";
 
 /** test/fixtures/models, where `make fixtures` writes the generated GGUF files. */
 export const FIXTURE_DIR = fileURLToPath(new URL("../../fixtures/models/", import.meta.url));
 
 /** The default test model (chat-ml metadata, seeded random weights), generated if missing. */
-export function tinyModel(name = "tiny-chatml", seed = 1): string {
+export function tinyModel(name = "tiny-chatml", seed = 1, extra: Partial<TinyLlamaOptions> = {}): string {
   const file = path.join(FIXTURE_DIR, `${name}.gguf`);
   if (!fs.existsSync(file)) {
     fs.mkdirSync(FIXTURE_DIR, { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
-    makeTinyLlama(tmp, { seed, name, chatTemplate: CHATML_TEMPLATE, contextLength: 4096 });
+    makeTinyLlama(tmp, { seed, name, chatTemplate: CHATML_TEMPLATE, contextLength: 4096, ...extra });
     fs.renameSync(tmp, file);
   }
   return file;
 }
+
+/** A model that ends every reply with EOS at once under greedy decoding. */
+export const eosEagerModel = () => tinyModel("tiny-eos-eager", 1, { eosEager: true });
 
 /** A fresh temporary folder for one test file. */
 export function tempDir(prefix: string): string {

@@ -1,4 +1,4 @@
 // `make fixtures`: writes the generated test models into test/fixtures/models.
-import { tinyModel } from "./fixtures.js";
+import { eosEagerModel, tinyModel } from "./fixtures.js";
 
-process.stdout.write(`fixture ${tinyModel()}\n`);
+for (const file of [tinyModel(), eosEagerModel()]) process.stdout.write(`fixture ${file}\n`);

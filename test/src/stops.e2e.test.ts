@@ -1,0 +1,62 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { StopReason } from "@nanollm/shared";
+import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
+import { eosEagerModel, tempDir, tinyModel } from "./helpers/fixtures.js";
+
+describe("how replies end, on the real engine", () => {
+  let d: TestDaemon;
+  let eager: TestDaemon;
+  const dir = tempDir("stops");
+  before(async () => {
+    d = await inProcessDaemon(tinyModel());
+    eager = await inProcessDaemon(eosEagerModel());
+  });
+  after(async () => {
+    await d.stop();
+    await eager.stop();
+  });
+
+  it("stops at a stop string that spans several tokens and never shows it", async () => {
+    const plain = await d.client.createSession({ chatTemplate: "raw" });
+    const free = await turn(d.client, plain.sessionId, "Once upon a time", 40);
+    // Pick a stop string from the middle of the deterministic greedy reply, across token borders.
+    const stop = free.text.slice(20, 32);
+    assert.equal(stop.length, 12);
+    const file = path.join(dir, "raw-with-stop.json");
+    fs.writeFileSync(file, JSON.stringify({ name: "raw-with-stop", user: "${MESSAGE}", bot: "${MESSAGE}", stop: [stop] }));
+    const s = await d.client.createSession({ chatTemplate: file });
+    const t = await turn(d.client, s.sessionId, "Once upon a time", 40);
+    assert.equal(t.end.stopReason, StopReason.STOP_REASON_STOP_STRING);
+    assert.equal(t.text, free.text.slice(0, free.text.indexOf(stop)));
+    assert.equal(t.streamed, t.text, "no part of the stop string was streamed");
+    assert.ok(!t.text.includes(stop));
+    const stopTokens = t.end.stats!.generatedTokens - t.ids.filter((_, i) => i < t.ids.length).length;
+    assert.ok(stopTokens >= 0);
+  });
+
+  it("ends on the model's end-of-generation token", async () => {
+    const s = await eager.client.createSession({ chatTemplate: "chat-ml" });
+    const t = await turn(eager.client, s.sessionId, "Hello", 20);
+    assert.equal(t.end.stopReason, StopReason.STOP_REASON_EOS);
+    assert.equal(t.end.stats!.generatedTokens, 1);
+    assert.equal(t.text, "");
+  });
+
+  it("honours min_new_tokens even though the model wants to end at once", async () => {
+    const s = await eager.client.createSession({ chatTemplate: "chat-ml" });
+    let text = "";
+    let end;
+    for await (const ev of eager.client.turn(s.sessionId, "Hello", { maxNewTokens: 20, minNewTokens: 6 })) {
+      if (ev.kind?.$case === "text") text += ev.kind.text.text;
+      if (ev.kind?.$case === "end") end = ev.kind.end;
+    }
+    assert.equal(end?.stopReason, StopReason.STOP_REASON_EOS);
+    assert.equal(end?.stats?.generatedTokens, 7, "six forced tokens, then the EOS the model wanted");
+    assert.ok(text.length > 0);
+    const next = await turn(eager.client, s.sessionId, "Again", 20);
+    assert.equal(next.end.stopReason, StopReason.STOP_REASON_EOS, "the session goes on normally");
+  });
+});

@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { NanoError } from "@nanollm/shared";
+import { renderToString, TemplateRegistry } from "@nanollm/daemon";
+import { ReplyText } from "@nanollm/daemon/dist/sessions/ReplyText.js";
+import { resolveSampling } from "@nanollm/daemon/dist/sessions/params.js";
+import { tempDir } from "./helpers/fixtures.js";
+
+describe("ReplyText", () => {
+  // Each "token" is one character here, so stop strings necessarily span several tokens.
+  const feed = (pieces: string[], stops: string[]) => {
+    const text = new ReplyText((ids) => ids.map((i) => pieces[i]).join(""), stops);
+    const deltas: string[] = [];
+    let stopped = false;
+    for (let i = 1; i <= pieces.length && !stopped; i++) {
+      const r = text.update(pieces.slice(0, i).map((_, j) => j));
+      deltas.push(r.delta);
+      stopped = r.stopped;
+    }
+    deltas.push(text.flush());
+    return { shown: deltas.join(""), final: text.final, stopped, deltas };
+  };
+
+  it("holds back a possible stop string and cuts at it", () => {
+    const r = feed([..."Hello ###", ..." more"], ["###"]);
+    assert.equal(r.shown, "Hello ");
+    assert.equal(r.final, "Hello ");
+    assert.ok(r.stopped);
+  });
+
+  it("releases held-back text that turns out not to be a stop string", () => {
+    const r = feed([..."a #b ## c"], ["###"]);
+    assert.equal(r.shown, "a #b ## c");
+    assert.ok(!r.stopped);
+    assert.equal(r.deltas[2], "", "the lone # waited for the next token");
+  });
+
+  it("never emits a half UTF-8 character", () => {
+    // As llama.cpp detokenizes: a multi-byte character split over two tokens shows U+FFFD until complete.
+    const texts = ["caf", "caf\uFFFD", "café!"];
+    const text = new ReplyText((ids) => texts[ids.length - 1]!, []);
+    const deltas = [0, 1, 2].map((n) => text.update(Array.from({ length: n + 1 }, (_, i) => i)).delta);
+    assert.deepEqual(deltas, ["caf", "", "é!"]);
+  });
+});
+
+describe("templates", () => {
+  const registry = new TemplateRegistry();
+
+  it("renders chat-ml as the reference does (golden text written by hand)", () => {
+    const chatml = registry.resolve("chat-ml");
+    const got = renderToString(chatml, [
+      { role: "system", text: "Be brief." },
+      { role: "user", text: "Hi" },
+      { role: "bot", text: "Hello!" },
+      { role: "user", text: "Bye" },
+    ]);
+    assert.equal(
+      got,
+      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n",
+    );
+  });
+
+  it("merges consecutive messages of one role (rule 2)", () => {
+    const got = renderToString(registry.resolve("chat-ml"), [
+      { role: "user", text: "one" },
+      { role: "user", text: "two" },
+    ]);
+    assert.equal(got, "<|im_start|>user\nonetwo<|im_end|>\n<|im_start|>assistant\n");
+  });
+
+  it("rejects a bad template file naming the file and the field", () => {
+    const dir = tempDir("tpl");
+    const file = path.join(dir, "mine.json");
+    fs.writeFileSync(file, JSON.stringify({ user: "no placeholder", bot: "${MESSAGE}" }));
+    assert.throws(() => registry.resolve(file), (e: unknown) => e instanceof NanoError && e.message.includes(file) && e.message.includes('"user"'));
+    fs.writeFileSync(file, "{ not json");
+    assert.throws(() => registry.resolve(file), /not valid JSON/);
+    fs.writeFileSync(file, JSON.stringify({ user: "${MESSAGE}", bot: "${MESSAGE}" }));
+    assert.equal(registry.resolve(file).name, file, "a template without a name is named after its file");
+  });
+});
+
+describe("generation settings", () => {
+  it("layers turn over session over daemon defaults", () => {
+    const s = resolveSampling({ maxNewTokens: 10, temperature: 0.3 }, { maxNewTokens: 5 });
+    assert.equal(s.maxNewTokens, 5);
+    assert.equal(s.temperature, 0.3);
+    assert.equal(s.doSample, false, "greedy by default");
+  });
+
+  it("refuses out-of-range values with the field's name", () => {
+    assert.throws(() => resolveSampling({ minNewTokens: 9, maxNewTokens: 4 }), /min_new_tokens must be between 0 and max_new_tokens/);
+    assert.throws(() => resolveSampling({ repetitionPenalty: 0 }), /repetition_penalty/);
+    assert.throws(() => resolveSampling({ temperature: Number.NaN }), /temperature/);
+  });
+});
