@@ -49,20 +49,29 @@ export class ModelHost {
     }
     const llama = await sharedLlama(opts.gpu, opts.threads, opts.log);
     let model: LlamaModel;
-    let lastShown = -1;
+    const started = performance.now();
+    let lastShown = started;
+    opts.log(`loading ${file} (${(fs.statSync(file).size / 2 ** 20).toFixed(1)} MiB)`);
     try {
       model = await llama.loadModel({
         modelPath: file,
+        // At most one progress line a second, so big models show progress and small ones stay quiet.
         onLoadProgress: (p) => {
-          const pct = Math.floor(p * 10) * 10;
-          if (pct > lastShown) opts.log(`loading ${path.basename(file)}: ${pct}%`);
-          lastShown = pct;
+          const now = performance.now();
+          if (now - lastShown < 1000 || p >= 1) return;
+          lastShown = now;
+          opts.log(`loading ${path.basename(file)}: ${Math.floor(p * 100)}%`);
         },
       });
     } catch (err) {
       throw fail.invalid(`${file} is not a loadable GGUF model (${firstLine(err)}); check the file is complete and a llama.cpp model.`);
     }
     const trainCtx = model.trainContextSize;
+    const shape = modelShape(model);
+    if (opts.kvCacheType === "q8_0" && shape.headDim % 32 !== 0) {
+      await model.dispose();
+      throw fail.invalid(`--kv-cache-type q8_0 needs an attention head size divisible by 32, and ${path.basename(file)} has ${shape.headDim}; use f16.`);
+    }
     if (opts.ctx < 16) throw fail.invalid(`--ctx ${opts.ctx} is too small; use at least 16 tokens.`);
     const kvType = opts.kvCacheType === "q8_0" ? "Q8_0" : "F16";
     let context: LlamaContext;
@@ -80,7 +89,8 @@ export class ModelHost {
       await model.dispose();
       throw fail.exhausted(`Could not create a ${opts.parallel}×${opts.ctx}-token context for ${path.basename(file)} (${firstLine(err)}); lower --ctx or --parallel.`);
     }
-    const facts = describe(model, file, opts, context.contextSize, trainCtx);
+    const facts = describe(model, shape, file, opts, context.contextSize, trainCtx);
+    opts.log(`loaded ${facts.name} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     return new ModelHost(model, context, facts);
   }
 
@@ -142,8 +152,13 @@ export class ModelHost {
   }
 }
 
-function describe(model: LlamaModel, file: string, opts: EngineOptions, ctx: number, trainCtx: number): ModelFacts {
-  const meta = model.fileInfo.metadata;
+interface ModelShape {
+  layers: number;
+  headDim: number;
+  kvEmbd: number;
+}
+
+function modelShape(model: LlamaModel): ModelShape {
   const arch = model.fileInfo.architectureMetadata as {
     block_count?: number;
     embedding_length?: number;
@@ -153,6 +168,11 @@ function describe(model: LlamaModel, file: string, opts: EngineOptions, ctx: num
   const kvHeadsRaw = arch.attention?.head_count_kv ?? heads;
   const kvHeads = Array.isArray(kvHeadsRaw) ? Math.max(...kvHeadsRaw) : kvHeadsRaw;
   const headDim = arch.attention?.key_length ?? (arch.embedding_length ?? 0) / heads;
+  return { layers: arch.block_count ?? 0, headDim, kvEmbd: kvHeads * headDim };
+}
+
+function describe(model: LlamaModel, shape: ModelShape, file: string, opts: EngineOptions, ctx: number, trainCtx: number): ModelFacts {
+  const meta = model.fileInfo.metadata;
   const parameters = model.fileInfo.tensorInfo?.reduce((sum, t) => sum + t.dimensions.reduce<number>((a, d) => a * Number(d), 1), 0) ?? 0;
   return {
     name: path.basename(file).replace(/\.gguf$/i, ""),
@@ -162,7 +182,7 @@ function describe(model: LlamaModel, file: string, opts: EngineOptions, ctx: num
     parameters,
     contextSize: ctx,
     sequences: opts.parallel,
-    kvCacheBytes: kvCacheBytes({ layers: arch.block_count ?? 0, kvEmbd: kvHeads * headDim }, ctx * opts.parallel, opts.kvCacheType),
+    kvCacheBytes: kvCacheBytes(shape, ctx * opts.parallel, opts.kvCacheType),
     kvCacheType: opts.kvCacheType,
     trainContextSize: trainCtx,
     ggufName: String(meta.general?.name ?? ""),
