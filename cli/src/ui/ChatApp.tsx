@@ -56,6 +56,13 @@ export function ChatApp({ client, session, params }: Props) {
     }
   };
 
+  // Typed-ahead or pasted text can arrive with its Enter in one chunk: the line break submits.
+  const onChange = (value: string) => {
+    const end = value.search(/[\r\n]/);
+    if (end >= 0) void send(value.slice(0, end));
+    else setInput(value);
+  };
+
   return (
     <Box flexDirection="column">
       <Static items={state.entries}>
@@ -69,7 +76,7 @@ export function ChatApp({ client, session, params }: Props) {
       {state.live !== undefined && <Text>{state.live}</Text>}
       <Box>
         <Text color="cyan">› </Text>
-        <TextInput value={input} onChange={setInput} onSubmit={(t) => void send(t)} />
+        <TextInput value={input} onChange={onChange} onSubmit={(t) => void send(t)} />
       </Box>
       <Text color="gray">
         {client.host} · {session.model} · {session.chatTemplate}
