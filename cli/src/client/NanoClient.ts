@@ -47,6 +47,15 @@ export class NanoClient {
     return this.unary((cb: Callback<SessionInfo>) => this.sessions.resetSession({ sessionId }, this.meta(), this.opts(), cb));
   }
 
+  updateSession(sessionId: string, change: { systemPrompt?: string; chatTemplate?: string; defaults?: GenerationParams }): Promise<SessionInfo> {
+    return this.unary((cb: Callback<SessionInfo>) => this.sessions.updateSession({ sessionId, defaults: undefined, ...change }, this.meta(), this.opts(), cb));
+  }
+
+  /** Keeps the first `keepMessages` messages of the history. */
+  truncateSession(sessionId: string, keepMessages: number): Promise<SessionInfo> {
+    return this.unary((cb: Callback<SessionInfo>) => this.sessions.truncateSession({ sessionId, keepMessages }, this.meta(), this.opts(), cb));
+  }
+
   async deleteSession(sessionId: string): Promise<void> {
     await this.unary((cb: Callback<object>) => this.sessions.deleteSession({ sessionId }, this.meta(), this.opts(), cb));
   }

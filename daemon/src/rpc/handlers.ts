@@ -44,6 +44,10 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
     getSession: unary(log, (req) => sessionInfo(sessions.get(req.sessionId), req.withHistory)),
     listSessions: unary(log, () => ({ sessions: sessions.list().map((s) => sessionInfo(s, false)) })),
     resetSession: unary(log, async (req) => sessionInfo(await sessions.reset(req.sessionId), false)),
+    updateSession: unary(log, async (req) =>
+      sessionInfo(await sessions.update(req.sessionId, { systemPrompt: req.systemPrompt, template: req.chatTemplate, defaults: req.defaults }), false),
+    ),
+    truncateSession: unary(log, async (req) => sessionInfo(await sessions.truncate(req.sessionId, req.keepMessages), false)),
     deleteSession: unary(log, async (req) => {
       await sessions.delete(req.sessionId);
       return {};

@@ -27,8 +27,8 @@ export class Session {
   constructor(
     readonly id: string,
     readonly host: ModelHost,
-    readonly template: ChatTemplate,
-    readonly templateReason: string,
+    public template: ChatTemplate,
+    public templateReason: string,
     public systemPrompt: string,
     public defaults: GenerationParams,
   ) {}

@@ -6,6 +6,11 @@ import { selectTemplate } from "../templates/select.js";
 import { checkParams } from "./params.js";
 import { Session, type HistoryMessage } from "./Session.js";
 
+/** The fields of `p` that are set (proto3 optionals arrive as undefined when unset). */
+function definedOnly<T extends object>(p: T): Partial<T> {
+  return Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 export interface CreateOptions {
   host: ModelHost;
   /** Template name or JSON path; empty means chosen from the model. */
@@ -62,6 +67,37 @@ export class SessionStore {
     await session.settling;
     this.sessions.delete(id);
     await session.host.pool.forget(id);
+  }
+
+  /** Changes the system prompt, template or defaults; the next turn reuses the cache up to the first changed token. */
+  async update(id: string, change: { systemPrompt?: string; template?: string; defaults?: GenerationParams }): Promise<Session> {
+    const session = this.idle(id);
+    const defaults = { ...session.defaults, ...definedOnly(change.defaults ?? {}) };
+    checkParams(defaults);
+    const template = change.template ? this.templates.resolve(change.template) : session.template;
+    await session.settling;
+    const before = { template: session.template, systemPrompt: session.systemPrompt };
+    session.template = template;
+    if (change.systemPrompt !== undefined) session.systemPrompt = change.systemPrompt;
+    const used = session.tokens().length;
+    if (used >= session.contextSize) {
+      Object.assign(session, before);
+      throw fail.invalid(`With that change the conversation is ${used} tokens, more than the context of ${session.contextSize}; use a shorter system prompt or reset the session.`);
+    }
+    if (change.template) session.templateReason = "requested";
+    session.defaults = defaults;
+    session.updatedAt = Date.now();
+    return session;
+  }
+
+  /** Keeps the first `keep` messages (e.g. /undo drops the last exchange). */
+  async truncate(id: string, keep: number): Promise<Session> {
+    const session = this.idle(id);
+    if (keep > session.history.length) throw fail.invalid(`Session ${id} has only ${session.history.length} messages; keep at most that many.`);
+    await session.settling;
+    session.history = session.history.slice(0, keep);
+    session.updatedAt = Date.now();
+    return session;
   }
 
   get size(): number {
