@@ -1,7 +1,8 @@
 import { Role, type Message, type ModelInfo, type SessionInfo } from "@nanollm/shared";
 import type { ModelHost } from "../engine/ModelHost.js";
 import type { HistoryMessage, Session } from "../sessions/Session.js";
-import { selectTemplate } from "../templates/select.js";
+import { chooseTemplate } from "../templates/chooseTemplate.js";
+import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
 import type { Role as DomainRole } from "../templates/render.js";
 import { fail } from "@nanollm/shared";
 
@@ -39,9 +40,9 @@ export function messageFromWire(m: Message, index: number): HistoryMessage {
   return { role, text: m.text, tokens: role === "bot" ? [...m.tokenIds] : [] };
 }
 
-export function modelInfo(h: ModelHost): ModelInfo {
+export function modelInfo(h: ModelHost, templates: TemplateRegistry): ModelInfo {
   const f = h.facts;
-  const choice = selectTemplate(f);
+  const choice = chooseTemplate(f, templates);
   return {
     name: f.name,
     file: f.file,
@@ -52,7 +53,7 @@ export function modelInfo(h: ModelHost): ModelInfo {
     sequences: f.sequences,
     kvCacheBytes: f.kvCacheBytes,
     kvCacheType: f.kvCacheType,
-    defaultTemplate: choice.name,
+    defaultTemplate: choice.template.name,
     defaultTemplateReason: choice.reason,
   };
 }

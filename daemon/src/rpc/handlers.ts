@@ -57,7 +57,7 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
 
 export function modelHandlers(state: DaemonState): ModelServiceServer & UntypedServiceImplementation {
   return {
-    listModels: unary(state.log, async () => ({ models: (await state.models.list()).map(modelInfo) })),
+    listModels: unary(state.log, async () => ({ models: (await state.models.list()).map((m) => modelInfo(m, state.sessions.templates)) })),
     getServerInfo: unary(state.log, () => ({
       version: VERSION,
       backend: state.backend,

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { fail, type GenerationParams } from "@nanollm/shared";
 import type { ModelHost } from "../engine/ModelHost.js";
 import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
-import { selectTemplate } from "../templates/select.js";
+import { chooseTemplate } from "../templates/chooseTemplate.js";
 import { checkParams } from "./params.js";
 import { Session, type HistoryMessage } from "./Session.js";
 
@@ -25,13 +25,12 @@ export interface CreateOptions {
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
 
-  constructor(private readonly templates: TemplateRegistry) {}
+  constructor(readonly templates: TemplateRegistry) {}
 
   create(opts: CreateOptions): Session {
     checkParams(opts.defaults);
-    const choice = opts.template ? { name: opts.template, reason: "requested" } : selectTemplate(opts.host.facts);
-    const template = this.templates.resolve(choice.name);
-    const session = new Session(randomUUID(), opts.host, template, choice.reason, opts.systemPrompt ?? template.system_prompt ?? "", opts.defaults ?? {});
+    const { template, reason } = opts.template ? { template: this.templates.resolve(opts.template), reason: "requested" } : chooseTemplate(opts.host.facts, this.templates);
+    const session = new Session(randomUUID(), opts.host, template, reason, opts.systemPrompt ?? template.system_prompt ?? "", opts.defaults ?? {});
     for (const msg of opts.history) {
       const bad = msg.tokens.find((id) => !opts.host.isValidToken(id));
       if (bad !== undefined) throw fail.invalid(`History token id ${bad} is not in the model's vocabulary of ${opts.host.vocabSize}; send bot messages as text only.`);

@@ -4,6 +4,9 @@ import { resolveSampling } from "./params.js";
 import { ReplyText } from "./ReplyText.js";
 import type { HistoryMessage, Session } from "./Session.js";
 
+/** End-of-turn markers the reference also strips from replies when a model writes them as text. */
+const GLOBAL_STOPS = ["</s>", "<|endoftext|>", "<|im_end|>", "<eos>", "<|end_of_text|>", "<|eot_id|>"];
+
 /** Where a turn's text goes as it is generated; it resolves once the client can take more. */
 export type DeltaSink = (text: string, tokenIds: number[]) => Promise<void>;
 
@@ -52,7 +55,7 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
   const lease = await host.pool.acquire(session.id);
   try {
     const prefill = await lease.prefill(prompt, signal);
-    const stops = session.template.stop ?? [];
+    const stops = [...(session.template.stop ?? []), ...GLOBAL_STOPS];
     const replyText = new ReplyText((ids) => host.detokenize(ids, prompt.slice(-8)), stops);
     const ids: number[] = [];
     let sent = 0;

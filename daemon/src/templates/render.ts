@@ -12,14 +12,16 @@ export interface RenderMessage {
 
 /**
  * Renders messages by the reference's rules: each by its role's format (`first` for the first
- * user message), dropping the prefix when the previous message has the same role and the suffix
+ * user message after the system message), dropping the prefix when the previous message has the same role and the suffix
  * when the next one does. Template text becomes control segments; message text stays plain.
  */
 export function render(template: ChatTemplate, messages: readonly RenderMessage[]): Segment[] {
   const segments: Segment[] = [];
-  const firstUser = messages.findIndex((m) => m.role === "user");
+  // `first` is for the message right after the system message, or the very first message when
+  // the template has no system format.
+  const firstAt = template.system === undefined ? 0 : messages[0]?.role === "system" ? 1 : -1;
   messages.forEach((msg, i) => {
-    const format = formatFor(template, msg.role, i === firstUser && i <= 1);
+    const format = formatFor(template, msg.role, i === firstAt);
     const [prefix = "", suffix = ""] = format.split(MESSAGE);
     if (messages[i - 1]?.role !== msg.role && prefix) segments.push({ kind: "control", text: prefix });
     if (msg.role === "bot" && msg.tokens) segments.push({ kind: "tokens", ids: msg.tokens, text: msg.text });

@@ -1,0 +1,91 @@
+import { Template } from "@huggingface/jinja";
+import { MESSAGE, type ChatTemplate } from "./ChatTemplate.js";
+import { renderToString, type RenderMessage } from "./render.js";
+
+// Sentinels no real template contains, so their positions split the rendering into its parts.
+const S = "\u0001SYS\u0001";
+const U1 = "\u0001USR1\u0001";
+const A1 = "\u0001BOT1\u0001";
+const U2 = "\u0001USR2\u0001";
+
+type JinjaMessage = { role: "system" | "user" | "assistant"; content: string };
+
+/**
+ * Derives a template in our format from a model's own Jinja chat template by rendering sample
+ * conversations with sentinel texts and cutting at them; BOS is left to the tokenizer. The result
+ * is checked against the Jinja rendering of a longer conversation, and undefined when it differs.
+ */
+export function templateFromJinja(jinja: string, name: string, eosText = ""): ChatTemplate | undefined {
+  let template: Template;
+  try {
+    template = new Template(jinja);
+  } catch {
+    return undefined;
+  }
+  const run = (messages: JinjaMessage[]): string | undefined => {
+    try {
+      return template.render({ messages, add_generation_prompt: true, bos_token: "", eos_token: eosText });
+    } catch {
+      return undefined;
+    }
+  };
+  const a = run([{ role: "user", content: U1 }]);
+  const b = run([
+    { role: "user", content: U1 },
+    { role: "assistant", content: A1 },
+    { role: "user", content: U2 },
+  ]);
+  if (!a || !b) return undefined;
+  const [firstPrefix = "", afterUser = ""] = a.split(U1);
+  const between = cut(b, U1, A1);
+  const afterBot = cut(b, A1, U2);
+  if (between === undefined || afterBot === undefined || between !== afterUser) return undefined;
+  const userPrefix = commonSuffix(firstPrefix, afterBot);
+  const derived: ChatTemplate = {
+    name,
+    user: `${userPrefix}${MESSAGE}${afterUser}`,
+    bot: `${MESSAGE}${afterBot.slice(0, afterBot.length - userPrefix.length)}`,
+  };
+  const c = run([
+    { role: "system", content: S },
+    { role: "user", content: U1 },
+  ]);
+  const [sysPrefix = "", sysRest = ""] = c?.split(S) ?? [];
+  const sysSuffix = sysRest.split(U1)[0] ?? "";
+  if (c && sysSuffix.endsWith(userPrefix)) {
+    derived.system = `${sysPrefix}${MESSAGE}${sysSuffix.slice(0, sysSuffix.length - userPrefix.length)}`;
+    // A template that injects a default system message when none is given shows it here.
+    const injected = firstPrefix.slice(0, firstPrefix.length - userPrefix.length);
+    if (injected.startsWith(sysPrefix) && injected.endsWith(sysSuffix.slice(0, sysSuffix.length - userPrefix.length)) && injected.length > 0) {
+      derived.system_prompt = injected.slice(sysPrefix.length, injected.length - (sysSuffix.length - userPrefix.length));
+    }
+  } else if (firstPrefix !== userPrefix) {
+    derived.first = `${firstPrefix}${MESSAGE}${afterUser}`;
+  }
+  return selfCheck(derived, run) ? derived : undefined;
+}
+
+function selfCheck(t: ChatTemplate, run: (m: JinjaMessage[]) => string | undefined): boolean {
+  const convo: RenderMessage[] = [
+    ...(t.system ? [{ role: "system" as const, text: "Be kind." }] : []),
+    { role: "user", text: "Hi there" },
+    { role: "bot", text: "Hello." },
+    { role: "user", text: "How are you?" },
+    { role: "bot", text: "Fine." },
+    { role: "user", text: "Good." },
+  ];
+  const expected = run(convo.map((m) => ({ role: m.role === "bot" ? "assistant" : (m.role as "system" | "user"), content: m.text })));
+  return expected !== undefined && renderToString(t, convo) === expected;
+}
+
+function cut(text: string, from: string, to: string): string | undefined {
+  const start = text.indexOf(from);
+  const end = text.indexOf(to, start + from.length);
+  return start < 0 || end < 0 ? undefined : text.slice(start + from.length, end);
+}
+
+function commonSuffix(a: string, b: string): string {
+  let n = 0;
+  while (n < a.length && n < b.length && a[a.length - 1 - n] === b[b.length - 1 - n]) n++;
+  return a.slice(a.length - n);
+}
