@@ -5,13 +5,15 @@ import { adminCommands } from "./commands/admin.js";
 import { chatCommand } from "./commands/chat.js";
 import { pullCommand } from "./commands/pull.js";
 import { serveCommand } from "./commands/serve.js";
+import { templatesCommand } from "./commands/templates.js";
 
 const program = new Command("nanollm")
   .description("a chat daemon with per-session KV caches, and its terminal client")
   .version(VERSION)
   .addCommand(serveCommand())
   .addCommand(chatCommand())
-  .addCommand(pullCommand());
+  .addCommand(pullCommand())
+  .addCommand(templatesCommand());
 for (const cmd of adminCommands()) program.addCommand(cmd);
 program.exitOverride();
 

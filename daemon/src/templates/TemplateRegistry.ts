@@ -19,7 +19,7 @@ export class TemplateRegistry {
   }
 
   names(): string[] {
-    return [...this.byName.keys()];
+    return [...this.byName.keys()].sort();
   }
 
   /** A built-in by name, or a JSON file by path (anything ending in .json or holding a slash). */
