@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, it } from "node:test";
+import { renderToString, TemplateRegistry, type RenderMessage } from "@nanollm/daemon";
+
+// Expected prompts written by hand from SEED-TEMPLATES.md (see test/golden/templates/README.md).
+const GOLDEN = fileURLToPath(new URL("../golden/templates/", import.meta.url));
+
+const CASES: Record<string, RenderMessage[]> = {
+  "user-only": [{ role: "user", text: "Hello!" }],
+  "system-user": [
+    { role: "system", text: "You are terse." },
+    { role: "user", text: "Hello!" },
+  ],
+  "multi-turn": [
+    { role: "system", text: "You are terse." },
+    { role: "user", text: "Hello!" },
+    { role: "bot", text: "Hi there." },
+    { role: "user", text: "How are you?" },
+  ],
+  "two-users": [
+    { role: "user", text: "First part." },
+    { role: "user", text: "Second part." },
+  ],
+};
+
+describe("every template renders byte for byte as the reference", () => {
+  const registry = new TemplateRegistry();
+  const dirs = fs.readdirSync(GOLDEN).filter((d) => fs.statSync(path.join(GOLDEN, d)).isDirectory());
+
+  it("has golden files for every built-in template", () => {
+    assert.deepEqual([...dirs].sort(), registry.names());
+  });
+
+  for (const name of dirs) {
+    for (const [label, messages] of Object.entries(CASES)) {
+      it(`${name}: ${label}`, () => {
+        const template = registry.resolve(name);
+        // Sessions only send a system message when the template has a system format.
+        const msgs = template.system === undefined ? messages.filter((m) => m.role !== "system") : messages;
+        const expected = fs.readFileSync(path.join(GOLDEN, name, `${label}.txt`), "utf8");
+        assert.equal(renderToString(template, msgs), expected);
+      });
+    }
+  }
+});
