@@ -4,8 +4,11 @@ import { backendName } from "./engine/ModelHost.js";
 import type { GpuChoice, KvCacheType } from "./engine/types.js";
 import { ModelRegistry } from "./models/ModelRegistry.js";
 import { chatHandler } from "./rpc/chatHandler.js";
+import { tolerant } from "./rpc/malformed.js";
 import { modelHandlers, sessionHandlers, type DaemonState } from "./rpc/handlers.js";
+import { SessionJournal } from "./sessions/SessionJournal.js";
 import { SessionStore } from "./sessions/SessionStore.js";
+import type { ModelHost } from "./engine/ModelHost.js";
 import { TemplateRegistry } from "./templates/TemplateRegistry.js";
 
 export interface DaemonOptions {
@@ -17,6 +20,10 @@ export interface DaemonOptions {
   ctx: number;
   gpu: GpuChoice;
   kvCacheType: KvCacheType;
+  /** Where sessions are journaled; undefined keeps them in memory only. */
+  dataDir: string | undefined;
+  maxQueue?: number;
+  maxSessions?: number;
   log?: (line: string) => void;
 }
 
@@ -32,13 +39,16 @@ export interface RunningDaemon {
 /** Loads the default model and serves the gRPC API until closed. */
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const engine = { gpu: opts.gpu, threads: opts.threads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, log };
+  const engine = { gpu: opts.gpu, threads: opts.threads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, log };
   const { host, port } = parseAddress(opts.listen);
   const models = new ModelRegistry(engine);
-  await models.loadDefault(opts.modelPath);
+  const defaultHost = await models.loadDefault(opts.modelPath);
+  const journal = opts.dataDir ? new SessionJournal(opts.dataDir, log) : undefined;
+  const sessions = new SessionStore(new TemplateRegistry(), journal, opts.maxSessions);
+  if (journal) restoreSessions(journal, sessions, defaultHost, log);
   const state: DaemonState = {
     models,
-    sessions: new SessionStore(new TemplateRegistry()),
+    sessions,
     backend: await backendName(engine),
     threads: opts.threads,
     parallel: opts.parallel,
@@ -47,9 +57,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   };
   const shutdown = new AbortController();
   const server = new Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024 });
-  server.addService(SessionServiceService, sessionHandlers(state));
-  server.addService(ModelServiceService, modelHandlers(state));
-  server.addService(ChatServiceService, { chat: chatHandler(state, shutdown.signal) });
+  server.addService(tolerant(SessionServiceService), sessionHandlers(state));
+  server.addService(tolerant(ModelServiceService), modelHandlers(state));
+  server.addService(tolerant(ChatServiceService), { chat: chatHandler(state, shutdown.signal) });
   const boundPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(formatAddress(host, port), ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   ).catch(async (err: Error) => {
@@ -70,4 +80,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       await models.dispose();
     })());
   return { address, port: boundPort, state, close };
+}
+
+/** Restores the journaled sessions of the default model; others stay on disk for their model. */
+function restoreSessions(journal: SessionJournal, sessions: SessionStore, host: ModelHost, log: (line: string) => void): void {
+  const records = journal.loadAll();
+  const mine = records.filter((r) => r.modelFile === host.facts.file);
+  for (const record of mine) sessions.restore(record, host);
+  const others = records.length - mine.length;
+  if (records.length > 0) log(`restored ${mine.length} sessions from ${journal.dir}${others ? ` (${others} for other models left on disk)` : ""}`);
 }

@@ -31,6 +31,12 @@ export interface EnvConfig {
   kvCacheType: string;
   /** NANOLLM_MODELS_DIR: where downloaded models are kept (default ~/.cache/nanollm/models). */
   modelsDir: string;
+  /** NANOLLM_DATA_DIR: where sessions are journaled (default ~/.local/state/nanollm). */
+  dataDir: string;
+  /** NANOLLM_MAX_QUEUE: turns that may wait for a free KV-cache sequence (default 256). */
+  maxQueue: number;
+  /** NANOLLM_MAX_SESSIONS: sessions the daemon keeps (default 1024). */
+  maxSessions: number;
 }
 
 /** Reads the environment once; flags override these values. */
@@ -46,6 +52,9 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     gpu: env.NANOLLM_GPU || "auto",
     kvCacheType: env.NANOLLM_KV_CACHE_TYPE || "f16",
     modelsDir: env.NANOLLM_MODELS_DIR || path.join(cacheHome, "nanollm", "models"),
+    dataDir: env.NANOLLM_DATA_DIR || path.join(env.XDG_STATE_HOME ?? path.join(os.homedir(), ".local", "state"), "nanollm"),
+    maxQueue: positiveInt(env.NANOLLM_MAX_QUEUE) ?? 256,
+    maxSessions: positiveInt(env.NANOLLM_MAX_SESSIONS) ?? 1024,
   };
 }
 

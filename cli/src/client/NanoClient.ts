@@ -31,7 +31,7 @@ export class NanoClient {
   }
 
   createSession(req: Partial<CreateSessionRequest>): Promise<SessionInfo> {
-    const full: CreateSessionRequest = { model: "", chatTemplate: "", history: [], defaults: undefined, systemPrompt: undefined, ...req };
+    const full: CreateSessionRequest = { model: "", chatTemplate: "", history: [], defaults: undefined, systemPrompt: undefined, overflow: 0, ...req };
     return this.unary((cb: Callback<SessionInfo>) => this.sessions.createSession(full, this.meta(), this.opts(), cb));
   }
 

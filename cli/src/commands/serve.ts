@@ -16,11 +16,14 @@ export function serveCommand(): Command {
     .option("-c, --ctx <n>", "context tokens per session (env NANOLLM_CTX)", intArg(16, 1 << 20), env.ctx)
     .option("--gpu <kind>", `compute backend: ${GPUS.join("|")} (env NANOLLM_GPU)`, choiceArg(GPUS), env.gpu as (typeof GPUS)[number])
     .option("--kv-cache-type <type>", `KV cache element type: ${KV_TYPES.join("|")} (env NANOLLM_KV_CACHE_TYPE)`, choiceArg(KV_TYPES), env.kvCacheType as (typeof KV_TYPES)[number])
-    .action(async (opts: { model?: string; listen: string; threads: number; parallel: number; ctx: number; gpu: (typeof GPUS)[number]; kvCacheType: (typeof KV_TYPES)[number] }) => {
+    .option("--data-dir <dir>", "where sessions are journaled and restored from (env NANOLLM_DATA_DIR)", env.dataDir)
+    .option("--ephemeral", "keep sessions in memory only (nothing written, nothing restored)")
+    .option("--max-queue <n>", "turns that may wait for a free sequence (env NANOLLM_MAX_QUEUE)", intArg(0, 1 << 20), env.maxQueue)
+    .action(async (opts: { model?: string; listen: string; threads: number; parallel: number; ctx: number; gpu: (typeof GPUS)[number]; kvCacheType: (typeof KV_TYPES)[number]; dataDir: string; ephemeral?: boolean; maxQueue: number }) => {
       // The daemon (and node-llama-cpp) load only for `serve`, so `chat` starts fast.
       const { startDaemon, resolveModel } = await import("@nanollm/daemon");
       const modelPath = await resolveModel(opts.model ?? DEFAULT_MODEL_URI, env.modelsDir);
-      const daemon = await startDaemon({ ...opts, listen: opts.listen || DEFAULT_LISTEN, modelPath });
+      const daemon = await startDaemon({ ...opts, listen: opts.listen || DEFAULT_LISTEN, modelPath, dataDir: opts.ephemeral ? undefined : opts.dataDir, maxSessions: env.maxSessions });
       const stop = (signal: string) => {
         process.stderr.write(`${signal}: finishing running turns, then exiting\n`);
         daemon.close().then(

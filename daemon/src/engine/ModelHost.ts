@@ -38,8 +38,9 @@ export class ModelHost {
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
     readonly facts: ModelFacts,
+    maxQueue: number,
   ) {
-    this.pool = new SequencePool(context, model);
+    this.pool = new SequencePool(context, model, maxQueue);
   }
 
   static async load(opts: EngineOptions): Promise<ModelHost> {
@@ -91,7 +92,7 @@ export class ModelHost {
     }
     const facts = describe(model, shape, file, opts, context.contextSize, trainCtx);
     opts.log(`loaded ${facts.name} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-    return new ModelHost(model, context, facts);
+    return new ModelHost(model, context, facts, opts.maxQueue);
   }
 
   /** Tokens of a rendered prompt; template text may form control tokens, user text never does. */

@@ -20,6 +20,9 @@ export class SequenceLease {
   constructor(
     private readonly slot: Slot,
     private readonly model: LlamaModel,
+    /** The sequence held another session's cache, which must be cleared before use. */
+    private evicted: boolean,
+    private readonly onRelease: () => void,
   ) {}
 
   get contextSize(): number {
@@ -43,6 +46,10 @@ export class SequenceLease {
   async sync(tokens: readonly Token[], signal: AbortSignal, inputTokens = tokens.length): Promise<PrefillStats> {
     const seq = this.slot.seq;
     const started = performance.now();
+    if (this.evicted) {
+      this.evicted = false;
+      await seq.clearHistory();
+    }
     const keep = Math.min(seq.compareContextTokens(native(tokens)).firstDifferentIndex, tokens.length);
     if (keep < seq.nextTokenIndex) await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
     for (let at = keep; at < tokens.length; at += PREFILL_CHUNK) {
@@ -104,6 +111,7 @@ export class SequenceLease {
     if (this.released) return;
     this.released = true;
     this.slot.busy = false;
+    this.onRelease();
   }
 }
 

@@ -2,33 +2,42 @@ import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 import { fail } from "@nanollm/shared";
 import { SequenceLease, type Slot } from "./SequenceLease.js";
 
+interface Waiter {
+  wake: () => void;
+}
+
 /**
  * Lends the context's sequences (KV caches) to sessions. A session keeps its sequence between
  * turns; when all are taken, the least recently used idle one is cleared and lent to the newcomer
- * (its session re-prefills on its next turn).
+ * (its session re-prefills on its next turn). When every sequence is generating, turns wait in a
+ * bounded first-come-first-served queue; past its bound they are refused.
  */
 export class SequencePool {
   private readonly slots: Slot[] = [];
+  private readonly waiters: Waiter[] = [];
   private clock = 0;
 
   constructor(
     private readonly context: LlamaContext,
     private readonly model: LlamaModel,
+    private readonly maxQueue: number,
   ) {}
 
-  /** The owner's sequence, else a free one, else the least recently used idle one. */
-  async acquire(owner: string): Promise<SequenceLease> {
-    let slot = this.slots.find((s) => s.owner === owner);
-    if (slot?.busy) throw fail.precondition(`Session ${owner} already has a turn running; wait for it to end or cancel it.`);
-    slot ??= this.freeSlot();
-    const evicted = slot === undefined;
-    slot ??= this.leastRecentlyUsedIdle();
-    // Claim the slot before awaiting anything, so a concurrent acquire cannot pick it too.
-    slot.owner = owner;
-    slot.busy = true;
-    slot.lastUsed = ++this.clock;
-    if (evicted) await slot.seq.clearHistory();
-    return new SequenceLease(slot, this.model);
+  /** The owner's sequence, else a free one, else the least recently used idle one; waits if none. */
+  async acquire(owner: string, signal: AbortSignal): Promise<SequenceLease> {
+    // Turns already waiting go first: a newcomer joins the back of the line.
+    let front = false;
+    if (this.waiters.length > 0) {
+      await this.wait(signal, false);
+      front = true;
+    }
+    for (;;) {
+      if (signal.aborted) throw fail.cancelled("The turn was cancelled while waiting for a free KV-cache sequence.");
+      const lease = this.tryAcquire(owner);
+      if (lease) return lease;
+      await this.wait(signal, front);
+      front = true;
+    }
   }
 
   /** Tokens the owner's sequence holds now (empty when it holds none). */
@@ -44,6 +53,48 @@ export class SequencePool {
     await slot.seq.clearHistory();
   }
 
+  get queued(): number {
+    return this.waiters.length;
+  }
+
+  private tryAcquire(owner: string): SequenceLease | undefined {
+    const own = this.slots.find((s) => s.owner === owner);
+    if (own?.busy) throw fail.precondition(`Session ${owner} already has a turn running; wait for it to end or cancel it.`);
+    const slot = own ?? this.freeSlot() ?? this.leastRecentlyUsedIdle();
+    if (!slot) return undefined;
+    const evicted = slot.owner !== undefined && slot.owner !== owner;
+    slot.owner = owner;
+    slot.busy = true;
+    slot.lastUsed = ++this.clock;
+    return new SequenceLease(slot, this.model, evicted, () => this.onRelease());
+  }
+
+  private wait(signal: AbortSignal, front: boolean): Promise<void> {
+    if (!front && this.waiters.length >= this.maxQueue) {
+      throw fail.exhausted(`All ${this.slots.length} KV-cache sequences are busy and ${this.waiters.length} turns are already waiting; retry shortly or start the daemon with a larger --parallel.`);
+    }
+    return new Promise<void>((resolve) => {
+      const waiter: Waiter = {
+        wake: () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        resolve();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      if (front) this.waiters.unshift(waiter);
+      else this.waiters.push(waiter);
+    });
+  }
+
+  private onRelease(): void {
+    this.waiters.shift()?.wake();
+  }
+
   private freeSlot(): Slot | undefined {
     const idle = this.slots.find((s) => s.owner === undefined);
     if (idle) return idle;
@@ -53,11 +104,7 @@ export class SequencePool {
     return slot;
   }
 
-  private leastRecentlyUsedIdle(): Slot {
-    const idle = this.slots.filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed)[0];
-    if (!idle) {
-      throw fail.exhausted(`All ${this.slots.length} KV-cache sequences are generating right now; retry shortly or start the daemon with a larger --parallel.`);
-    }
-    return idle;
+  private leastRecentlyUsedIdle(): Slot | undefined {
+    return this.slots.filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed)[0];
   }
 }

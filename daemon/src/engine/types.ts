@@ -25,6 +25,8 @@ export interface EngineOptions {
   /** Context tokens per sequence. */
   ctx: number;
   kvCacheType: KvCacheType;
+  /** Turns that may wait for a free sequence before RESOURCE_EXHAUSTED. */
+  maxQueue: number;
   log: (line: string) => void;
 }
 

@@ -4,6 +4,7 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { fail, type ChatEvent, type ChatRequest, type ChatServiceServer, type UserTurn } from "@nanollm/shared";
 import { runTurn } from "../sessions/runTurn.js";
 import { toServiceError } from "./errors.js";
+import { checkDecoded } from "./malformed.js";
 import type { DaemonState } from "./handlers.js";
 
 type Stream = ServerDuplexStream<ChatRequest, ChatEvent>;
@@ -51,9 +52,10 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
       streamAbort.signal.addEventListener("abort", () => abort.abort(), { once: true });
       turns.set(turnId, abort);
       const base = { turnId, sessionId: session.id };
-      runTurn(session, { turnId, text: turn.text, params: turn.params, signal: abort.signal }, (text, tokenIds) =>
-        write({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
-      )
+      runTurn(session, { turnId, text: turn.text, params: turn.params, signal: abort.signal }, {
+        text: (text, tokenIds) => write({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
+        wrapped: (info) => write({ ...base, kind: { $case: "wrapped", wrapped: info } }),
+      })
         .then((result) => write({ ...base, kind: { $case: "end", end: result } }))
         .then(
           () => {
@@ -69,6 +71,7 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
 
     call.on("data", (req: ChatRequest) => {
       try {
+        checkDecoded(req, "Chat");
         const kind = req.kind;
         if (!kind) throw fail.invalid("A chat request must hold a user turn or a cancel.");
         switch (kind.$case) {

@@ -1,4 +1,4 @@
-import { Role, type Message, type ModelInfo, type SessionInfo } from "@nanollm/shared";
+import { OverflowPolicy, Role, type Message, type ModelInfo, type SessionInfo } from "@nanollm/shared";
 import type { ModelHost } from "../engine/ModelHost.js";
 import type { HistoryMessage, Session } from "../sessions/Session.js";
 import { chooseTemplate } from "../templates/chooseTemplate.js";
@@ -24,6 +24,8 @@ export function sessionInfo(s: Session, withHistory: boolean): SessionInfo {
     createdAtMs: s.createdAt,
     updatedAtMs: s.updatedAt,
     history: withHistory ? s.history.map(messageToWire) : [],
+    overflow: s.overflow === "wrap" ? OverflowPolicy.OVERFLOW_POLICY_WRAP : OverflowPolicy.OVERFLOW_POLICY_ERROR,
+    wrappedMessages: s.windowStart,
   };
 }
 
@@ -38,6 +40,19 @@ export function messageFromWire(m: Message, index: number): HistoryMessage {
     throw fail.invalid(`History message ${index} has role ${m.role}; use USER, BOT or TOOL (the system prompt has its own field).`);
   }
   return { role, text: m.text, tokens: role === "bot" ? [...m.tokenIds] : [] };
+}
+
+/** The wire policy as the session's; unset means wrap. */
+export function overflowFromWire(p: OverflowPolicy): "wrap" | "error" {
+  switch (p) {
+    case OverflowPolicy.OVERFLOW_POLICY_UNSPECIFIED:
+    case OverflowPolicy.OVERFLOW_POLICY_WRAP:
+      return "wrap";
+    case OverflowPolicy.OVERFLOW_POLICY_ERROR:
+      return "error";
+    default:
+      throw fail.invalid(`Overflow policy ${p} is not known; use WRAP or ERROR.`);
+  }
 }
 
 export function modelInfo(h: ModelHost, templates: TemplateRegistry): ModelInfo {

@@ -2,8 +2,9 @@ import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } fro
 import { VERSION, type ModelServiceServer, type SessionServiceServer } from "@nanollm/shared";
 import type { ModelRegistry } from "../models/ModelRegistry.js";
 import type { SessionStore } from "../sessions/SessionStore.js";
-import { messageFromWire, modelInfo, sessionInfo } from "./convert.js";
+import { messageFromWire, modelInfo, overflowFromWire, sessionInfo } from "./convert.js";
 import { toServiceError } from "./errors.js";
+import { checkDecoded } from "./malformed.js";
 
 export interface DaemonState {
   models: ModelRegistry;
@@ -19,7 +20,10 @@ export interface DaemonState {
 function unary<Req, Res>(log: DaemonState["log"], fn: (req: Req) => Promise<Res> | Res) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     Promise.resolve()
-      .then(() => fn(call.request))
+      .then(() => {
+        checkDecoded(call.request, call.getPath());
+        return fn(call.request);
+      })
       .then(
         (res) => callback(null, res),
         (err: unknown) => callback(toServiceError(err, log)),
@@ -32,12 +36,13 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
   return {
     createSession: unary(log, async (req) => {
       const host = await models.get(req.model);
-      const session = sessions.create({
+      const session = await sessions.create({
         host,
         template: req.chatTemplate,
         systemPrompt: req.systemPrompt,
         defaults: req.defaults,
         history: req.history.map(messageFromWire),
+        overflow: overflowFromWire(req.overflow),
       });
       return sessionInfo(session, true);
     }),

@@ -10,6 +10,8 @@ export interface HistoryMessage {
   tokens: number[];
 }
 
+export type OverflowPolicy = "wrap" | "error";
+
 export interface RunningTurn {
   turnId: string;
   abort: AbortController;
@@ -21,8 +23,14 @@ export class Session {
   running: RunningTurn | undefined;
   /** Work that brings the KV cache up to date after a turn; the next turn waits for it. */
   settling: Promise<void> = Promise.resolve();
-  readonly createdAt = Date.now();
+  createdAt = Date.now();
   updatedAt = Date.now();
+  /** What to do when the conversation outgrows the context: drop the oldest turns, or refuse. */
+  overflow: OverflowPolicy = "wrap";
+  /** Index of the first history message still rendered; earlier ones were wrapped out (but kept). */
+  windowStart = 0;
+  /** Writes the session to the journal; set by the store. */
+  persist: () => Promise<void> = async () => {};
 
   constructor(
     readonly id: string,
@@ -36,7 +44,7 @@ export class Session {
   /** The messages to render: the system prompt (when the template has one) and the history. */
   messages(extra: readonly RenderMessage[] = []): RenderMessage[] {
     const system: RenderMessage[] = this.template.system !== undefined && this.systemPrompt ? [{ role: "system", text: this.systemPrompt }] : [];
-    return [...system, ...this.history, ...extra];
+    return [...system, ...this.history.slice(this.windowStart), ...extra];
   }
 
   /** Token ids of the rendered conversation. */

@@ -4,7 +4,8 @@ import type { ModelHost } from "../engine/ModelHost.js";
 import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
 import { chooseTemplate } from "../templates/chooseTemplate.js";
 import { checkParams } from "./params.js";
-import { Session, type HistoryMessage } from "./Session.js";
+import { Session, type HistoryMessage, type OverflowPolicy } from "./Session.js";
+import type { SessionJournal, SessionRecord } from "./SessionJournal.js";
 
 /** The fields of `p` that are set (proto3 optionals arrive as undefined when unset). */
 function definedOnly<T extends object>(p: T): Partial<T> {
@@ -19,15 +20,23 @@ export interface CreateOptions {
   defaults: GenerationParams | undefined;
   /** A conversation to start from (e.g. to replay a transcript); bot ids are kept when given. */
   history: HistoryMessage[];
+  overflow?: OverflowPolicy;
 }
 
 /** Owns every session: creation, lookup, reset and deletion. */
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
 
-  constructor(readonly templates: TemplateRegistry) {}
+  constructor(
+    readonly templates: TemplateRegistry,
+    private readonly journal: SessionJournal | undefined,
+    private readonly maxSessions = 1024,
+  ) {}
 
-  create(opts: CreateOptions): Session {
+  async create(opts: CreateOptions): Promise<Session> {
+    if (this.sessions.size >= this.maxSessions) {
+      throw fail.exhausted(`The daemon already keeps ${this.sessions.size} sessions, its limit; delete some with \`nanollm sessions rm ID\` or raise NANOLLM_MAX_SESSIONS.`);
+    }
     checkParams(opts.defaults);
     const { template, reason } = opts.template ? { template: this.templates.resolve(opts.template), reason: "requested" } : chooseTemplate(opts.host.facts, this.templates);
     const session = new Session(randomUUID(), opts.host, template, reason, opts.systemPrompt ?? template.system_prompt ?? "", opts.defaults ?? {});
@@ -38,8 +47,24 @@ export class SessionStore {
     }
     const used = session.tokens().length;
     if (used >= session.contextSize) throw fail.invalid(`The given history is ${used} tokens, more than the context of ${session.contextSize}; send a shorter history.`);
-    this.sessions.set(session.id, session);
+    session.overflow = opts.overflow ?? "wrap";
+    this.track(session);
+    await session.persist();
     return session;
+  }
+
+  /** Brings back a journaled session; its KV cache is rebuilt by its next turn. */
+  restore(record: SessionRecord, host: ModelHost): Session {
+    const session = new Session(record.id, host, record.template, record.templateReason, record.systemPrompt, record.defaults);
+    Object.assign(session, { history: record.history, overflow: record.overflow, windowStart: record.windowStart, createdAt: record.createdAt, updatedAt: record.updatedAt });
+    this.track(session);
+    return session;
+  }
+
+  private track(session: Session): void {
+    const journal = this.journal;
+    if (journal) session.persist = () => journal.save(toRecord(session));
+    this.sessions.set(session.id, session);
   }
 
   get(id: string): Session {
@@ -56,8 +81,10 @@ export class SessionStore {
     const session = this.idle(id);
     await session.settling;
     session.history = [];
+    session.windowStart = 0;
     session.updatedAt = Date.now();
     await session.host.pool.forget(id);
+    await session.persist();
     return session;
   }
 
@@ -66,6 +93,7 @@ export class SessionStore {
     await session.settling;
     this.sessions.delete(id);
     await session.host.pool.forget(id);
+    await this.journal?.remove(id);
   }
 
   /** Changes the system prompt, template or defaults; the next turn reuses the cache up to the first changed token. */
@@ -86,6 +114,7 @@ export class SessionStore {
     if (change.template) session.templateReason = "requested";
     session.defaults = defaults;
     session.updatedAt = Date.now();
+    await session.persist();
     return session;
   }
 
@@ -95,7 +124,9 @@ export class SessionStore {
     if (keep > session.history.length) throw fail.invalid(`Session ${id} has only ${session.history.length} messages; keep at most that many.`);
     await session.settling;
     session.history = session.history.slice(0, keep);
+    session.windowStart = Math.min(session.windowStart, keep);
     session.updatedAt = Date.now();
+    await session.persist();
     return session;
   }
 
@@ -108,4 +139,21 @@ export class SessionStore {
     if (session.running) throw fail.precondition(`Session ${id} has a turn running; cancel it first.`);
     return session;
   }
+}
+
+function toRecord(s: Session): SessionRecord {
+  return {
+    version: 1,
+    id: s.id,
+    modelFile: s.host.facts.file,
+    template: s.template,
+    templateReason: s.templateReason,
+    systemPrompt: s.systemPrompt,
+    defaults: s.defaults,
+    overflow: s.overflow,
+    windowStart: s.windowStart,
+    createdAt: s.createdAt,
+    updatedAt: s.updatedAt,
+    history: s.history,
+  };
 }

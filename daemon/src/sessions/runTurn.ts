@@ -4,11 +4,17 @@ import { resolveSampling } from "./params.js";
 import { ReplyText } from "./ReplyText.js";
 import type { HistoryMessage, Session } from "./Session.js";
 
+/** Longest user message accepted, in characters. */
+export const MAX_MESSAGE_CHARS = 1_000_000;
+
 /** End-of-turn markers the reference also strips from replies when a model writes them as text. */
 const GLOBAL_STOPS = ["</s>", "<|endoftext|>", "<|im_end|>", "<eos>", "<|end_of_text|>", "<|eot_id|>"];
 
-/** Where a turn's text goes as it is generated; it resolves once the client can take more. */
-export type DeltaSink = (text: string, tokenIds: number[]) => Promise<void>;
+/** Where a turn's events go as they happen; each resolves once the client can take more. */
+export interface TurnSink {
+  text(text: string, tokenIds: number[]): Promise<void>;
+  wrapped(info: { droppedMessages: number; droppedTokens: number; keptMessages: number }): Promise<void>;
+}
 
 export interface TurnResult {
   stopReason: StopReason;
@@ -20,7 +26,7 @@ export interface TurnResult {
  * One chat turn, start to end: render the history plus the new user message, reuse the cached
  * prefix, evaluate only new tokens, sample until a stop, record the exact reply ids.
  */
-export async function runTurn(session: Session, turn: TurnInput, sink: DeltaSink): Promise<TurnResult> {
+export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink): Promise<TurnResult> {
   if (session.running) throw fail.precondition(`Session ${session.id} already has a turn running; wait for it to end or cancel it.`);
   const abort = new AbortController();
   session.running = { turnId: turn.turnId, abort };
@@ -41,18 +47,16 @@ export interface TurnInput {
   signal: AbortSignal;
 }
 
-async function generateTurn(session: Session, text: string, params: GenerationParams | undefined, signal: AbortSignal, sink: DeltaSink): Promise<TurnResult> {
+async function generateTurn(session: Session, text: string, params: GenerationParams | undefined, signal: AbortSignal, sink: TurnSink): Promise<TurnResult> {
   if (!text.trim()) throw fail.invalid("The message is empty; type some text to send.");
+  if (text.length > MAX_MESSAGE_CHARS) throw fail.invalid(`The message is ${text.length} characters, more than the limit of ${MAX_MESSAGE_CHARS}; send it in parts.`);
   const sampling = resolveSampling(session.defaults, params);
   const host = session.host;
   const user: HistoryMessage = { role: "user", text, tokens: host.tokenizeText(text) };
-  const prompt = session.tokens([user]);
-  if (prompt.length >= session.contextSize) {
-    throw fail.invalid(`The conversation is ${prompt.length} tokens, more than the session's context of ${session.contextSize}; shorten the message, reset the session or start the daemon with a larger --ctx.`);
-  }
   await session.settling;
+  const prompt = await fitContext(session, user, sampling.maxNewTokens, sink);
   const started = performance.now();
-  const lease = await host.pool.acquire(session.id);
+  const lease = await host.pool.acquire(session.id, signal);
   try {
     const prefill = await lease.prefill(prompt, signal);
     const stops = [...(session.template.stop ?? []), ...GLOBAL_STOPS];
@@ -67,7 +71,7 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
       ids.push(token);
       const { delta, stopped } = replyText.update(ids);
       if (delta) {
-        await sink(delta, ids.slice(sent));
+        await sink.text(delta, ids.slice(sent));
         sent = ids.length;
       }
       const reason = host.isEog(token)
@@ -88,9 +92,11 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
     }
     const decodeMs = performance.now() - decodeStart;
     const rest = replyText.flush();
-    if (rest || sent < ids.length) await sink(rest, ids.slice(sent));
+    if (rest || sent < ids.length) await sink.text(rest, ids.slice(sent));
     recordReply(session, user, replyText.final, ids, stopReason);
     settle(session, lease);
+    // The turn is durable before the client hears it ended.
+    await session.persist();
     return {
       stopReason,
       reply: replyText.final,
@@ -106,6 +112,38 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
     lease.release();
     throw err;
   }
+}
+
+/**
+ * The prompt tokens for the history plus `user`, leaving room for the reply. When it does not fit,
+ * a "wrap" session drops its oldest messages (starting again at a user turn) and says so; an
+ * "error" session refuses.
+ */
+async function fitContext(session: Session, user: HistoryMessage, maxNewTokens: number, sink: TurnSink): Promise<number[]> {
+  const ctx = session.contextSize;
+  const room = Math.min(maxNewTokens, Math.floor(ctx / 4));
+  let prompt = session.tokens([user]);
+  const before = { start: session.windowStart, tokens: prompt.length };
+  while (prompt.length + room > ctx && session.overflow === "wrap") {
+    const next = session.history.findIndex((m, i) => i > session.windowStart && m.role === "user");
+    if (next < 0) {
+      session.windowStart = session.history.length;
+      prompt = session.tokens([user]);
+      break;
+    }
+    session.windowStart = next;
+    prompt = session.tokens([user]);
+  }
+  if (prompt.length + room > ctx) {
+    session.windowStart = before.start;
+    throw fail.invalid(
+      `The conversation needs ${prompt.length} tokens plus ${room} for the reply, more than the session's context of ${ctx}; shorten the message, lower max_new_tokens, reset the session or start the daemon with a larger --ctx.`,
+    );
+  }
+  if (session.windowStart > before.start) {
+    await sink.wrapped({ droppedMessages: session.windowStart - before.start, droppedTokens: before.tokens - prompt.length, keptMessages: session.history.length - session.windowStart });
+  }
+  return prompt;
 }
 
 /** Adds the exchange to the history; a reply cut short gets the end-of-reply token (rule 4). */

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { startDaemon, type RunningDaemon } from "@nanollm/daemon";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
+import { tempDir } from "./fixtures.js";
 
 /** The built CLI entry point. */
 export const CLI = fileURLToPath(new URL("../../../cli/dist/main.js", import.meta.url));
@@ -13,8 +14,10 @@ export interface TestDaemon {
 }
 
 /** The real daemon in this process on 127.0.0.1:0, one compute thread (the box has two cores). */
-export async function inProcessDaemon(modelPath: string, opts: { parallel?: number; ctx?: number } = {}): Promise<TestDaemon & { daemon: RunningDaemon }> {
+export async function inProcessDaemon(modelPath: string, opts: { parallel?: number; ctx?: number; dataDir?: string; maxQueue?: number } = {}): Promise<TestDaemon & { daemon: RunningDaemon }> {
   const daemon = await startDaemon({
+    dataDir: opts.dataDir ?? tempDir("data"),
+    maxQueue: opts.maxQueue,
     modelPath,
     listen: "127.0.0.1:0",
     threads: 1,
@@ -38,7 +41,9 @@ export async function inProcessDaemon(modelPath: string, opts: { parallel?: numb
 
 /** `nanollm serve` as a child process; resolves once it logs its bound address. */
 export async function spawnDaemon(modelPath: string, extra: string[] = []): Promise<TestDaemon & { proc: ChildProcess; log: () => string }> {
-  const proc = spawn(process.execPath, [CLI, "serve", "--model", modelPath, "--listen", "127.0.0.1:0", "--threads", "1", "--gpu", "cpu", ...extra], {
+  // Each daemon journals into its own fresh folder unless the test names one.
+  const dataDir = extra.includes("--data-dir") ? [] : ["--data-dir", tempDir("data")];
+  const proc = spawn(process.execPath, [CLI, "serve", "--model", modelPath, "--listen", "127.0.0.1:0", "--threads", "1", "--gpu", "cpu", ...dataDir, ...extra], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let log = "";
