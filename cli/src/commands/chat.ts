@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { readEnv, type GenerationParams, type SessionInfo } from "@nanollm/shared";
+import { ChatEvent, NanoError, readEnv, type CreateSessionRequest, type GenerationParams, type SessionInfo } from "@nanollm/shared";
 import { NanoClient } from "../client/NanoClient.js";
 import { statsLine } from "./format.js";
 import { intArg, numArg, paramsFromFlags, textOrFile, type SamplingFlags } from "./options.js";
@@ -10,6 +10,7 @@ interface ChatFlags extends SamplingFlags {
   chatTemplate?: string;
   systemPrompt?: string;
   prompt: string[];
+  json?: boolean;
 }
 
 export function chatCommand(): Command {
@@ -29,16 +30,20 @@ export function chatCommand(): Command {
     .option("--top-k <k>", "sample from the k most likely tokens (with --do-sample)", intArg(0, 100000))
     .option("--repetition-penalty <r>", "penalty for repeated tokens (1 = off)", numArg(0, 10))
     .option("--seed <n>", "random seed for sampling", intArg(0, 2 ** 32 - 1))
+    .option("--json", "without the TUI: print the chat events as NDJSON (one JSON object per line)")
     .action(async (flags: ChatFlags) => {
       const client = new NanoClient(flags.host);
       try {
         const params = paramsFromFlags(flags);
-        const session = await client.createSession({ model: flags.model ?? "", chatTemplate: flags.chatTemplate ?? "", systemPrompt: flags.systemPrompt, defaults: params });
         const prompts = flags.prompt.length > 0 ? flags.prompt : process.stdin.isTTY ? undefined : [await readStdin()];
-        if (prompts) await runPrompts(client, session, prompts, params);
+        if (flags.json && !prompts) throw new NanoError("INVALID_ARGUMENT", "--json runs without the TUI: give the prompt with --prompt or on stdin.");
+        const request: Partial<CreateSessionRequest> = { model: flags.model ?? "", chatTemplate: flags.chatTemplate ?? "", systemPrompt: flags.systemPrompt, defaults: params };
+        const session = await client.createSession(request);
+        if (prompts) await runPrompts(client, session, prompts, params, flags.json === true);
         else {
           const { runTui } = await import("../ui/runTui.js");
-          await runTui(client, session, params);
+          // The flags are the session's defaults already; /set adds per-turn overrides on top.
+          await runTui(client, session, {}, request);
         }
       } finally {
         client.close();
@@ -46,13 +51,17 @@ export function chatCommand(): Command {
     });
 }
 
-/** Non-interactive: reply text alone on stdout, everything else on stderr. */
-async function runPrompts(client: NanoClient, session: SessionInfo, prompts: string[], params: GenerationParams): Promise<void> {
+/** Non-interactive: reply text (or, with --json, every event as NDJSON) alone on stdout, the rest on stderr. */
+async function runPrompts(client: NanoClient, session: SessionInfo, prompts: string[], params: GenerationParams, json: boolean): Promise<void> {
   process.stderr.write(`session ${session.sessionId} · model ${session.model} · template ${session.chatTemplate} (${session.templateReason})\n`);
   const abort = new AbortController();
   process.once("SIGINT", () => abort.abort());
   for (const prompt of prompts) {
     for await (const event of client.turn(session.sessionId, prompt, params, abort.signal)) {
+      if (json) {
+        process.stdout.write(JSON.stringify(ChatEvent.toJSON(event)) + "\n");
+        continue;
+      }
       const kind = event.kind;
       if (kind?.$case === "text") process.stdout.write(kind.text.text);
       else if (kind?.$case === "end") {

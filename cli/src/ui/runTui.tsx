@@ -1,11 +1,32 @@
-import React from "react";
 import { render } from "ink";
-import type { GenerationParams, SessionInfo } from "@nanollm/shared";
+import type { CreateSessionRequest, GenerationParams, SessionInfo } from "@nanollm/shared";
 import type { NanoClient } from "../client/NanoClient.js";
-import { ChatApp } from "./ChatApp.js";
+import { createChat } from "./createChat.js";
+import { defaultHistoryFile } from "./input/InputHistory.js";
+
+// Bracketed paste: the terminal marks pasted text, so its line breaks stay in the message.
+const PASTE_ON = "\x1b[?2004h";
+const PASTE_OFF = "\x1b[?2004l";
 
 /** Opens the interactive chat and resolves when the user quits. */
-export async function runTui(client: NanoClient, session: SessionInfo, params: GenerationParams): Promise<void> {
-  const app = render(<ChatApp client={client} session={session} params={params} />, { exitOnCtrlC: false });
-  await app.waitUntilExit();
+export async function runTui(client: NanoClient, session: SessionInfo, params: GenerationParams, sessionRequest: Partial<CreateSessionRequest>): Promise<void> {
+  let unmount = () => {};
+  const chat = createChat({ client, session, params, historyFile: defaultHistoryFile(), sessionRequest, onQuit: () => unmount() });
+  const tty = process.stdout.isTTY === true;
+  const pasteOff = () => process.stdout.write(PASTE_OFF);
+  if (tty) {
+    process.stdout.write(PASTE_ON);
+    process.once("exit", pasteOff);
+  }
+  const app = render(chat.element, { exitOnCtrlC: false });
+  unmount = () => app.unmount();
+  try {
+    await app.waitUntilExit();
+  } finally {
+    chat.controller.dispose();
+    if (tty) {
+      pasteOff();
+      process.off("exit", pasteOff);
+    }
+  }
 }

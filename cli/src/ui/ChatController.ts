@@ -1,0 +1,218 @@
+import { NanoError, StopReason, type CreateSessionRequest, type SessionInfo } from "@nanollm/shared";
+import { stopReasonText } from "../commands/format.js";
+import type { ChatClient } from "./ChatClient.js";
+import type { ChatStore } from "./ChatStore.js";
+import { findCommand, parseCommandLine } from "./commands/registry.js";
+import { CommandError, type CommandContext, type SlashCommand } from "./commands/types.js";
+import { imagePathOf } from "./input/imagePath.js";
+import type { InputHistory } from "./input/InputHistory.js";
+import type { Action, ChatState } from "./state.js";
+
+/** Text deltas are handed to the screen at most this often: one render per batch, not per token. */
+const FLUSH_MS = 16;
+/** Two Ctrl+C within this window quit. */
+const QUIT_WINDOW_MS = 2000;
+
+export interface ControllerOptions {
+  client: ChatClient;
+  store: ChatStore;
+  commands: readonly SlashCommand[];
+  history: InputHistory;
+  sessionRequest?: Partial<CreateSessionRequest>;
+  onQuit: () => void;
+}
+
+/** Everything the chat screen does besides drawing: turns, cancel, slash commands, quitting. */
+export class ChatController implements CommandContext {
+  readonly client: ChatClient;
+  readonly commands: readonly SlashCommand[];
+  readonly history: InputHistory;
+  readonly sessionRequest: Partial<CreateSessionRequest>;
+  private readonly store: ChatStore;
+  private readonly onQuit: () => void;
+  private abort: AbortController | undefined;
+  private pending = { text: "", tokens: 0 };
+  private flushTimer: NodeJS.Timeout | undefined;
+  private noticeTimer: NodeJS.Timeout | undefined;
+  private lastCtrlC = -Infinity;
+
+  constructor(opts: ControllerOptions) {
+    this.client = opts.client;
+    this.store = opts.store;
+    this.commands = opts.commands;
+    this.history = opts.history;
+    this.sessionRequest = opts.sessionRequest ?? {};
+    this.onQuit = opts.onQuit;
+  }
+
+  state = (): ChatState => this.store.getState();
+  dispatch = (action: Action): void => this.store.dispatch(action);
+  info = (text: string): void => this.dispatch({ type: "info", text });
+
+  /** A reply is streaming or a command is running. */
+  get busy(): boolean {
+    return this.abort !== undefined || this.state().working;
+  }
+
+  /** A message from the input line: a slash command, an image path, or a user turn. */
+  async submit(message: string): Promise<void> {
+    if (message.trim() === "") return;
+    if (this.busy) {
+      this.notice("a reply is still running: press Esc to stop it first");
+      return;
+    }
+    this.history.add(message);
+    const image = imagePathOf(message);
+    if (image) {
+      this.dispatch({ type: "user", text: message });
+      this.dispatch({ type: "error", text: `${image} is an image; image input is not supported yet, so nothing was sent.` });
+      return;
+    }
+    const parsed = parseCommandLine(message);
+    if (parsed) return this.runCommand(message, parsed.name, parsed.args);
+    return this.sendTurn(message);
+  }
+
+  /** Runs one turn: the reply streams into the live area and ends in the transcript. */
+  async sendTurn(text: string): Promise<void> {
+    const { session, params } = this.state();
+    const abort = new AbortController();
+    this.abort = abort;
+    this.dispatch({ type: "user", text });
+    this.dispatch({ type: "turnStart" });
+    let ended = false;
+    try {
+      for await (const event of this.client.turn(session.sessionId, text, params, abort.signal)) {
+        const kind = event.kind;
+        if (!kind) continue;
+        switch (kind.$case) {
+          case "text":
+            this.queue(kind.text.text, kind.text.tokenIds.length);
+            break;
+          case "functionCall":
+            this.flush();
+            this.dispatch({ type: "functionCall", name: kind.functionCall.name, argumentsJson: kind.functionCall.argumentsJson });
+            break;
+          case "end":
+            ended = true;
+            this.flush();
+            this.dispatch({ type: "end", reply: kind.end.reply, stats: kind.end.stats, stop: kind.end.stopReason });
+            this.explainStop(kind.end.stopReason, kind.end.stats?.generatedTokens ?? 0);
+            break;
+          default:
+            this.otherEvent(kind);
+        }
+      }
+      if (!ended) this.dispatch({ type: "turnFailed", text: "The daemon closed the stream before the reply ended; check that it is still running." });
+    } catch (err) {
+      this.flush();
+      this.dispatch({ type: "turnFailed", text: errorText(err) });
+    } finally {
+      this.abort = undefined;
+      this.flush();
+    }
+    await this.refreshSession().catch(() => undefined);
+  }
+
+  /** Stops the reply in progress (Esc); false when there is none. */
+  cancel(): boolean {
+    if (!this.abort || this.abort.signal.aborted) return this.abort !== undefined;
+    this.abort.abort();
+    return true;
+  }
+
+  /** Ctrl+C: stops a running reply; a second one within 2 s quits. */
+  ctrlC(now = Date.now()): void {
+    const again = now - this.lastCtrlC < QUIT_WINDOW_MS;
+    this.lastCtrlC = now;
+    if (again) return this.quit();
+    this.notice(this.cancel() ? "stopping the reply · press Ctrl+C again to quit" : "press Ctrl+C again to quit", QUIT_WINDOW_MS);
+  }
+
+  quit(): void {
+    this.abort?.abort();
+    this.clearTimers();
+    this.onQuit();
+  }
+
+  async refreshSession(): Promise<SessionInfo> {
+    const session = await this.client.getSession(this.state().session.sessionId);
+    this.dispatch({ type: "session", session });
+    return session;
+  }
+
+  /** A hint under the input line that goes away by itself after `ms`. */
+  notice(text: string, ms = 4000): void {
+    this.dispatch({ type: "notice", text });
+    if (this.noticeTimer) clearTimeout(this.noticeTimer);
+    this.noticeTimer = setTimeout(() => this.state().notice === text && this.dispatch({ type: "notice", text: undefined }), ms);
+    this.noticeTimer.unref();
+  }
+
+  dispose(): void {
+    this.abort?.abort();
+    this.clearTimers();
+  }
+
+  private async runCommand(line: string, name: string, args: string): Promise<void> {
+    const command = findCommand(this.commands, name);
+    this.dispatch({ type: "user", text: line });
+    if (!command) {
+      this.dispatch({ type: "error", text: `There is no command /${name}; type /help for the list.` });
+      return;
+    }
+    this.dispatch({ type: "working", working: true });
+    try {
+      await command.run(args, this);
+    } catch (err) {
+      this.dispatch({ type: "error", text: errorText(err) });
+    } finally {
+      this.dispatch({ type: "working", working: false });
+    }
+  }
+
+  private explainStop(stop: StopReason, tokens: number): void {
+    if (stop === StopReason.STOP_REASON_CANCELLED) this.info(`reply stopped (${stopReasonText(stop)}) after ${tokens} tokens`);
+    else if (stop === StopReason.STOP_REASON_MAX_TOKENS) this.info(`reply cut at ${tokens} tokens (max new tokens); /set max_new_tokens N allows longer replies`);
+    else if (stop === StopReason.STOP_REASON_CONTEXT_FULL) this.info("reply cut: the session's context is full; /undo, /reset or /session new make room");
+  }
+
+  /**
+   * Events newer than this client's switch (the context-wrap notice is being added to the proto
+   * as this is written): a known one is described, an unknown one is ignored, not fatal.
+   */
+  private otherEvent(kind: { $case: string }): void {
+    const wrapped = (kind as { wrapped?: { droppedMessages?: number; droppedTokens?: number } }).wrapped;
+    if (kind.$case === "wrapped" && wrapped) {
+      this.flush();
+      this.info(`the conversation outgrew the context: the oldest ${wrapped.droppedMessages ?? "?"} messages (${wrapped.droppedTokens ?? "?"} tokens) are no longer seen by the model`);
+    }
+  }
+
+  private queue(text: string, tokens: number): void {
+    this.pending.text += text;
+    this.pending.tokens += tokens;
+    this.flushTimer ??= setTimeout(() => this.flush(), FLUSH_MS);
+  }
+
+  private flush(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const { text, tokens } = this.pending;
+    if (text === "" && tokens === 0) return;
+    this.pending = { text: "", tokens: 0 };
+    this.dispatch({ type: "delta", text, tokens });
+  }
+
+  private clearTimers(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.noticeTimer) clearTimeout(this.noticeTimer);
+    this.flushTimer = this.noticeTimer = undefined;
+  }
+}
+
+/** One sentence for the transcript; a bug keeps its message too rather than vanishing. */
+export function errorText(err: unknown): string {
+  if (err instanceof NanoError || err instanceof CommandError) return err.message;
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,33 @@
+import type { CreateSessionRequest, SessionInfo } from "@nanollm/shared";
+import type { ChatClient } from "../ChatClient.js";
+import type { Action, ChatState } from "../state.js";
+
+/** What a slash command may do: talk to the daemon, change the chat state, start a turn. */
+export interface CommandContext {
+  readonly client: ChatClient;
+  readonly commands: readonly SlashCommand[];
+  /** How `nanollm chat` created its session; /session new makes another like it. */
+  readonly sessionRequest: Partial<CreateSessionRequest>;
+  state(): ChatState;
+  dispatch(action: Action): void;
+  info(text: string): void;
+  sendTurn(text: string): Promise<void>;
+  /** Re-reads the current session from the daemon (context used, message count). */
+  refreshSession(): Promise<SessionInfo>;
+  quit(): void;
+}
+
+/** A slash command as data: /help and tab completion are generated from these. */
+export interface SlashCommand {
+  name: string;
+  aliases?: readonly string[];
+  /** The arguments, as shown by /help (e.g. "new|list|switch ID"). */
+  usage?: string;
+  help: string;
+  /** Candidates for the argument being typed (tab completion). */
+  complete?: (argPrefix: string) => readonly string[];
+  run(args: string, ctx: CommandContext): Promise<void> | void;
+}
+
+/** A user mistake in a command: shown as one sentence, never as a stack trace. */
+export class CommandError extends Error {}

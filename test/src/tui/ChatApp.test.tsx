@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { afterEach, describe, it } from "node:test";
+import { cleanup } from "ink-testing-library";
+import { tempDir } from "../helpers/fixtures.js";
+import { FakeClient } from "./fakeClient.js";
+import { KEY, renderChat, waitFor } from "./harness.js";
+
+afterEach(() => cleanup());
+
+describe("chat screen: a turn", () => {
+  it("sends the typed line, streams the reply and files it in the transcript", async () => {
+    const client = new FakeClient(() => [{ text: "Hello" }, { text: ", world" }, { text: "!" }]);
+    const t = renderChat({ client });
+    await t.type("Hi there");
+    await t.see("› Hi there");
+    await t.type(KEY.enter);
+    await t.see("Hello, world!");
+    await t.idle();
+    assert.deepEqual(client.turns.map((x) => x.text), ["Hi there"]);
+    assert.equal(t.store.getState().live, undefined, "the reply left the live area");
+    assert.equal(t.store.getState().entries.at(-1)?.text, "Hello, world!");
+  });
+
+  it("renders the reply's Markdown: lists, emphasis and code blocks lose their markup", async () => {
+    const client = new FakeClient(() => [{ text: "Steps:\n\n- **first** step\n- second\n\n```js\nconst x = 1;\n```\n" }]);
+    const t = renderChat({ client });
+    await t.type("how?\r");
+    await t.see("first step");
+    await t.idle();
+    const frame = t.frame();
+    assert.doesNotMatch(frame, /\*\*first\*\*/, "emphasis markers are rendered, not shown");
+    assert.doesNotMatch(frame, /```/, "code fences are rendered, not shown");
+    assert.match(frame, /const x = 1;/);
+    assert.match(frame, /^\s*\* second$/m, "list items are bulleted");
+  });
+
+  it("shows the status line: host, model, template, session, context and the last turn's speeds", async () => {
+    const t = renderChat();
+    await t.see("fake:7433");
+    assert.match(t.frame(), /fake:7433 · tiny · chat-ml · session 5e55104a · ctx 12\/1024/);
+    await t.type("go\r");
+    await t.see("decode 345.6 tok/s");
+    assert.match(t.frame(), /ctx 32\/1024 · prefill 812 · decode 345\.6 tok\/s/, "context used is re-read after the turn");
+  });
+
+  it("shows a function call distinctly, with its name and arguments", async () => {
+    const client = new FakeClient(() => [{ text: "Let me look." }, { call: "get_weather", args: '{"city":"Oslo"}' }]);
+    const t = renderChat({ client });
+    await t.type("weather?\r");
+    await t.see('function call get_weather({"city":"Oslo"})');
+    assert.ok(t.frame().indexOf("Let me look.") < t.frame().indexOf("function call"), "the text before the call comes first");
+  });
+
+  it("does not send an image path as text, and says images are not supported yet", async () => {
+    const png = path.join(tempDir("tui-image"), "pixel one.png");
+    fs.writeFileSync(png, Buffer.from("89504e470d0a1a0a", "hex"));
+    const t = renderChat();
+    await t.type(`'${png}'\r`);
+    await t.see("image input is not supported yet");
+    assert.equal(t.client.turns.length, 0);
+  });
+});
+
+describe("chat screen: stopping and quitting", () => {
+  it("Esc stops a running reply, which ends as cancelled", async () => {
+    const client = new FakeClient(() => [{ text: "la " }]);
+    client.slow = true;
+    const t = renderChat({ client });
+    await t.type("go on forever\r");
+    await t.see("la la la");
+    await t.see(/streaming \d+ tokens/);
+    await t.type(KEY.esc);
+    await t.see(/reply stopped \(cancelled\) after \d+ tokens/);
+    await t.idle();
+    assert.equal(t.quitRequested(), false);
+  });
+
+  it("Ctrl+C stops a reply; a second Ctrl+C within 2 s quits", async () => {
+    const client = new FakeClient(() => [{ text: "la " }]);
+    client.slow = true;
+    const t = renderChat({ client });
+    await t.type("go\r");
+    await t.see("la la");
+    await t.type(KEY.ctrlC);
+    await t.see("press Ctrl+C again to quit");
+    await t.see("reply stopped (cancelled)");
+    assert.equal(t.quitRequested(), false, "one Ctrl+C only stops the reply");
+    await t.type(KEY.ctrlC);
+    await waitFor(t.quitRequested, "the chat to quit");
+  });
+
+  it("Ctrl+C twice quits when idle; once clears the line being typed", async () => {
+    const t = renderChat();
+    await t.type("half a thou");
+    await t.type(KEY.ctrlC);
+    await t.see("press Ctrl+C again to quit");
+    assert.doesNotMatch(t.frame(), /half a thou/);
+    assert.equal(t.quitRequested(), false);
+    await t.type(KEY.ctrlC);
+    await waitFor(t.quitRequested, "the chat to quit");
+  });
+
+  it("Enter while a reply runs keeps the new message in the input", async () => {
+    const client = new FakeClient(() => [{ text: "la " }]);
+    client.slow = true;
+    const t = renderChat({ client });
+    await t.type("first\r");
+    await t.see("la la");
+    await t.type("second\r");
+    await t.see("a reply is still running");
+    assert.match(t.frame(), /› second/);
+    await t.type(KEY.esc);
+    await t.idle();
+    await t.type(KEY.enter);
+    await waitFor(() => client.turns.length === 2, "the kept message to be sent");
+    assert.equal(client.turns[1]!.text, "second");
+    await t.type(KEY.esc);
+  });
+});
