@@ -94,4 +94,12 @@ describe("input line", () => {
     await t.type("0.5\r");
     await t.see("settings: temperature=0.5");
   });
+
+  it("keys that arrive in one chunk act one by one (text and Backspace; Ctrl+C twice)", async () => {
+    const t = renderChat();
+    await t.type("abcd\x7f\x7f");
+    await t.see(/› ab\s*$/m);
+    await t.type("\x03\x03");
+    await waitFor(t.quitRequested, "the chat to quit");
+  });
 });

@@ -2,6 +2,7 @@ import { useRef, useState } from "react";
 import { useInput, type Key } from "ink";
 import type { ChatController } from "../ChatController.js";
 import { completeLine } from "../commands/registry.js";
+import { splitControlKeys } from "../input/controlKeys.js";
 import { EMPTY_LINE, editLine, insertText, type LineState } from "../input/lineEditor.js";
 
 const FENCE = '"""';
@@ -113,7 +114,9 @@ export function useLineInput(controller: ChatController): LineInputView {
     const edited = editLine(line.current, input, key);
     if (edited) return setLine(edited);
     if (key.ctrl || input === "") return changed();
-    typeText(input);
+    const keys = splitControlKeys(input);
+    if (keys) keys.forEach(([i, k]) => onKey(i, k));
+    else typeText(input);
   };
 
   useInput(onKey);
