@@ -1,3 +1,4 @@
+import path from "node:path";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { ChatServiceService, fail, formatAddress, ModelServiceService, parseAddress, SessionServiceService } from "@nanollm/shared";
 import { backendName } from "./engine/ModelHost.js";
@@ -39,7 +40,7 @@ export interface RunningDaemon {
 /** Loads the default model and serves the gRPC API until closed. */
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const engine = { gpu: opts.gpu, threads: opts.threads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, log };
+  const engine = { gpu: opts.gpu, threads: opts.threads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, swapDir: opts.dataDir && path.join(opts.dataDir, "kv"), log };
   const { host, port } = parseAddress(opts.listen);
   const models = new ModelRegistry(engine);
   const defaultHost = await models.loadDefault(opts.modelPath);

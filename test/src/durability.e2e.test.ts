@@ -50,6 +50,22 @@ describe("a daemon killed with SIGKILL mid-reply", () => {
     }
   });
 
+  it("after a clean stop, a restart resumes each session's KV cache from its state file", async () => {
+    const dataDir = tempDir("resume");
+    const d = await spawnDaemon(tinyModel(), ["--data-dir", dataDir]);
+    const s = await d.client.createSession({ chatTemplate: "chat-ml" });
+    await turn(d.client, s.sessionId, "Hello there", 8);
+    const used = (await d.client.getSession(s.sessionId)).contextUsed;
+    await d.stop();
+    const again = await spawnDaemon(tinyModel(), ["--data-dir", dataDir]);
+    try {
+      const next = await turn(again.client, s.sessionId, "Tell me more", 8);
+      assert.equal(next.end.stats!.reusedTokens, used, "nothing was re-prefilled");
+    } finally {
+      await again.stop();
+    }
+  });
+
   it("quarantines a corrupt session file and loads the others", async () => {
     const dataDir = tempDir("corrupt");
     const d = await spawnDaemon(tinyModel(), ["--data-dir", dataDir]);

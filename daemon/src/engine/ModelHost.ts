@@ -1,8 +1,10 @@
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaModel } from "node-llama-cpp";
 import { fail, NanoError } from "@nanollm/shared";
 import { kvCacheBytes } from "./kvBytes.js";
+import { KvSwap } from "./KvSwap.js";
 import { SequencePool } from "./SequencePool.js";
 import { native, nativeOne, type EngineOptions, type GpuChoice, type ModelFacts, type Segment, type Token } from "./types.js";
 
@@ -33,14 +35,16 @@ export async function backendName(opts: Pick<EngineOptions, "gpu" | "threads" | 
 export class ModelHost {
   readonly pool: SequencePool;
   private disposed = false;
+  private tempSwapDir: string | undefined;
 
   private constructor(
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
     readonly facts: ModelFacts,
     maxQueue: number,
+    swap: KvSwap,
   ) {
-    this.pool = new SequencePool(context, model, maxQueue);
+    this.pool = new SequencePool(context, model, maxQueue, swap);
   }
 
   static async load(opts: EngineOptions): Promise<ModelHost> {
@@ -82,7 +86,7 @@ export class ModelHost {
         sequences: opts.parallel,
         threads: opts.threads,
         // llama.cpp only supports a quantized V cache with flash attention.
-        flashAttention: opts.kvCacheType === "q8_0" ? true : undefined,
+        flashAttention: true,
         experimentalKvCacheKeyType: kvType,
         experimentalKvCacheValueType: kvType,
       });
@@ -92,7 +96,11 @@ export class ModelHost {
     }
     const facts = describe(model, shape, file, opts, context.contextSize, trainCtx);
     opts.log(`loaded ${facts.name} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-    return new ModelHost(model, context, facts, opts.maxQueue);
+    // Without a data dir, parked caches live in a temporary folder removed at dispose.
+    const swapDir = opts.swapDir ? path.join(opts.swapDir, facts.name) : fs.mkdtempSync(path.join(os.tmpdir(), "nanollm-kv-"));
+    const host = new ModelHost(model, context, facts, opts.maxQueue, new KvSwap(swapDir, KvSwap.modelId(file), opts.log));
+    host.tempSwapDir = opts.swapDir ? undefined : swapDir;
+    return host;
   }
 
   /** Tokens of a rendered prompt; template text may form control tokens, user text never does. */
@@ -148,6 +156,8 @@ export class ModelHost {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    if (this.tempSwapDir) fs.rmSync(this.tempSwapDir, { recursive: true, force: true });
+    else await this.pool.saveAll();
     await this.context.dispose();
     await this.model.dispose();
   }

@@ -1,4 +1,5 @@
 import type { LlamaContextSequence, LlamaModel } from "node-llama-cpp";
+import type { KvSwap } from "./KvSwap.js";
 import { fail } from "@nanollm/shared";
 import { native, nativeOne, type NativeToken, type PrefillStats, type Sampling, type Token } from "./types.js";
 
@@ -20,8 +21,8 @@ export class SequenceLease {
   constructor(
     private readonly slot: Slot,
     private readonly model: LlamaModel,
-    /** The sequence held another session's cache, which must be cleared before use. */
-    private evicted: boolean,
+    /** How the slot changed hands: whose cache to park first, and whether to load the owner's. */
+    private handover: { previous: string | undefined; fresh: boolean; swap: KvSwap } | undefined,
     private readonly onRelease: () => void,
   ) {}
 
@@ -46,9 +47,14 @@ export class SequenceLease {
   async sync(tokens: readonly Token[], signal: AbortSignal, inputTokens = tokens.length): Promise<PrefillStats> {
     const seq = this.slot.seq;
     const started = performance.now();
-    if (this.evicted) {
-      this.evicted = false;
-      await seq.clearHistory();
+    if (this.handover) {
+      const { previous, fresh, swap } = this.handover;
+      this.handover = undefined;
+      if (previous !== undefined) await swap.save(previous, seq);
+      if (fresh) {
+        await seq.clearHistory();
+        await swap.load(this.slot.owner!, seq);
+      }
     }
     const keep = Math.min(seq.compareContextTokens(native(tokens)).firstDifferentIndex, tokens.length);
     if (keep < seq.nextTokenIndex) await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);

@@ -1,5 +1,6 @@
 import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 import { fail } from "@nanollm/shared";
+import type { KvSwap } from "./KvSwap.js";
 import { SequenceLease, type Slot } from "./SequenceLease.js";
 
 interface Waiter {
@@ -21,6 +22,7 @@ export class SequencePool {
     private readonly context: LlamaContext,
     private readonly model: LlamaModel,
     private readonly maxQueue: number,
+    private readonly swap: KvSwap,
   ) {}
 
   /** The owner's sequence, else a free one, else the least recently used idle one; waits if none. */
@@ -47,10 +49,16 @@ export class SequencePool {
 
   /** Frees the owner's sequence, e.g. when its session is deleted or reset. */
   async forget(owner: string): Promise<void> {
+    await this.swap.drop(owner);
     const slot = this.slots.find((s) => s.owner === owner);
     if (!slot || slot.busy) return;
     slot.owner = undefined;
     await slot.seq.clearHistory();
+  }
+
+  /** Parks every idle session's cache on disk (at shutdown), so a restart resumes without re-prefill. */
+  async saveAll(): Promise<void> {
+    for (const slot of this.slots) if (slot.owner !== undefined && !slot.busy) await this.swap.save(slot.owner, slot.seq);
   }
 
   get queued(): number {
@@ -62,11 +70,12 @@ export class SequencePool {
     if (own?.busy) throw fail.precondition(`Session ${owner} already has a turn running; wait for it to end or cancel it.`);
     const slot = own ?? this.freeSlot() ?? this.leastRecentlyUsedIdle();
     if (!slot) return undefined;
-    const evicted = slot.owner !== undefined && slot.owner !== owner;
+    const previous = slot.owner !== owner ? slot.owner : undefined;
+    const fresh = slot.owner !== owner;
     slot.owner = owner;
     slot.busy = true;
     slot.lastUsed = ++this.clock;
-    return new SequenceLease(slot, this.model, evicted, () => this.onRelease());
+    return new SequenceLease(slot, this.model, { previous, fresh, swap: this.swap }, () => this.onRelease());
   }
 
   private wait(signal: AbortSignal, front: boolean): Promise<void> {

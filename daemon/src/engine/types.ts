@@ -27,6 +27,8 @@ export interface EngineOptions {
   kvCacheType: KvCacheType;
   /** Turns that may wait for a free sequence before RESOURCE_EXHAUSTED. */
   maxQueue: number;
+  /** Where idle sessions' KV caches are parked on disk (default: a temporary folder). */
+  swapDir?: string;
   log: (line: string) => void;
 }
 

@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { NanoError } from "@nanollm/shared";
+import { inProcessDaemon, spawnDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
+import { tinyModel } from "./helpers/fixtures.js";
+
+const CLIENTS = Number(process.env.LOAD_CLIENTS ?? 64);
+const TURNS = Number(process.env.LOAD_TURNS ?? 10);
+const TOKENS = 6;
+
+const prompt = (client: number, t: number) => `client ${client} says hello number ${t}`;
+
+/** One client's whole conversation; returns its replies' token ids. */
+async function converse(d: TestDaemon, client: number): Promise<number[][]> {
+  const s = await d.client.createSession({ chatTemplate: "chat-ml", systemPrompt: `You serve client ${client}.` });
+  const replies: number[][] = [];
+  for (let t = 0; t < TURNS; t++) replies.push((await turn(d.client, s.sessionId, prompt(client, t), TOKENS)).ids);
+  return replies;
+}
+
+describe(`load: ${CLIENTS} concurrent clients × ${TURNS} turns over real sockets`, () => {
+  let d: TestDaemon;
+  before(async () => {
+    d = await spawnDaemon(tinyModel(), ["--parallel", "8", "--ctx", "1024", "--max-queue", "256"]);
+  });
+  after(() => d.stop());
+
+  it("has zero errors and every greedy reply equals a sequential run", async () => {
+    const results = await Promise.allSettled(Array.from({ length: CLIENTS }, (_, i) => converse(d, i)));
+    const errors = results.flatMap((r) => (r.status === "rejected" ? [String(r.reason)] : []));
+    assert.deepEqual(errors, []);
+    const concurrent = results.map((r) => (r.status === "fulfilled" ? r.value : []));
+    // The sequential reference: each conversation alone, one after another, on a fresh daemon.
+    const ref = await inProcessDaemon(tinyModel(), { parallel: 8, ctx: 1024 });
+    try {
+      for (let i = 0; i < CLIENTS; i++) assert.deepEqual(concurrent[i], await converse(ref, i), `client ${i}`);
+    } finally {
+      await ref.stop();
+    }
+    assert.notDeepEqual(concurrent[0], concurrent[1], "clients' conversations differ, so a mix-up would show");
+  });
+});
+
+describe("the wait queue is bounded", () => {
+  it("refuses turns past it with RESOURCE_EXHAUSTED and serves the rest", async () => {
+    const d = await inProcessDaemon(tinyModel(), { parallel: 1, ctx: 2048, maxQueue: 2 });
+    try {
+      const sessions = await Promise.all(Array.from({ length: 5 }, () => d.client.createSession({ chatTemplate: "chat-ml" })));
+      const results = await Promise.allSettled(sessions.map((s) => turn(d.client, s.sessionId, "Tell me a long story", 400)));
+      const refused = results.filter((r) => r.status === "rejected");
+      for (const r of refused) {
+        const err = (r as PromiseRejectedResult).reason as NanoError;
+        assert.equal(err.code, "RESOURCE_EXHAUSTED");
+        assert.match(err.message, /turns are already waiting/);
+      }
+      assert.equal(refused.length, 2, "one runs, two wait, two are refused");
+      assert.equal(results.filter((r) => r.status === "fulfilled").length, 3);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it("serves waiting turns first come, first served", async () => {
+    const d = await inProcessDaemon(tinyModel(), { parallel: 1, ctx: 2048 });
+    try {
+      const sessions = await Promise.all(Array.from({ length: 4 }, () => d.client.createSession({ chatTemplate: "chat-ml" })));
+      const order: number[] = [];
+      await Promise.all(
+        sessions.map(async (s, i) => {
+          await new Promise((r) => setTimeout(r, i * 30));
+          await turn(d.client, s.sessionId, "Tell me a story", 200);
+          order.push(i);
+        }),
+      );
+      assert.deepEqual(order, [0, 1, 2, 3]);
+    } finally {
+      await d.stop();
+    }
+  });
+});
