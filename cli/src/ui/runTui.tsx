@@ -3,6 +3,7 @@ import type { CreateSessionRequest, GenerationParams, SessionInfo } from "@nanol
 import type { NanoClient } from "../client/NanoClient.js";
 import { createChat } from "./createChat.js";
 import { defaultHistoryFile } from "./input/InputHistory.js";
+import { renderMarkdown } from "./markdown/renderMarkdown.js";
 
 // Bracketed paste: the terminal marks pasted text, so its line breaks stay in the message.
 const PASTE_ON = "\x1b[?2004h";
@@ -19,6 +20,8 @@ export async function runTui(client: NanoClient, session: SessionInfo, params: G
     process.once("exit", pasteOff);
   }
   const app = render(chat.element, { exitOnCtrlC: false });
+  // The renderer's first call is slow (tens of ms): pay it now, not when the first reply ends.
+  setImmediate(() => renderMarkdown("*warm* `up`", 80));
   unmount = () => app.unmount();
   try {
     await app.waitUntilExit();

@@ -46,6 +46,10 @@ export class TmuxScreen {
     }
   }
 
+  resize(columns: number, rows: number): void {
+    execFileSync("tmux", ["resize-window", "-t", this.name, "-x", String(columns), "-y", String(rows)]);
+  }
+
   kill(): void {
     spawnSync("tmux", ["kill-session", "-t", this.name], { stdio: "ignore" });
   }

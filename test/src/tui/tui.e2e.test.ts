@@ -93,12 +93,25 @@ describe("nanollm chat in a terminal (tmux, real daemon)", { skip: haveTmux() ? 
     assert.doesNotMatch(tui.screen(), /\[exited/);
   });
 
+  it("fits a narrowed terminal: the status line drops fields instead of wrapping", async () => {
+    tui.resize(48, 30);
+    const status = await tui.waitFor(/^.*ctx \d+\/32768.*$/m, "the narrow status line");
+    assert.ok(status[0].trimEnd().length <= 48, status[0]);
+    assert.doesNotMatch(status[0], /127\.0\.0\.1/, "the host is the first field to go");
+    tui.text("/set max_new_tokens 20");
+    tui.keys("Enter");
+    await tui.waitFor(/settings: max_new_tokens=20/, "the setting");
+    tui.keys("Narrow", "Enter");
+    await tui.waitFor(/› Narrow[\s\S]*reply cut at 20 tokens/, "a reply in the narrow terminal");
+    tui.resize(100, 30);
+  });
+
   it("Ctrl+C twice quits, and the typed prompts are in the history file", async () => {
     tui.keys("C-c");
     await tui.waitFor(/press Ctrl\+C again to quit/, "the quit hint");
     tui.keys("C-c");
     await tui.waitFor(/\[exited 0\]/, "the chat to exit");
     const history = fs.readFileSync(path.join(stateDir, "nanollm", "history"), "utf8");
-    assert.match(history, /"Hello there"\n"Second question"\n"\/undo"\n"\/retry"\n/);
+    assert.match(history, /"Hello there"\n"Second question"\n"\/undo"\n"\/retry"\n"\/set max_new_tokens 30000"\n"Tell me a very long story"\n"\/set max_new_tokens 20"\n"Narrow"\n$/);
   });
 });

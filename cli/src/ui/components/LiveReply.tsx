@@ -18,7 +18,10 @@ export function LiveReply() {
   const live = state.live;
   if (!live) return null;
   if (live.text === "" && live.committed === "") return <Text color="gray">…</Text>;
-  const tail = tailLines(live.text, columns - 1, Math.max(3, rows - RESERVED_ROWS));
+  // Ink wraps at word boundaries, which fills rows less than the character count suggests:
+  // estimate with a narrower width so the live area never reaches the terminal's height (Ink
+  // then clears the screen and reprints the whole transcript on every frame).
+  const tail = tailLines(live.text, Math.max(10, Math.floor((columns - 1) * 0.8)), Math.max(3, rows - RESERVED_ROWS));
   return (
     <Box flexDirection="column" marginTop={live.committed === "" ? 1 : 0}>
       {tail.hidden && <Text color="gray">⋮</Text>}
