@@ -95,10 +95,12 @@ describe("input line", () => {
     await t.see("settings: temperature=0.5");
   });
 
-  it("keys that arrive in one chunk act one by one (text and Backspace; Ctrl+C twice)", async () => {
+  it("keys that arrive in one chunk act one by one (Backspace, Ctrl+U, Tab, Ctrl+C twice)", async () => {
     const t = renderChat();
     await t.type("abcd\x7f\x7f");
     await t.see(/› ab\s*$/m);
+    await t.type("\x15/he\t");
+    await t.see(/› \/help\s*$/m);
     await t.type("\x03\x03");
     await waitFor(t.quitRequested, "the chat to quit");
   });

@@ -23,12 +23,12 @@ export const NO_KEY: Key = {
   numLock: false,
 };
 
-const CONTROL = /([\x00-\x08\x0b\x0c\x0e-\x1f\x7f])/;
+const CONTROL = /([\x00-\x09\x0b\x0c\x0e-\x1f\x7f])/;
 
 /**
- * A chunk of typed-ahead input (keys that arrived together, e.g. Ctrl+C twice, or text and a
- * Backspace) as the keys Ink would have reported one by one; undefined when it holds no control
- * character. Line breaks stay in the text parts: the caller treats them as Enter.
+ * A chunk of typed-ahead input (keys that arrived together: Ctrl+C twice, text and Backspace,
+ * text and Tab) as the keys Ink would have reported one by one; undefined when it holds no
+ * control character. Line breaks stay in the text parts: the caller treats them as Enter.
  */
 export function splitControlKeys(input: string): [string, Key][] | undefined {
   if (input.length < 2 || !CONTROL.test(input)) return undefined;
@@ -38,6 +38,7 @@ export function splitControlKeys(input: string): [string, Key][] | undefined {
     .map((part): [string, Key] => {
       if (!CONTROL.test(part)) return [part, NO_KEY];
       if (part === "\x7f" || part === "\b") return ["", { ...NO_KEY, delete: true }];
+      if (part === "\t") return ["", { ...NO_KEY, tab: true }];
       return [String.fromCharCode(part.charCodeAt(0) + 96), { ...NO_KEY, ctrl: true }];
     });
 }
