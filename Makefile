@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export NODE_LLAMA_CPP_SKIP_DOWNLOAD := true
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: all install build fixtures test run bench clean
+.PHONY: all install build fixtures test fuzz run bench clean
 
 all: build
 
@@ -24,9 +24,22 @@ fixtures: build
 test: fixtures
 	node --test --test-concurrency=1 test/dist/
 
+# The full fuzz run (CI runs FUZZ_COUNT=2000 inside `make test`).
+fuzz: fixtures
+	FUZZ_COUNT=10000 node --test test/dist/fuzz.e2e.test.js
+
 # Daemon + chat. MODEL=path.gguf (or NANOLLM_MODEL) picks the model; default: fetched once.
 run: build
 	@scripts/run.sh
+
+# Benchmarks against llama.cpp (ratios; JSON in bench/results/). The first run builds the peer into
+# .cache/peer (~8 min on 2 cores). BENCH_ARGS, e.g. "--threads 1,2 --figures P1,P3 --quick".
+bench: build
+	node bench/dist/run.js $(BENCH_ARGS)
+
+.PHONY: bench-peer
+bench-peer: install
+	scripts/build-peer.sh
 
 clean:
 	rm -rf node_modules */node_modules */dist *.tsbuildinfo */*.tsbuildinfo shared/src/gen test/fixtures/models

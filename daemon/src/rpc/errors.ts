@@ -11,10 +11,18 @@ const CODES: Record<ErrorCode, status> = {
   INTERNAL: status.INTERNAL,
 };
 
+// Status details travel in HTTP/2 trailers; a message echoing a huge client string must stay small.
+const MAX_DETAILS = 500;
+
+function clip(message: string): string {
+  const oneLine = message.replace(/[\u0000-\u001f\u007f]/g, " ");
+  return oneLine.length <= MAX_DETAILS ? oneLine : `${oneLine.slice(0, MAX_DETAILS - 1)}…`;
+}
+
 /** The one place an error becomes a gRPC status; anything untyped is logged and hidden. */
 export function toServiceError(err: unknown, log: (line: string) => void): Partial<ServiceError> {
-  if (err instanceof NanoError) return { code: CODES[err.code], details: err.message, metadata: new Metadata() };
+  if (err instanceof NanoError) return { code: CODES[err.code], details: clip(err.message), metadata: new Metadata() };
   log(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
-  return { code: status.INTERNAL, details: `The daemon failed unexpectedly (${why}); see its log.`, metadata: new Metadata() };
+  return { code: status.INTERNAL, details: clip(`The daemon failed unexpectedly (${why}); see its log.`), metadata: new Metadata() };
 }

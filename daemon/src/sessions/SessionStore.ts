@@ -4,8 +4,16 @@ import type { ModelHost } from "../engine/ModelHost.js";
 import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
 import { chooseTemplate } from "../templates/chooseTemplate.js";
 import { checkParams } from "./params.js";
+import { MAX_MESSAGE_CHARS } from "./runTurn.js";
 import { Session, type HistoryMessage, type OverflowPolicy } from "./Session.js";
 import type { SessionJournal, SessionRecord } from "./SessionJournal.js";
+
+const MAX_HISTORY = 100_000;
+
+/** Refuses text too long to tokenize in reasonable time (the same limit as a user message). */
+function checkText(what: string, text: string | undefined): void {
+  if (text !== undefined && text.length > MAX_MESSAGE_CHARS) throw fail.invalid(`${what} is ${text.length} characters, more than the limit of ${MAX_MESSAGE_CHARS}; shorten it.`);
+}
 
 /** The fields of `p` that are set (proto3 optionals arrive as undefined when unset). */
 function definedOnly<T extends object>(p: T): Partial<T> {
@@ -38,6 +46,9 @@ export class SessionStore {
       throw fail.exhausted(`The daemon already keeps ${this.sessions.size} sessions, its limit; delete some with \`nanollm sessions rm ID\` or raise NANOLLM_MAX_SESSIONS.`);
     }
     checkParams(opts.defaults);
+    checkText("The system prompt", opts.systemPrompt);
+    if (opts.history.length > MAX_HISTORY) throw fail.invalid(`The given history has ${opts.history.length} messages, more than ${MAX_HISTORY}; send a shorter one.`);
+    opts.history.forEach((m, i) => checkText(`History message ${i}`, m.text));
     const { template, reason } = opts.template ? { template: this.templates.resolve(opts.template), reason: "requested" } : chooseTemplate(opts.host.facts, this.templates);
     const session = new Session(randomUUID(), opts.host, template, reason, opts.systemPrompt ?? template.system_prompt ?? "", opts.defaults ?? {});
     for (const msg of opts.history) {
@@ -99,6 +110,7 @@ export class SessionStore {
   /** Changes the system prompt, template or defaults; the next turn reuses the cache up to the first changed token. */
   async update(id: string, change: { systemPrompt?: string; template?: string; defaults?: GenerationParams }): Promise<Session> {
     const session = this.idle(id);
+    checkText("The system prompt", change.systemPrompt);
     const defaults = { ...session.defaults, ...definedOnly(change.defaults ?? {}) };
     checkParams(defaults);
     const template = change.template ? this.templates.resolve(change.template) : session.template;
