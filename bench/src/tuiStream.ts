@@ -26,6 +26,8 @@ interface Run {
   ratio: number;
   /** How long after the last token arrived the screen showed it. */
   lastTokenLagMs: number;
+  /** How long after the last token the turn's end event arrived (the daemon's part of that lag). */
+  endEventAfterMs: number;
   daemonDecodeTokPerS: number;
   frames: number;
   bytesWritten: number;
@@ -68,7 +70,7 @@ async function startDaemon(model: string, ctx: number) {
 }
 
 /** The client with a tap on each turn: when every text event arrived, and how many tokens it held. */
-function tapped(client: NanoClient, arrivals: { t: number; tokens: number }[]): ChatClient {
+function tapped(client: NanoClient, arrivals: { t: number; tokens: number; end?: boolean }[]): ChatClient {
   return {
     host: client.host,
     createSession: (r) => client.createSession(r),
@@ -80,6 +82,7 @@ function tapped(client: NanoClient, arrivals: { t: number; tokens: number }[]): 
     async *turn(...a: Parameters<NanoClient["turn"]>): AsyncGenerator<ChatEvent> {
       for await (const ev of client.turn(...a)) {
         if (ev.kind?.$case === "text") arrivals.push({ t: performance.now(), tokens: ev.kind.text.tokenIds.length });
+        if (ev.kind?.$case === "end") arrivals.push({ t: performance.now(), tokens: 0, end: true });
         yield ev;
       }
     },
@@ -87,7 +90,7 @@ function tapped(client: NanoClient, arrivals: { t: number; tokens: number }[]): 
 }
 
 async function oneRun(client: NanoClient, tokens: number): Promise<Run> {
-  const arrivals: { t: number; tokens: number }[] = [];
+  const arrivals: { t: number; tokens: number; end?: boolean }[] = [];
   const session = await client.createSession({ chatTemplate: "chat-ml", defaults: { maxNewTokens: tokens, minNewTokens: tokens } });
   const stdout = new RecordingStdout();
   const chat = createChat({ client: tapped(client, arrivals), session, params: {}, historyFile: undefined, onQuit: () => {} });
@@ -100,21 +103,24 @@ async function oneRun(client: NanoClient, tokens: number): Promise<Run> {
   app.unmount();
   await client.deleteSession(session.sessionId).catch(() => undefined);
 
-  const total = arrivals.reduce((n, a) => n + a.tokens, 0);
-  const first = arrivals[0]!.t;
-  const last = arrivals[arrivals.length - 1]!.t;
+  const end = arrivals.find((a) => a.end);
+  const texts = arrivals.filter((a) => !a.end);
+  const total = texts.reduce((n, a) => n + a.tokens, 0);
+  const first = texts[0]!.t;
+  const last = texts[texts.length - 1]!.t;
   // The screen shows every token once the status line counts them all, or the finished turn.
   const frames = stdout.frames.slice(start);
   const all = frames.find((f) => f.t >= last && (f.text.includes(`streaming ${total} tokens`) || /decode [\d.]+ tok\/s/.test(f.text)));
   if (!all) throw new Error("no frame showed the whole reply");
-  const sent = ((total - arrivals[0]!.tokens) * 1000) / (last - first);
-  const shown = ((total - arrivals[0]!.tokens) * 1000) / (all.t - first);
+  const sent = ((total - texts[0]!.tokens) * 1000) / (last - first);
+  const shown = ((total - texts[0]!.tokens) * 1000) / (all.t - first);
   return {
     tokens: total,
     sentTokPerS: sent,
     shownTokPerS: shown,
     ratio: shown / sent,
     lastTokenLagMs: all.t - last,
+    endEventAfterMs: end ? end.t - last : NaN,
     daemonDecodeTokPerS: stats?.decodeTokensPerSecond ?? 0,
     frames: frames.length,
     bytesWritten: frames.reduce((n, f) => n + f.bytes, 0),
@@ -135,7 +141,7 @@ async function main() {
       results.push(r);
       console.log(
         `run ${i + 1}: ${r.tokens} tokens · daemon sent ${r.sentTokPerS.toFixed(0)} tok/s · screen showed ${r.shownTokPerS.toFixed(0)} tok/s · ` +
-          `ratio ${r.ratio.toFixed(3)} · last token on screen ${r.lastTokenLagMs.toFixed(0)} ms after it arrived · ${r.frames} frames`,
+          `ratio ${r.ratio.toFixed(3)} · last token on screen ${r.lastTokenLagMs.toFixed(0)} ms after it arrived (end event: ${r.endEventAfterMs.toFixed(0)} ms) · ${r.frames} writes`,
       );
     }
   } finally {
