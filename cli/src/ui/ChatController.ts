@@ -91,7 +91,7 @@ export class ChatController implements CommandContext {
             break;
           case "functionCall":
             this.flush();
-            this.dispatch({ type: "functionCall", name: kind.functionCall.name, argumentsJson: kind.functionCall.argumentsJson });
+            this.dispatch({ type: "function", text: `call ${kind.functionCall.name}(${kind.functionCall.argumentsJson})` });
             break;
           case "end":
             ended = true;
@@ -178,14 +178,17 @@ export class ChatController implements CommandContext {
   }
 
   /**
-   * Events newer than this client's switch (the context-wrap notice is being added to the proto
-   * as this is written): a known one is described, an unknown one is ignored, not fatal.
+   * Events newer than this client's switch (the proto is gaining them as this is written: the
+   * context-wrap notice, function results): a known one is shown, an unknown one is ignored.
    */
   private otherEvent(kind: { $case: string }): void {
-    const wrapped = (kind as { wrapped?: { droppedMessages?: number; droppedTokens?: number } }).wrapped;
-    if (kind.$case === "wrapped" && wrapped) {
+    const loose = kind as { wrapped?: { droppedMessages?: number; droppedTokens?: number }; functionResult?: { result?: string; isError?: boolean } };
+    if (kind.$case === "wrapped" && loose.wrapped) {
       this.flush();
-      this.info(`the conversation outgrew the context: the oldest ${wrapped.droppedMessages ?? "?"} messages (${wrapped.droppedTokens ?? "?"} tokens) are no longer seen by the model`);
+      this.info(`the conversation outgrew the context: the oldest ${loose.wrapped.droppedMessages ?? "?"} messages (${loose.wrapped.droppedTokens ?? "?"} tokens) are no longer seen by the model`);
+    } else if (kind.$case === "functionResult" && loose.functionResult) {
+      this.flush();
+      this.dispatch({ type: "function", text: `${loose.functionResult.isError ? "error" : "result"}: ${loose.functionResult.result ?? ""}` });
     }
   }
 

@@ -41,7 +41,8 @@ export type Action =
   | { type: "user"; text: string }
   | { type: "turnStart" }
   | { type: "delta"; text: string; tokens: number }
-  | { type: "functionCall"; name: string; argumentsJson: string }
+  /** A function call or its result: shown apart from the reply text around it. */
+  | { type: "function"; text: string }
   | { type: "end"; reply: string; stats: TurnStats | undefined; stop: StopReason }
   | { type: "turnFailed"; text: string }
   | { type: "info"; text: string }
@@ -84,12 +85,12 @@ export function reducer(state: ChatState, action: Action): ChatState {
       const next = { ...state, live: { text: rest, committed: live.committed + done, tokens: live.tokens + action.tokens } };
       return done === "" ? next : add(next, "bot", done, live.committed !== "");
     }
-    case "functionCall": {
+    case "function": {
       // Print the text before the call first, so the screen shows the events in their order.
       const live = state.live;
-      if (!live) return add(state, "function", `${action.name}(${action.argumentsJson})`);
+      if (!live) return add(state, "function", action.text);
       const flushed = { ...commitLive(state), live: { text: "", committed: live.committed + live.text, tokens: live.tokens } };
-      return add(flushed, "function", `${action.name}(${action.argumentsJson})`);
+      return add(flushed, "function", action.text);
     }
     case "end":
       return { ...commitLive(state, action.reply), lastStats: action.stats, lastStop: action.stop };

@@ -45,12 +45,14 @@ describe("chat screen: a turn", () => {
     assert.match(t.frame(), /ctx 32\/1024 · prefill 812 · decode 345\.6 tok\/s/, "context used is re-read after the turn");
   });
 
-  it("shows a function call distinctly, with its name and arguments", async () => {
-    const client = new FakeClient(() => [{ text: "Let me look." }, { call: "get_weather", args: '{"city":"Oslo"}' }]);
+  it("shows function calls and results distinctly, in order with the text", async () => {
+    const client = new FakeClient(() => [{ text: "Let me look." }, { call: "get_weather", args: '{"city":"Oslo"}' }, { result: "12 °C" }, { text: "It is mild." }]);
     const t = renderChat({ client });
     await t.type("weather?\r");
-    await t.see('function call get_weather({"city":"Oslo"})');
-    assert.ok(t.frame().indexOf("Let me look.") < t.frame().indexOf("function call"), "the text before the call comes first");
+    await t.see("It is mild.");
+    const frame = t.frame();
+    const order = ["Let me look.", 'function call get_weather({"city":"Oslo"})', "function result: 12 °C", "It is mild."].map((s) => frame.indexOf(s));
+    assert.ok(order.every((i, n) => i >= 0 && (n === 0 || i > order[n - 1]!)), `text, call, result and text in order:\n${frame}`);
   });
 
   it("does not send an image path as text, and says images are not supported yet", async () => {

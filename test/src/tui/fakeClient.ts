@@ -1,8 +1,8 @@
-import { Message, Role, SessionInfo, StopReason, TurnStats, type ChatEvent, type GenerationParams } from "@nanollm/shared";
+import { FunctionCall, Message, Role, SessionInfo, StopReason, TurnStats, type ChatEvent, type GenerationParams } from "@nanollm/shared";
 import type { ChatClient } from "nanollm/dist/ui/ChatClient.js";
 
 /** What one scripted turn yields: text deltas, function calls, then (unless cancelled) its end. */
-export type Step = { text: string } | { call: string; args: string };
+export type Step = { text: string } | { call: string; args: string } | { result: string };
 
 /**
  * A ChatClient with a scripted daemon behind it: replies come from `reply(text)`, the history is
@@ -36,7 +36,9 @@ export class FakeClient implements ChatClient {
       }
       await new Promise((r) => setTimeout(r, this.slow ? 5 : 0));
       const step = steps[i % steps.length]!;
-      if ("call" in step) yield { ...base, kind: { $case: "functionCall", functionCall: { callId: "c1", name: step.call, argumentsJson: step.args } } };
+      if ("call" in step) yield { ...base, kind: { $case: "functionCall", functionCall: FunctionCall.fromPartial({ callId: "c1", name: step.call, argumentsJson: step.args }) } };
+      // Written loosely: the function-result event is being added to the proto as this is written.
+      else if ("result" in step) yield { ...base, kind: { $case: "functionResult", functionResult: { callId: "c1", result: step.result, isError: false } } } as unknown as ChatEvent;
       else {
         reply += step.text;
         tokens++;

@@ -6,7 +6,7 @@ import type { Key } from "ink";
 import { SessionInfo, StopReason } from "@nanollm/shared";
 import { completeLine, parseCommandLine } from "nanollm/dist/ui/commands/registry.js";
 import { COMMANDS } from "nanollm/dist/ui/commands/index.js";
-import { fitStatus, statusParts } from "nanollm/dist/ui/components/statusParts.js";
+import { statusLines } from "nanollm/dist/ui/components/statusParts.js";
 import { tailLines } from "nanollm/dist/ui/components/tailLines.js";
 import { imagePathOf } from "nanollm/dist/ui/input/imagePath.js";
 import { defaultHistoryFile, InputHistory } from "nanollm/dist/ui/input/InputHistory.js";
@@ -42,10 +42,11 @@ describe("tui units", () => {
     assert.deepEqual(tailLines("x".repeat(25), 10, 2), { text: "x".repeat(15), hidden: true });
   });
 
-  it("the status line drops the least important fields on a narrow terminal", () => {
+  it("the status line splits in two on a narrow terminal, then drops the least important fields", () => {
     const s = initialState("127.0.0.1:7433", SessionInfo.fromPartial({ sessionId: "abcdef1234", model: "m", chatTemplate: "chat-ml", contextUsed: 5, contextSize: 99 }), {});
-    assert.equal(fitStatus(statusParts(s), 200), "127.0.0.1:7433 · m · chat-ml · session abcdef12 · ctx 5/99");
-    assert.equal(fitStatus(statusParts(s), 30), "m · chat-ml · ctx 5/99");
+    assert.deepEqual(statusLines(s, 200), ["127.0.0.1:7433 · m · chat-ml · session abcdef12 · ctx 5/99"]);
+    assert.deepEqual(statusLines(s, 50), ["127.0.0.1:7433 · m · chat-ml · session abcdef12", "ctx 5/99"]);
+    assert.deepEqual(statusLines(s, 30), ["m · chat-ml · session abcdef12", "ctx 5/99"]);
   });
 
   it("line editing: words, kills and surrogate pairs", () => {

@@ -25,7 +25,7 @@ export function MessageView({ entry, width }: { entry: Entry; width: number }) {
       return (
         <Box borderStyle="round" borderColor="magenta" paddingX={1}>
           <Text color="magenta">
-            <Text bold>function call </Text>
+            <Text bold>function </Text>
             {entry.text}
           </Text>
         </Box>

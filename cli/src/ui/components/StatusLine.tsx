@@ -1,16 +1,20 @@
 import React from "react";
-import { Text } from "ink";
+import { Box, Text } from "ink";
 import { useChat } from "../ChatContext.js";
 import { useTerminalSize } from "../hooks/useTerminalSize.js";
-import { fitStatus, statusParts } from "./statusParts.js";
+import { statusLines } from "./statusParts.js";
 
 /** host · model · template · session · context used/total · last turn's prefill and decode speed. */
 export function StatusLine() {
   const { state } = useChat();
   const { columns } = useTerminalSize();
   return (
-    <Text color="gray" wrap="truncate-end">
-      {fitStatus(statusParts(state), columns - 1)}
-    </Text>
+    <Box flexDirection="column">
+      {statusLines(state, columns - 1).map((line, i) => (
+        <Text key={i} color="gray" wrap="truncate-end">
+          {line}
+        </Text>
+      ))}
+    </Box>
   );
 }

@@ -6,25 +6,33 @@ interface Part {
   order: number;
 }
 
-/** The status line's fields, most important first: a narrow terminal drops from the end. */
-export function statusParts(s: ChatState): Part[] {
+/** Which daemon, model, template and session: most important first. */
+function identity(s: ChatState): Part[] {
   const session = s.session;
-  const parts: Part[] = [{ text: `ctx ${session.contextUsed}/${session.contextSize}`, order: 4 }];
+  return [
+    { text: session.model, order: 1 },
+    { text: `session ${session.sessionId.slice(0, 8)}`, order: 3 },
+    { text: session.chatTemplate, order: 2 },
+    { text: s.host, order: 0 },
+  ];
+}
+
+/** Context use and speed: most important first. */
+function numbers(s: ChatState): Part[] {
+  const parts: Part[] = [{ text: `ctx ${s.session.contextUsed}/${s.session.contextSize}`, order: 4 }];
   if (s.live) parts.push({ text: `streaming ${s.live.tokens} tokens · Esc stops`, order: 5 });
   else if (s.lastStats) parts.push({ text: `prefill ${s.lastStats.prefillTokensPerSecond.toFixed(0)} · decode ${s.lastStats.decodeTokensPerSecond.toFixed(1)} tok/s`, order: 5 });
-  parts.push({ text: session.model, order: 1 });
-  parts.push({ text: `session ${session.sessionId.slice(0, 8)}`, order: 3 });
-  parts.push({ text: session.chatTemplate, order: 2 });
-  parts.push({ text: s.host, order: 0 });
   return parts;
 }
 
-/** As many fields as fit in `width` columns, in line order. */
-export function fitStatus(parts: Part[], width: number, sep = " · "): string {
+const SEP = " · ";
+
+/** As many parts as fit in `width` columns, in line order; the least important go first. */
+function fit(parts: Part[], width: number): string {
   const kept: Part[] = [];
   let used = 0;
   for (const p of parts) {
-    const cost = p.text.length + (kept.length ? sep.length : 0);
+    const cost = p.text.length + (kept.length ? SEP.length : 0);
     if (used + cost > width) continue;
     kept.push(p);
     used += cost;
@@ -32,5 +40,16 @@ export function fitStatus(parts: Part[], width: number, sep = " · "): string {
   return kept
     .sort((a, b) => a.order - b.order)
     .map((p) => p.text)
-    .join(sep);
+    .join(SEP);
+}
+
+/**
+ * The status line: host · model · template · session · context · last turn's speeds. When it
+ * does not fit, it becomes two lines (who, then numbers), and only then drops fields.
+ */
+export function statusLines(s: ChatState, width: number): string[] {
+  const all = [...numbers(s), ...identity(s)];
+  const one = all.map((p) => p.text).join(SEP);
+  if (one.length <= width) return [fit(all, width)];
+  return [fit(identity(s), width), fit(numbers(s), width)];
 }
