@@ -25,6 +25,8 @@ export interface DaemonOptions {
   dataDir: string | undefined;
   maxQueue?: number;
   maxSessions?: number;
+  /** How long a turn waits for a client's function result (default 30 s). */
+  functionTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -54,6 +56,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     threads: opts.threads,
     parallel: opts.parallel,
     startedAt: Date.now(),
+    functionTimeoutMs: opts.functionTimeoutMs ?? 30_000,
     log,
   };
   const shutdown = new AbortController();

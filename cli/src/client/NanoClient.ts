@@ -7,6 +7,8 @@ import {
   type ChatEvent,
   type ChatRequest,
   type CreateSessionRequest,
+  type FunctionCall,
+  type FunctionDecl,
   type GenerationParams,
   type ModelInfo,
   type ServerInfo,
@@ -15,6 +17,9 @@ import {
 import { toClientError } from "./errors.js";
 
 type Callback<T> = (err: ServiceError | null, res: T) => void;
+
+/** Runs one of this client's declared functions for the model. */
+export type FunctionHandler = (call: FunctionCall) => Promise<{ result: string; isError: boolean }>;
 
 /** The gRPC client: promises for unary calls, an async iterable of events for a chat turn. */
 export class NanoClient {
@@ -31,7 +36,7 @@ export class NanoClient {
   }
 
   createSession(req: Partial<CreateSessionRequest>): Promise<SessionInfo> {
-    const full: CreateSessionRequest = { model: "", chatTemplate: "", history: [], defaults: undefined, systemPrompt: undefined, overflow: 0, ...req };
+    const full: CreateSessionRequest = { model: "", chatTemplate: "", history: [], defaults: undefined, systemPrompt: undefined, overflow: 0, builtinFunctions: [], clientFunctions: [], ...req };
     return this.unary((cb: Callback<SessionInfo>) => this.sessions.createSession(full, this.meta(), this.opts(), cb));
   }
 
@@ -47,8 +52,13 @@ export class NanoClient {
     return this.unary((cb: Callback<SessionInfo>) => this.sessions.resetSession({ sessionId }, this.meta(), this.opts(), cb));
   }
 
-  updateSession(sessionId: string, change: { systemPrompt?: string; chatTemplate?: string; defaults?: GenerationParams }): Promise<SessionInfo> {
-    return this.unary((cb: Callback<SessionInfo>) => this.sessions.updateSession({ sessionId, defaults: undefined, ...change }, this.meta(), this.opts(), cb));
+  updateSession(
+    sessionId: string,
+    change: { systemPrompt?: string; chatTemplate?: string; defaults?: GenerationParams; setFunctions?: boolean; builtinFunctions?: string[]; clientFunctions?: FunctionDecl[] },
+  ): Promise<SessionInfo> {
+    return this.unary((cb: Callback<SessionInfo>) =>
+      this.sessions.updateSession({ sessionId, defaults: undefined, setFunctions: false, builtinFunctions: [], clientFunctions: [], ...change }, this.meta(), this.opts(), cb),
+    );
   }
 
   /** Keeps the first `keepMessages` messages of the history. */
@@ -70,9 +80,10 @@ export class NanoClient {
 
   /**
    * Runs one turn and yields its events until the turn ends. Aborting `signal` asks the daemon to
-   * stop the reply; the turn then still ends with its stats and the CANCELLED stop reason.
+   * stop the reply; the turn then still ends with its stats and the CANCELLED stop reason. Calls of
+   * this client's own functions go to `onFunctionCall`, whose answer is sent back on the stream.
    */
-  async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
+  async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal, onFunctionCall?: FunctionHandler): AsyncGenerator<ChatEvent> {
     const turnId = `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat();
     const onAbort = () => call.write({ kind: { $case: "cancel", cancel: { turnId } } });
@@ -81,6 +92,9 @@ export class NanoClient {
       call.write({ kind: { $case: "userTurn", userTurn: { sessionId, text, params, turnId } } });
       for await (const event of call as AsyncIterable<ChatEvent>) {
         yield event;
+        const fc = event.kind?.$case === "functionCall" ? event.kind.functionCall : undefined;
+        // The function runs beside the stream, so events keep flowing while it works.
+        if (fc?.clientSide) void answerCall(fc, onFunctionCall).then((answer) => !call.writableEnded && call.write({ kind: { $case: "functionResult", functionResult: { callId: fc.callId, ...answer } } }));
         if (event.kind?.$case === "end") {
           call.end();
           return;
@@ -110,6 +124,16 @@ export class NanoClient {
 
   private unary<T>(fn: (cb: Callback<T>) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => fn((err, res) => (err ? reject(toClientError(err, this.host)) : resolve(res))));
+  }
+}
+
+/** Runs a client function for the model; a throw or a missing handler becomes an error result. */
+async function answerCall(fc: FunctionCall, handler: FunctionHandler | undefined): Promise<{ result: string; isError: boolean }> {
+  if (!handler) return { result: `this client has no function ${fc.name}`, isError: true };
+  try {
+    return await handler(fc);
+  } catch (err) {
+    return { result: `${fc.name} threw: ${err instanceof Error ? err.message : String(err)}`, isError: true };
   }
 }
 

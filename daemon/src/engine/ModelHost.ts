@@ -5,6 +5,7 @@ import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaModel
 import { fail, NanoError } from "@nanollm/shared";
 import { kvCacheBytes } from "./kvBytes.js";
 import { KvSwap } from "./KvSwap.js";
+import { Grammars } from "./Grammars.js";
 import { SequencePool } from "./SequencePool.js";
 import { native, nativeOne, type EngineOptions, type GpuChoice, type ModelFacts, type Segment, type Token } from "./types.js";
 
@@ -34,6 +35,7 @@ export async function backendName(opts: Pick<EngineOptions, "gpu" | "threads" | 
 /** A loaded GGUF model with one context of `parallel` sequences, one per session holding a KV cache. */
 export class ModelHost {
   readonly pool: SequencePool;
+  private readonly grammars: Grammars;
   private disposed = false;
   private tempSwapDir: string | undefined;
 
@@ -45,6 +47,12 @@ export class ModelHost {
     swap: KvSwap,
   ) {
     this.pool = new SequencePool(context, model, maxQueue, swap);
+    this.grammars = new Grammars(model.llama, model);
+  }
+
+  /** A fresh evaluation state for a GBNF grammar (compiled once); bad GBNF is INVALID_ARGUMENT. */
+  grammar(gbnf: string) {
+    return this.grammars.state(gbnf);
   }
 
   static async load(opts: EngineOptions): Promise<ModelHost> {
@@ -120,9 +128,9 @@ export class ModelHost {
     return out;
   }
 
-  /** Plain tokenization of user text (control strings stay plain text). */
-  tokenizeText(text: string): Token[] {
-    return this.model.tokenize(text, false) as Token[];
+  /** Plain tokenization of text (control strings stay plain); `continuation` for mid-text pieces. */
+  tokenizeText(text: string, continuation = false): Token[] {
+    return this.model.tokenize(text, false, continuation ? "trimLeadingSpace" : undefined) as Token[];
   }
 
   /** Text of `ids`; `before` gives the preceding tokens so leading spaces come out right. */

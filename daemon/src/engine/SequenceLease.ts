@@ -1,4 +1,4 @@
-import type { LlamaContextSequence, LlamaModel } from "node-llama-cpp";
+import type { LlamaContextSequence, LlamaGrammarEvaluationState, LlamaModel } from "node-llama-cpp";
 import type { KvSwap } from "./KvSwap.js";
 import { fail } from "@nanollm/shared";
 import { native, nativeOne, type NativeToken, type PrefillStats, type Sampling, type Token } from "./types.js";
@@ -72,11 +72,14 @@ export class SequenceLease {
 
   /**
    * Samples reply tokens after `first` (the prompt's last token). The consumer stops by breaking
-   * out; the token it last received is then NOT in the cache yet (the next sync adds it).
+   * out; the token it last received is then NOT in the cache yet (the next sync adds it). Passing
+   * tokens to next() evaluates them instead of the last token alone (it must lead them): that is
+   * how function results enter the cache mid-reply.
    */
-  async *decode(first: Token, sampling: Sampling): AsyncGenerator<Token, void, void> {
+  async *decode(first: Token, sampling: Sampling, grammar?: LlamaGrammarEvaluationState): AsyncGenerator<Token, void, Token[] | undefined> {
     const seq = this.slot.seq;
     const options = {
+      grammarEvaluationState: grammar,
       temperature: sampling.doSample ? sampling.temperature : 0,
       topK: sampling.topK,
       topP: sampling.topP,
@@ -87,30 +90,40 @@ export class SequenceLease {
           ? undefined
           : { punishTokens: () => seq.contextTokens.slice(-REPEAT_WINDOW), penalty: sampling.repetitionPenalty },
     };
-    let pending = first;
-    let produced = 0;
+    let resume: Token[] = [first];
     if (sampling.minNewTokens > 0) {
       // llama.cpp's greedy sampler ignores a "never" bias on EOS, so an early end-of-generation is
       // replaced by the most probable other token through the generator's replacement input.
-      const early = seq.evaluateWithMetadata([nativeOne(pending)], { probabilities: true }, options);
+      const early = seq.evaluateWithMetadata(native(resume), { probabilities: true }, options);
+      let produced = 0;
+      let last = first;
       try {
         let step = await early.next();
         while (!step.done) {
-          let token: Token = step.value.token;
-          if (this.model.isEogToken(nativeOne(token))) token = bestNonEog(step.value.probabilities, this.model) ?? token;
+          last = step.value.token;
+          if (this.model.isEogToken(nativeOne(last))) last = bestNonEog(step.value.probabilities, this.model) ?? last;
           produced++;
-          yield token;
-          pending = token;
-          if (produced >= sampling.minNewTokens || this.model.isEogToken(nativeOne(token))) break;
-          step = await early.next(nativeOne(token));
+          const inserted: Token[] | undefined = yield last;
+          resume = inserted ?? [last];
+          if (produced >= sampling.minNewTokens || this.model.isEogToken(nativeOne(last))) break;
+          step = await early.next(native(resume));
         }
       } finally {
         await early.return();
       }
-      if (produced >= sampling.minNewTokens && !this.model.isEogToken(nativeOne(pending))) yield* seq.evaluate([nativeOne(pending)], options);
-      return;
+      if (produced < sampling.minNewTokens || this.model.isEogToken(nativeOne(last))) return;
     }
-    yield* seq.evaluate([nativeOne(pending)], options);
+    // Forward replacement tokens from our consumer to node-llama-cpp's generator.
+    const rest = seq.evaluate(native(resume), options);
+    try {
+      let step = await rest.next();
+      while (!step.done) {
+        const inserted: Token[] | undefined = yield step.value;
+        step = await rest.next(inserted ? native(inserted) : undefined);
+      }
+    } finally {
+      await rest.return();
+    }
   }
 
   release(): void {

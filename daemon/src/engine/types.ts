@@ -42,6 +42,8 @@ export interface Sampling {
   topK: number;
   repetitionPenalty: number;
   seed: number;
+  /** GBNF the reply must follow. */
+  grammar?: string;
 }
 
 export interface ModelFacts {

@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { fail, type ChatEvent, type ChatRequest, type ChatServiceServer, type UserTurn } from "@nanollm/shared";
 import { runTurn } from "../sessions/runTurn.js";
+import type { CallOutcome } from "../sessions/TurnCalls.js";
 import { toServiceError } from "./errors.js";
 import { checkDecoded } from "./malformed.js";
 import type { DaemonState } from "./handlers.js";
@@ -18,6 +19,8 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
   return (call: Stream) => {
     const streamAbort = new AbortController();
     const turns = new Map<string, AbortController>();
+    // Client-side function calls waiting for this stream's FunctionResult.
+    const pendingCalls = new Map<string, (outcome: CallOutcome) => void>();
     let inputEnded = false;
     let failed = false;
     const abortAll = () => streamAbort.abort();
@@ -55,6 +58,21 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
       runTurn(session, { turnId, text: turn.text, params: turn.params, signal: abort.signal }, {
         text: (text, tokenIds) => write({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
         wrapped: (info) => write({ ...base, kind: { $case: "wrapped", wrapped: info } }),
+        functionCall: (call) => write({ ...base, kind: { $case: "functionCall", functionCall: call } }),
+        functionResult: (r) => write({ ...base, kind: { $case: "functionResult", functionResult: { callId: r.callId, result: r.result, isError: r.isError } } }),
+        clientResult: (callId, name) =>
+          new Promise<CallOutcome>((resolve) => {
+            const done = (outcome: CallOutcome) => {
+              clearTimeout(timer);
+              abort.signal.removeEventListener("abort", onAbort);
+              pendingCalls.delete(callId);
+              resolve(outcome);
+            };
+            const onAbort = () => done({ result: `the turn was cancelled before ${name} returned`, isError: true });
+            const timer = setTimeout(() => done({ result: `the client did not answer ${name} within ${state.functionTimeoutMs / 1000} s`, isError: true }), state.functionTimeoutMs);
+            abort.signal.addEventListener("abort", onAbort, { once: true });
+            pendingCalls.set(callId, done);
+          }),
       })
         .then((result) => write({ ...base, kind: { $case: "end", end: result } }))
         .then(
@@ -81,6 +99,12 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
           case "cancel":
             turns.get(kind.cancel.turnId)?.abort();
             break;
+          case "functionResult": {
+            const r = kind.functionResult;
+            // A late answer (after the timeout) or a stray one changes nothing.
+            pendingCalls.get(r.callId)?.({ result: r.result.slice(0, 100_000), isError: r.isError });
+            break;
+          }
           default:
             kind satisfies never;
         }

@@ -26,6 +26,7 @@ export function sessionInfo(s: Session, withHistory: boolean): SessionInfo {
     history: withHistory ? s.history.map(messageToWire) : [],
     overflow: s.overflow === "wrap" ? OverflowPolicy.OVERFLOW_POLICY_WRAP : OverflowPolicy.OVERFLOW_POLICY_ERROR,
     wrappedMessages: s.windowStart,
+    functions: s.functions.decls(),
   };
 }
 

@@ -5,6 +5,7 @@ import type { SessionStore } from "../sessions/SessionStore.js";
 import { messageFromWire, modelInfo, overflowFromWire, sessionInfo } from "./convert.js";
 import { toServiceError } from "./errors.js";
 import { checkDecoded } from "./malformed.js";
+import { FunctionSet } from "../functions/FunctionSet.js";
 
 export interface DaemonState {
   models: ModelRegistry;
@@ -13,6 +14,8 @@ export interface DaemonState {
   threads: number;
   parallel: number;
   startedAt: number;
+  /** How long a turn waits for a client to answer its function call. */
+  functionTimeoutMs: number;
   log: (line: string) => void;
 }
 
@@ -43,6 +46,7 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
         defaults: req.defaults,
         history: req.history.map(messageFromWire),
         overflow: overflowFromWire(req.overflow),
+        functions: FunctionSet.build(req.builtinFunctions, req.clientFunctions),
       });
       return sessionInfo(session, true);
     }),
@@ -50,7 +54,15 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
     listSessions: unary(log, () => ({ sessions: sessions.list().map((s) => sessionInfo(s, false)) })),
     resetSession: unary(log, async (req) => sessionInfo(await sessions.reset(req.sessionId), false)),
     updateSession: unary(log, async (req) =>
-      sessionInfo(await sessions.update(req.sessionId, { systemPrompt: req.systemPrompt, template: req.chatTemplate, defaults: req.defaults }), false),
+      sessionInfo(
+        await sessions.update(req.sessionId, {
+          systemPrompt: req.systemPrompt,
+          template: req.chatTemplate,
+          defaults: req.defaults,
+          functions: req.setFunctions ? FunctionSet.build(req.builtinFunctions, req.clientFunctions) : undefined,
+        }),
+        false,
+      ),
     ),
     truncateSession: unary(log, async (req) => sessionInfo(await sessions.truncate(req.sessionId, req.keepMessages), false)),
     deleteSession: unary(log, async (req) => {

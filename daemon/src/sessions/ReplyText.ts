@@ -4,7 +4,7 @@
  */
 export class ReplyText {
   private emitted = 0;
-  private text = "";
+  private full = "";
   private stopAt = -1;
 
   constructor(
@@ -14,9 +14,9 @@ export class ReplyText {
 
   /** Recomputes the text for `ids`; returns the newly safe delta and whether a stop string appeared. */
   update(ids: readonly number[]): { delta: string; stopped: boolean } {
-    this.text = this.detokenize(ids);
+    this.full = this.detokenize(ids);
     for (const stop of this.stops) {
-      const at = this.text.indexOf(stop);
+      const at = this.full.indexOf(stop);
       if (at >= 0 && (this.stopAt < 0 || at < this.stopAt)) this.stopAt = at;
     }
     if (this.stopAt >= 0) return { delta: this.take(this.stopAt), stopped: true };
@@ -25,21 +25,26 @@ export class ReplyText {
 
   /** Everything not yet emitted (at the end of the reply). */
   flush(): string {
-    return this.take(this.stopAt >= 0 ? this.stopAt : this.text.length);
+    return this.take(this.stopAt >= 0 ? this.stopAt : this.full.length);
+  }
+
+  /** Everything generated so far, stop text included. */
+  get text(): string {
+    return this.full;
   }
 
   /** The reply's visible text: everything before a stop string. */
   get final(): string {
-    return this.stopAt >= 0 ? this.text.slice(0, this.stopAt) : this.text;
+    return this.stopAt >= 0 ? this.full.slice(0, this.stopAt) : this.full;
   }
 
   private safeEnd(): number {
-    let end = this.text.length;
-    while (end > this.emitted && this.text[end - 1] === "\uFFFD") end--;
+    let end = this.full.length;
+    while (end > this.emitted && this.full[end - 1] === "\uFFFD") end--;
     let hold = 0;
     for (const stop of this.stops) {
       for (let n = Math.min(stop.length - 1, end); n > hold; n--) {
-        if (this.text.endsWith(stop.slice(0, n), end)) {
+        if (this.full.endsWith(stop.slice(0, n), end)) {
           hold = n;
           break;
         }
@@ -49,7 +54,7 @@ export class ReplyText {
   }
 
   private take(end: number): string {
-    const delta = end > this.emitted ? this.text.slice(this.emitted, end) : "";
+    const delta = end > this.emitted ? this.full.slice(this.emitted, end) : "";
     this.emitted = Math.max(this.emitted, end);
     return delta;
   }

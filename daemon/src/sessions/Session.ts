@@ -1,5 +1,6 @@
 import type { GenerationParams } from "@nanollm/shared";
 import type { ModelHost } from "../engine/ModelHost.js";
+import { FunctionSet } from "../functions/FunctionSet.js";
 import type { ChatTemplate } from "../templates/ChatTemplate.js";
 import { render, type RenderMessage, type Role } from "../templates/render.js";
 
@@ -29,6 +30,8 @@ export class Session {
   overflow: OverflowPolicy = "wrap";
   /** Index of the first history message still rendered; earlier ones were wrapped out (but kept). */
   windowStart = 0;
+  /** Functions the model may call in this session. */
+  functions: FunctionSet = FunctionSet.none;
   /** Writes the session to the journal; set by the store. */
   persist: () => Promise<void> = async () => {};
 
@@ -43,7 +46,9 @@ export class Session {
 
   /** The messages to render: the system prompt (when the template has one) and the history. */
   messages(extra: readonly RenderMessage[] = []): RenderMessage[] {
-    const system: RenderMessage[] = this.template.system !== undefined && this.systemPrompt ? [{ role: "system", text: this.systemPrompt }] : [];
+    // Enabled functions are documented in the system prompt, as the reference's generate_docs().
+    const systemText = [this.systemPrompt, this.functions.docs()].filter(Boolean).join("\n\n");
+    const system: RenderMessage[] = this.template.system !== undefined && systemText ? [{ role: "system", text: systemText }] : [];
     return [...system, ...this.history.slice(this.windowStart), ...extra];
   }
 

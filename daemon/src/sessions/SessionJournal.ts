@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import type { GenerationParams } from "@nanollm/shared";
+import type { FunctionDecl, GenerationParams } from "@nanollm/shared";
 import type { ChatTemplate } from "../templates/ChatTemplate.js";
 import type { HistoryMessage } from "./Session.js";
 
@@ -19,6 +19,8 @@ export interface SessionRecord {
   createdAt: number;
   updatedAt: number;
   history: HistoryMessage[];
+  builtinFunctions?: string[];
+  clientFunctions?: FunctionDecl[];
 }
 
 /**

@@ -4,6 +4,7 @@ import type { ModelHost } from "../engine/ModelHost.js";
 import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
 import { chooseTemplate } from "../templates/chooseTemplate.js";
 import { checkParams } from "./params.js";
+import { FunctionSet } from "../functions/FunctionSet.js";
 import { MAX_MESSAGE_CHARS } from "./runTurn.js";
 import { Session, type HistoryMessage, type OverflowPolicy } from "./Session.js";
 import type { SessionJournal, SessionRecord } from "./SessionJournal.js";
@@ -29,6 +30,7 @@ export interface CreateOptions {
   /** A conversation to start from (e.g. to replay a transcript); bot ids are kept when given. */
   history: HistoryMessage[];
   overflow?: OverflowPolicy;
+  functions?: FunctionSet;
 }
 
 /** Owns every session: creation, lookup, reset and deletion. */
@@ -59,6 +61,7 @@ export class SessionStore {
     const used = session.tokens().length;
     if (used >= session.contextSize) throw fail.invalid(`The given history is ${used} tokens, more than the context of ${session.contextSize}; send a shorter history.`);
     session.overflow = opts.overflow ?? "wrap";
+    session.functions = opts.functions ?? FunctionSet.none;
     this.track(session);
     await session.persist();
     return session;
@@ -68,6 +71,7 @@ export class SessionStore {
   restore(record: SessionRecord, host: ModelHost): Session {
     const session = new Session(record.id, host, record.template, record.templateReason, record.systemPrompt, record.defaults);
     Object.assign(session, { history: record.history, overflow: record.overflow, windowStart: record.windowStart, createdAt: record.createdAt, updatedAt: record.updatedAt });
+    session.functions = FunctionSet.build(record.builtinFunctions ?? [], record.clientFunctions ?? []);
     this.track(session);
     return session;
   }
@@ -108,16 +112,17 @@ export class SessionStore {
   }
 
   /** Changes the system prompt, template or defaults; the next turn reuses the cache up to the first changed token. */
-  async update(id: string, change: { systemPrompt?: string; template?: string; defaults?: GenerationParams }): Promise<Session> {
+  async update(id: string, change: { systemPrompt?: string; template?: string; defaults?: GenerationParams; functions?: FunctionSet }): Promise<Session> {
     const session = this.idle(id);
     checkText("The system prompt", change.systemPrompt);
     const defaults = { ...session.defaults, ...definedOnly(change.defaults ?? {}) };
     checkParams(defaults);
     const template = change.template ? this.templates.resolve(change.template) : session.template;
     await session.settling;
-    const before = { template: session.template, systemPrompt: session.systemPrompt };
+    const before = { template: session.template, systemPrompt: session.systemPrompt, functions: session.functions };
     session.template = template;
     if (change.systemPrompt !== undefined) session.systemPrompt = change.systemPrompt;
+    if (change.functions) session.functions = change.functions;
     const used = session.tokens().length;
     if (used >= session.contextSize) {
       Object.assign(session, before);
@@ -167,5 +172,7 @@ function toRecord(s: Session): SessionRecord {
     createdAt: s.createdAt,
     updatedAt: s.updatedAt,
     history: s.history,
+    builtinFunctions: s.functions.builtinNames(),
+    clientFunctions: s.functions.clientDecls(),
   };
 }

@@ -29,6 +29,7 @@ export function resolveSampling(...layers: (GenerationParams | undefined)[]): Sa
     if (p.topP !== undefined) merged.topP = p.topP;
     if (p.topK !== undefined) merged.topK = p.topK;
     if (p.repetitionPenalty !== undefined) merged.repetitionPenalty = p.repetitionPenalty;
+    if (p.grammar !== undefined) merged.grammar = p.grammar || undefined;
     if (p.seed !== undefined) {
       merged.seed = p.seed;
       seedGiven = true;
@@ -50,6 +51,7 @@ function check(s: Sampling, _seedGiven: boolean): void {
   if (!(Number.isFinite(s.temperature) && s.temperature >= 0 && s.temperature <= 5)) throw bad("temperature", "between 0 and 5");
   if (!(Number.isFinite(s.topP) && s.topP > 0 && s.topP <= 1)) throw bad("top_p", "above 0 and at most 1");
   if (!(s.topK >= 0 && s.topK <= 100000)) throw bad("top_k", "between 0 and 100000");
+  if (s.grammar !== undefined && s.grammar.length > 100_000) throw bad("grammar", "at most 100000 characters");
   if (!(Number.isFinite(s.repetitionPenalty) && s.repetitionPenalty > 0 && s.repetitionPenalty <= 10)) {
     throw bad("repetition_penalty", "above 0 and at most 10 (1 means off)");
   }

@@ -2,6 +2,7 @@ import { fail, StopReason, type GenerationParams, type TurnStats } from "@nanoll
 import type { SequenceLease } from "../engine/SequenceLease.js";
 import { resolveSampling } from "./params.js";
 import { ReplyText } from "./ReplyText.js";
+import { TurnCalls, type CallSink } from "./TurnCalls.js";
 import type { HistoryMessage, Session } from "./Session.js";
 
 /** Longest user message accepted, in characters. */
@@ -11,7 +12,7 @@ export const MAX_MESSAGE_CHARS = 1_000_000;
 const GLOBAL_STOPS = ["</s>", "<|endoftext|>", "<|im_end|>", "<eos>", "<|end_of_text|>", "<|eot_id|>"];
 
 /** Where a turn's events go as they happen; each resolves once the client can take more. */
-export interface TurnSink {
+export interface TurnSink extends CallSink {
   text(text: string, tokenIds: number[]): Promise<void>;
   wrapped(info: { droppedMessages: number; droppedTokens: number; keptMessages: number }): Promise<void>;
 }
@@ -65,16 +66,8 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
     let sent = 0;
     let stopReason = StopReason.STOP_REASON_MAX_TOKENS;
     let firstTokenAt = 0;
-    const decodeStart = performance.now();
-    for await (const token of lease.decode(prompt[prompt.length - 1]!, sampling)) {
-      firstTokenAt ||= performance.now();
-      ids.push(token);
-      const { delta, stopped } = replyText.update(ids);
-      if (delta) {
-        await sink.text(delta, ids.slice(sent));
-        sent = ids.length;
-      }
-      const reason = host.isEog(token)
+    const stopReason_ = (token: number, stopped: boolean) =>
+      host.isEog(token)
         ? StopReason.STOP_REASON_EOS
         : stopped || stops.includes(host.tokenText(token))
           ? StopReason.STOP_REASON_STOP_STRING
@@ -82,13 +75,49 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
             ? StopReason.STOP_REASON_CANCELLED
             : ids.length >= sampling.maxNewTokens
               ? StopReason.STOP_REASON_MAX_TOKENS
-              : prompt.length + ids.length >= session.contextSize - 1
+              : prompt.length + ids.length >= session.contextSize - 2
                 ? StopReason.STOP_REASON_CONTEXT_FULL
                 : undefined;
-      if (reason !== undefined) {
-        stopReason = reason;
-        break;
+    const decodeStart = performance.now();
+    const calls = new TurnCalls(session.functions, sink);
+    const grammar = sampling.grammar ? await host.grammar(sampling.grammar) : undefined;
+    const tokens = lease.decode(prompt[prompt.length - 1]!, sampling, grammar);
+    let insert: number[] | undefined;
+    try {
+      for (;;) {
+        const step = await tokens.next(insert);
+        insert = undefined;
+        if (step.done) break;
+        const token = step.value;
+        firstTokenAt ||= performance.now();
+        ids.push(token);
+        const { delta, stopped } = replyText.update(ids);
+        if (delta) {
+          await sink.text(delta, ids.slice(sent));
+          sent = ids.length;
+        }
+        const reason = stopReason_(token, stopped);
+        // A call that now ends the reply runs, and its result joins the reply and the cache.
+        const result = reason === undefined ? await calls.check(replyText.text) : undefined;
+        if (result !== undefined) {
+          const room = session.contextSize - 2 - prompt.length - ids.length;
+          const extra = host.tokenizeText(result, true).slice(0, Math.max(0, room));
+          ids.push(...extra);
+          insert = [token, ...extra];
+          const shown = replyText.update(ids).delta;
+          calls.settled(replyText.text.length);
+          if (shown) {
+            await sink.text(shown, ids.slice(sent));
+            sent = ids.length;
+          }
+        }
+        if (reason !== undefined) {
+          stopReason = reason;
+          break;
+        }
       }
+    } finally {
+      await tokens.return();
     }
     const decodeMs = performance.now() - decodeStart;
     const rest = replyText.flush();

@@ -1,0 +1,138 @@
+import { fail, type FunctionDecl } from "@nanollm/shared";
+import { BUILTINS } from "./builtins.js";
+import { parseCall, type ParsedCall } from "./parseCall.js";
+
+export interface FunctionSpec {
+  name: string;
+  description: string;
+  /** JSON schema of the arguments object, parsed; undefined when the function takes none. */
+  schema: JsonSchema | undefined;
+  clientSide: boolean;
+}
+
+interface JsonSchema {
+  type?: string;
+  properties?: Record<string, { type?: string; description?: string }>;
+  required?: string[];
+}
+
+/** A call found in the reply: either parsed and matched to a function, or an error for the model. */
+export type FoundCall = { name: string; argumentsJson: string; spec: FunctionSpec } | { name: string; error: string };
+
+// Inline calls are upper-case names, as the reference's bot functions are.
+const CALL_START = /(?<![A-Za-z0-9_])([A-Z][A-Z0-9_]*)\(/g;
+
+/** The functions enabled in one session: their docs for the prompt, and call detection. */
+export class FunctionSet {
+  private constructor(readonly specs: FunctionSpec[]) {}
+
+  static readonly none = new FunctionSet([]);
+
+  /** Built-ins by name plus client-declared functions; bad declarations are INVALID_ARGUMENT. */
+  static build(builtins: readonly string[], client: readonly FunctionDecl[]): FunctionSet {
+    const specs: FunctionSpec[] = [];
+    const seen = new Set<string>();
+    const add = (spec: FunctionSpec) => {
+      if (seen.has(spec.name)) throw fail.invalid(`Function ${spec.name} is declared twice; give each function one name.`);
+      seen.add(spec.name);
+      specs.push(spec);
+    };
+    for (const name of builtins) {
+      const builtin = BUILTINS[name];
+      if (!builtin) throw fail.invalid(`There is no built-in function ${name}; the built-ins are ${Object.keys(BUILTINS).join(", ")}.`);
+      add({ name, description: builtin.description, schema: undefined, clientSide: false });
+    }
+    for (const decl of client) {
+      if (!/^[A-Z][A-Z0-9_]{0,63}$/.test(decl.name)) throw fail.invalid(`Function name "${decl.name.slice(0, 64)}" must be upper case letters, digits and _ (e.g. WEATHER), starting with a letter.`);
+      add({ name: decl.name, description: decl.description.slice(0, 2000), schema: parseSchema(decl), clientSide: true });
+    }
+    return new FunctionSet(specs);
+  }
+
+  get empty(): boolean {
+    return this.specs.length === 0;
+  }
+
+  /** The reference's generate_docs() text, added to the system prompt. */
+  docs(): string {
+    if (this.empty) return "";
+    const lines = this.specs.map((f) => `* \`${f.name}(${Object.keys(f.schema?.properties ?? {}).join(", ")})\` - ${f.description}`);
+    return (
+      "You are able to call the Python functions defined below, and the returned values will be added to the chat:\n\n" +
+      lines.join("\n") +
+      "\n\nFor example, if the user asks for the temperature, call the WEATHER() function."
+    );
+  }
+
+  /**
+   * A complete inline call that ends exactly at the end of `text` and starts at or after `from`;
+   * undefined when there is none yet (or the call is still being written).
+   */
+  callAtEnd(text: string, from: number): FoundCall | undefined {
+    if (!text.endsWith(")")) return undefined;
+    let last: RegExpExecArray | undefined;
+    for (const m of text.slice(from).matchAll(CALL_START)) last = m;
+    if (!last) return undefined;
+    const source = text.slice(from + last.index);
+    let parsed: ParsedCall;
+    try {
+      parsed = parseCall(source);
+    } catch (err) {
+      // An open string may still be closed by later tokens; anything else is a malformed call.
+      if ((err as Error).message === "unterminated string") return undefined;
+      return { name: last[1]!, error: `${last[1]} was called with bad arguments (${(err as Error).message})` };
+    }
+    const spec = this.specs.find((f) => f.name === parsed.name);
+    if (!spec) return { name: parsed.name, error: `there is no function ${parsed.name}; the functions are ${this.specs.map((f) => f.name).join(", ")}` };
+    try {
+      return { name: spec.name, argumentsJson: JSON.stringify(bindArguments(spec, parsed)), spec };
+    } catch (err) {
+      return { name: spec.name, error: `${spec.name} was called with bad arguments (${(err as Error).message})` };
+    }
+  }
+
+  /** The declarations, as the API returns them. */
+  decls(): FunctionDecl[] {
+    return this.specs.map((f) => ({ name: f.name, description: f.description, parametersJson: f.schema ? JSON.stringify(f.schema) : "" }));
+  }
+
+  builtinNames(): string[] {
+    return this.specs.filter((f) => !f.clientSide).map((f) => f.name);
+  }
+
+  clientDecls(): FunctionDecl[] {
+    return this.decls().filter((d) => this.specs.find((f) => f.name === d.name)?.clientSide);
+  }
+}
+
+function parseSchema(decl: FunctionDecl): JsonSchema | undefined {
+  if (!decl.parametersJson) return undefined;
+  let schema: unknown;
+  try {
+    schema = JSON.parse(decl.parametersJson);
+  } catch {
+    throw fail.invalid(`The parameters of function ${decl.name} are not valid JSON; send a JSON schema object.`);
+  }
+  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) throw fail.invalid(`The parameters of function ${decl.name} must be a JSON schema object.`);
+  return schema as JsonSchema;
+}
+
+/** Positional arguments take the schema's properties in order; keywords must name one. */
+function bindArguments(spec: FunctionSpec, call: ParsedCall): Record<string, unknown> {
+  const names = Object.keys(spec.schema?.properties ?? {});
+  if (call.args.length > names.length) throw new Error(`${spec.name} takes ${names.length} arguments, got ${call.args.length}`);
+  const bound: Record<string, unknown> = {};
+  call.args.forEach((value, i) => (bound[names[i]!] = value));
+  for (const [key, value] of Object.entries(call.kwargs)) {
+    if (!names.includes(key)) throw new Error(`unknown argument "${key}"`);
+    if (key in bound) throw new Error(`argument "${key}" is given twice`);
+    bound[key] = value;
+  }
+  for (const key of spec.schema?.required ?? []) if (!(key in bound)) throw new Error(`missing argument "${key}"`);
+  for (const [key, value] of Object.entries(bound)) {
+    const type = spec.schema?.properties?.[key]?.type;
+    const actual = value === null ? "null" : Number.isInteger(value) && type === "integer" ? "integer" : typeof value;
+    if (type && type !== actual) throw new Error(`argument "${key}" must be ${type}, got ${actual}`);
+  }
+  return bound;
+}

@@ -1,0 +1,63 @@
+import { randomUUID } from "node:crypto";
+import { BUILTINS } from "../functions/builtins.js";
+import type { FunctionSet } from "../functions/FunctionSet.js";
+
+export interface CallOutcome {
+  result: string;
+  isError: boolean;
+}
+
+/** How a turn reports calls and, for client functions, gets the answer (with a timeout). */
+export interface CallSink {
+  functionCall(call: { callId: string; name: string; argumentsJson: string; clientSide: boolean }): Promise<void>;
+  /** Resolves with the calling client's answer, or an error outcome when it does not answer in time. */
+  clientResult(callId: string, name: string): Promise<CallOutcome>;
+  functionResult(result: { callId: string; name: string; result: string; isError: boolean }): Promise<void>;
+}
+
+/** Most function calls one turn may make; later calls are answered with an error. */
+export const MAX_CALLS_PER_TURN = 8;
+
+/**
+ * Watches one turn's reply for inline calls (`NAME(args)` ending the text so far), runs each once,
+ * and returns the text to add to the reply. Failures become error text for the model and an
+ * error result for the client; the turn goes on.
+ */
+export class TurnCalls {
+  /** Reply text before this offset is settled: calls in it were handled already. */
+  private scanFrom = 0;
+  private made = 0;
+
+  constructor(
+    private readonly functions: FunctionSet,
+    private readonly sink: CallSink,
+  ) {}
+
+  async check(text: string): Promise<string | undefined> {
+    if (this.functions.empty) return undefined;
+    const found = this.functions.callAtEnd(text, this.scanFrom);
+    if (!found) return undefined;
+    const callId = randomUUID();
+    const spec = "spec" in found ? found.spec : undefined;
+    await this.sink.functionCall({ callId, name: found.name, argumentsJson: "argumentsJson" in found ? found.argumentsJson : "", clientSide: spec?.clientSide ?? false });
+    const outcome = await this.run(found, callId);
+    await this.sink.functionResult({ callId, name: found.name, ...outcome });
+    return outcome.isError ? `Error: ${outcome.result}` : outcome.result;
+  }
+
+  /** Marks the reply text up to `length` (the call and its inserted result) as handled. */
+  settled(length: number): void {
+    this.scanFrom = length;
+  }
+
+  private async run(found: ReturnType<FunctionSet["callAtEnd"]> & object, callId: string): Promise<CallOutcome> {
+    if (++this.made > MAX_CALLS_PER_TURN) return { result: `more than ${MAX_CALLS_PER_TURN} function calls in one turn; answer without calling functions`, isError: true };
+    if ("error" in found) return { result: found.error, isError: true };
+    if (found.spec.clientSide) return this.sink.clientResult(callId, found.name);
+    try {
+      return { result: BUILTINS[found.name]!.run(), isError: false };
+    } catch (err) {
+      return { result: `${found.name} failed (${(err as Error).message})`, isError: true };
+    }
+  }
+}
