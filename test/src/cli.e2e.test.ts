@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { CLI, spawnDaemon, type TestDaemon } from "./helpers/daemon.js";
-import { tinyModel } from "./helpers/fixtures.js";
+import { tempDir, tinyModel } from "./helpers/fixtures.js";
+import fs from "node:fs";
+import path from "node:path";
 
 /** Runs the nanollm CLI to completion. */
 function nanollm(args: string[], stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -44,6 +46,31 @@ describe("nanollm chat, non-interactive", () => {
     assert.equal(a.code, 0, a.stderr);
     assert.ok(a.stdout.trim().length > 0);
     assert.equal(a.stdout, b.stdout);
+  });
+
+  it("offers the model the functions of a --functions module and runs them in the client", async () => {
+    const dir = tempDir("tools");
+    const tools = path.join(dir, "tools.mjs");
+    fs.writeFileSync(
+      tools,
+      `export function WEATHER({ city }) { return " it is sunny in " + city; }
+WEATHER.description = "Returns the weather of a city.";
+WEATHER.parameters = { type: "object", properties: { city: { type: "string" } }, required: ["city"] };
+export const helper = 1;`,
+    );
+    const r = await nanollm(["chat", "--host", d.address, "--chat-template", "chat-ml", "--functions", tools, "--grammar", 'root ::= "WEATHER(\\"Oslo\\")"', "--prompt", "Weather?", "--max-new-tokens", "40"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'WEATHER("Oslo") it is sunny in Oslo\n');
+  });
+
+  it("continues a session with --session", async () => {
+    const first = await nanollm(["chat", "--host", d.address, "--chat-template", "chat-ml", "--prompt", "Hello there", "--max-new-tokens", "6"]);
+    const id = /session (\S+)/.exec(first.stderr)?.[1];
+    assert.ok(id, first.stderr);
+    const second = await nanollm(["chat", "--host", d.address, "--session", id, "--prompt", "And then?", "--max-new-tokens", "6"]);
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal((await d.client.getSession(id)).messageCount, 4);
+    assert.match(second.stderr, /\((\d+) reused/);
   });
 
   it("rejects a bad flag with one sentence", async () => {

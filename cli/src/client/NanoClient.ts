@@ -26,6 +26,8 @@ export class NanoClient {
   private readonly sessions: SessionServiceClient;
   private readonly models: ModelServiceClient;
   private readonly chat: ChatServiceClient;
+  /** Answers calls of this client's functions when a turn is given no handler of its own. */
+  functionHandler: FunctionHandler | undefined;
 
   constructor(readonly host: string) {
     const creds = credentials.createInsecure();
@@ -94,7 +96,7 @@ export class NanoClient {
         yield event;
         const fc = event.kind?.$case === "functionCall" ? event.kind.functionCall : undefined;
         // The function runs beside the stream, so events keep flowing while it works.
-        if (fc?.clientSide) void answerCall(fc, onFunctionCall).then((answer) => !call.writableEnded && call.write({ kind: { $case: "functionResult", functionResult: { callId: fc.callId, ...answer } } }));
+        if (fc?.clientSide) void answerCall(fc, onFunctionCall ?? this.functionHandler).then((answer) => !call.writableEnded && call.write({ kind: { $case: "functionResult", functionResult: { callId: fc.callId, ...answer } } }));
         if (event.kind?.$case === "end") {
           call.end();
           return;

@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { ChatEvent, NanoError, readEnv, type CreateSessionRequest, type GenerationParams, type SessionInfo } from "@nanollm/shared";
 import { NanoClient } from "../client/NanoClient.js";
 import { statsLine } from "./format.js";
+import { loadFunctions } from "./loadFunctions.js";
 import { intArg, numArg, paramsFromFlags, textOrFile, type SamplingFlags } from "./options.js";
 
 interface ChatFlags extends SamplingFlags {
@@ -11,6 +12,9 @@ interface ChatFlags extends SamplingFlags {
   systemPrompt?: string;
   prompt: string[];
   json?: boolean;
+  session?: string;
+  functions?: string;
+  builtins?: string[];
 }
 
 export function chatCommand(): Command {
@@ -30,15 +34,28 @@ export function chatCommand(): Command {
     .option("--top-k <k>", "sample from the k most likely tokens (with --do-sample)", intArg(0, 100000))
     .option("--repetition-penalty <r>", "penalty for repeated tokens (1 = off)", numArg(0, 10))
     .option("--seed <n>", "random seed for sampling", intArg(0, 2 ** 32 - 1))
+    .option("--grammar <gbnf|file>", "a GBNF grammar every reply must follow (structured output)", textOrFile)
     .option("--json", "without the TUI: print the chat events as NDJSON (one JSON object per line)")
+    .option("--session <id>", "continue an existing session (see `nanollm sessions`)")
+    .option("--functions <module.mjs>", "offer the model the upper-case functions this ES module exports (they run here)")
+    .option("--builtins <names>", "enable the daemon's built-in functions, e.g. DATE,TIME", (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean))
     .action(async (flags: ChatFlags) => {
       const client = new NanoClient(flags.host);
       try {
         const params = paramsFromFlags(flags);
         const prompts = flags.prompt.length > 0 ? flags.prompt : process.stdin.isTTY ? undefined : [await readStdin()];
         if (flags.json && !prompts) throw new NanoError("INVALID_ARGUMENT", "--json runs without the TUI: give the prompt with --prompt or on stdin.");
-        const request: Partial<CreateSessionRequest> = { model: flags.model ?? "", chatTemplate: flags.chatTemplate ?? "", systemPrompt: flags.systemPrompt, defaults: params };
-        const session = await client.createSession(request);
+        const own = flags.functions ? await loadFunctions(flags.functions) : undefined;
+        client.functionHandler = own?.handler;
+        const request: Partial<CreateSessionRequest> = {
+          model: flags.model ?? "",
+          chatTemplate: flags.chatTemplate ?? "",
+          systemPrompt: flags.systemPrompt,
+          defaults: params,
+          builtinFunctions: flags.builtins ?? [],
+          clientFunctions: own?.decls ?? [],
+        };
+        const session = flags.session ? await continueSession(client, flags, request) : await client.createSession(request);
         if (prompts) await runPrompts(client, session, prompts, params, flags.json === true);
         else {
           const { runTui } = await import("../ui/runTui.js");
@@ -49,6 +66,15 @@ export function chatCommand(): Command {
         client.close();
       }
     });
+}
+
+/** An existing session, with this run's functions declared on it when any are given. */
+async function continueSession(client: NanoClient, flags: ChatFlags, request: Partial<CreateSessionRequest>): Promise<SessionInfo> {
+  const id = flags.session!;
+  if (flags.functions || flags.builtins) {
+    await client.updateSession(id, { setFunctions: true, builtinFunctions: request.builtinFunctions, clientFunctions: request.clientFunctions });
+  }
+  return client.getSession(id, true);
 }
 
 /** Non-interactive: reply text (or, with --json, every event as NDJSON) alone on stdout, the rest on stderr. */

@@ -47,6 +47,7 @@ export interface SamplingFlags {
   topK?: number;
   repetitionPenalty?: number;
   seed?: number;
+  grammar?: string;
 }
 
 /** The sampling flags as wire params (unset flags stay unset so the daemon's defaults apply). */
@@ -60,5 +61,6 @@ export function paramsFromFlags(f: SamplingFlags): GenerationParams {
     topK: f.topK,
     repetitionPenalty: f.repetitionPenalty,
     seed: f.seed,
+    grammar: f.grammar,
   };
 }
