@@ -30,7 +30,7 @@ async function assertCacheMatchesTranscript(d: TestDaemon, sessionId: string, ex
   const info = await d.client.getSession(sessionId, true);
   const next = await turn(d.client, sessionId, "And then?", 8);
   assert.equal(next.end.stats!.reusedTokens, info.contextUsed, "the cache holds exactly the rendered transcript");
-  const fresh = await d.client.createSession({ chatTemplate: "chat-ml", history: info.history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.tokenIds })), ...extra });
+  const fresh = await d.client.createSession({ chatTemplate: "chat-ml", ...extra, history: info.history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.tokenIds })) });
   assert.deepEqual((await turn(d.client, fresh.sessionId, "And then?", 8)).ids, next.ids, "same reply as a fresh evaluation");
 }
 
@@ -114,6 +114,24 @@ describe("function calling on the real engine", () => {
     assert.equal(r.results.length, 10);
     assert.deepEqual(r.results.map((x) => x.isError), [...Array(8).fill(false), true, true]);
     assert.match(r.results[8]!.result, /more than 8 function calls/);
+  });
+
+  it("runs a tool call a chat-ml-tools reply makes, answers with a tool response, and the bot turn resumes", async (t) => {
+    const d = await inProcessDaemon(tinyModel(), { ctx: 4096 });
+    t.after(() => d.stop());
+    const s = await d.client.createSession({ chatTemplate: "chat-ml-tools", clientFunctions: [WEATHER] });
+    const call = '<tool_call>{"name": "WEATHER", "arguments": {"city": "Oslo"}}</tool_call>';
+    // The grammar makes every bot message of the turn this call, so the per-turn cap ends it.
+    const r = await run(d, s.sessionId, "Weather in Oslo?", { grammar: exactly(call), maxNewTokens: 80 }, async (c) => ({ result: `cold in ${JSON.parse(c.argumentsJson).city}`, isError: false }));
+    const n = r.calls.length;
+    assert.equal(n, 8);
+    assert.deepEqual(r.results.map((x) => x.result), Array(n).fill("cold in Oslo"));
+    const info = await d.client.getSession(s.sessionId, true);
+    const roles = info.history.map((m) => m.role);
+    assert.deepEqual(roles.slice(0, 5), [2, 3, 4, 3, 4], "user, bot (call), tool (response), bot, tool ...");
+    assert.equal(info.history[2]!.text, "cold in Oslo");
+    assert.equal(info.history.length, 2 + 2 * n, "every call has its response, and the capped ninth call ends the turn");
+    await assertCacheMatchesTranscript(d, s.sessionId, { chatTemplate: "chat-ml-tools", clientFunctions: [WEATHER] });
   });
 
   it("never runs code the model writes, and stays healthy", async () => {

@@ -134,8 +134,8 @@ export class ModelHost {
   }
 
   /** Text of `ids`; `before` gives the preceding tokens so leading spaces come out right. */
-  detokenize(ids: readonly Token[], before?: readonly Token[]): string {
-    return this.model.detokenize(native(ids), false, before && native(before));
+  detokenize(ids: readonly Token[], before?: readonly Token[], specialTokens = false): string {
+    return this.model.detokenize(native(ids), specialTokens, before && native(before));
   }
 
   /** The token's text including control tokens' own text. */

@@ -1,6 +1,6 @@
 import { fail, type FunctionDecl } from "@nanollm/shared";
 import { BUILTINS } from "./builtins.js";
-import { parseCall, type ParsedCall } from "./parseCall.js";
+import { parseCall, type Literal, type ParsedCall } from "./parseCall.js";
 
 export interface FunctionSpec {
   name: string;
@@ -53,9 +53,20 @@ export class FunctionSet {
     return this.specs.length === 0;
   }
 
-  /** The reference's generate_docs() text, added to the system prompt. */
-  docs(): string {
+  /**
+   * The text added to the system prompt: the reference's generate_docs() for inline calls, or a
+   * JSON tool list (Hermes style) for templates that delimit tool calls.
+   */
+  docs(style: "inline" | "tools" = "inline"): string {
     if (this.empty) return "";
+    if (style === "tools") {
+      const tools = this.specs.map((f) => JSON.stringify({ type: "function", function: { name: f.name, description: f.description, parameters: f.schema ?? { type: "object", properties: {} } } }));
+      return (
+        "You may call one or more functions to assist with the user query. The functions are listed within <tools></tools>:\n<tools>\n" +
+        tools.join("\n") +
+        '\n</tools>\nTo call a function, reply with a JSON object {"name": <function-name>, "arguments": <args-object>} in the tool call format of this chat.'
+      );
+    }
     const lines = this.specs.map((f) => `* \`${f.name}(${Object.keys(f.schema?.properties ?? {}).join(", ")})\` - ${f.description}`);
     return (
       "You are able to call the Python functions defined below, and the returned values will be added to the chat:\n\n" +
@@ -88,6 +99,26 @@ export class FunctionSet {
       return { name: spec.name, argumentsJson: JSON.stringify(bindArguments(spec, parsed)), spec };
     } catch (err) {
       return { name: spec.name, error: `${spec.name} was called with bad arguments (${(err as Error).message})` };
+    }
+  }
+
+  /** A JSON tool call (`{"name": ..., "arguments": {...}}`, or "parameters" as Llama 3.1 writes). */
+  toolCall(json: string): FoundCall {
+    let call: { name?: unknown; arguments?: unknown; parameters?: unknown };
+    try {
+      call = JSON.parse(json) as typeof call;
+    } catch {
+      return { name: "?", error: "the tool call is not valid JSON" };
+    }
+    const name = typeof call?.name === "string" ? call.name : "?";
+    const spec = this.specs.find((f) => f.name === name);
+    if (!spec) return { name, error: `there is no function ${name}; the functions are ${this.specs.map((f) => f.name).join(", ")}` };
+    const args = call.arguments ?? call.parameters ?? {};
+    if (typeof args !== "object" || args === null || Array.isArray(args)) return { name, error: `${name} was called with bad arguments (arguments must be an object)` };
+    try {
+      return { name, argumentsJson: JSON.stringify(bindArguments(spec, { name, args: [], kwargs: args as Record<string, Literal> })), spec };
+    } catch (err) {
+      return { name, error: `${name} was called with bad arguments (${(err as Error).message})` };
     }
   }
 

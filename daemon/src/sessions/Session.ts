@@ -47,7 +47,7 @@ export class Session {
   /** The messages to render: the system prompt (when the template has one) and the history. */
   messages(extra: readonly RenderMessage[] = []): RenderMessage[] {
     // Enabled functions are documented in the system prompt, as the reference's generate_docs().
-    const systemText = [this.systemPrompt, this.functions.docs()].filter(Boolean).join("\n\n");
+    const systemText = [this.systemPrompt, this.functions.docs(this.template.tool_call ? "tools" : "inline")].filter(Boolean).join("\n\n");
     const system: RenderMessage[] = this.template.system !== undefined && systemText ? [{ role: "system", text: systemText }] : [];
     return [...system, ...this.history.slice(this.windowStart), ...extra];
   }

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { BUILTINS } from "../functions/builtins.js";
-import type { FunctionSet } from "../functions/FunctionSet.js";
+import type { FoundCall, FunctionSet } from "../functions/FunctionSet.js";
 
 export interface CallOutcome {
   result: string;
@@ -36,7 +36,15 @@ export class TurnCalls {
   async check(text: string): Promise<string | undefined> {
     if (this.functions.empty) return undefined;
     const found = this.functions.callAtEnd(text, this.scanFrom);
-    if (!found) return undefined;
+    return found && this.handle(found);
+  }
+
+  /** Runs a tool call the template delimited; returns the tool response text. */
+  async toolCall(json: string): Promise<string> {
+    return this.handle(this.functions.toolCall(json));
+  }
+
+  private async handle(found: FoundCall): Promise<string> {
     const callId = randomUUID();
     const spec = "spec" in found ? found.spec : undefined;
     await this.sink.functionCall({ callId, name: found.name, argumentsJson: "argumentsJson" in found ? found.argumentsJson : "", clientSide: spec?.clientSide ?? false });
@@ -50,7 +58,7 @@ export class TurnCalls {
     this.scanFrom = length;
   }
 
-  private async run(found: ReturnType<FunctionSet["callAtEnd"]> & object, callId: string): Promise<CallOutcome> {
+  private async run(found: FoundCall, callId: string): Promise<CallOutcome> {
     if (++this.made > MAX_CALLS_PER_TURN) return { result: `more than ${MAX_CALLS_PER_TURN} function calls in one turn; answer without calling functions`, isError: true };
     if ("error" in found) return { result: found.error, isError: true };
     if (found.spec.clientSide) return this.sink.clientResult(callId, found.name);

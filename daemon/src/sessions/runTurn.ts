@@ -1,15 +1,12 @@
 import { fail, StopReason, type GenerationParams, type TurnStats } from "@nanollm/shared";
 import type { SequenceLease } from "../engine/SequenceLease.js";
 import { resolveSampling } from "./params.js";
-import { ReplyText } from "./ReplyText.js";
-import { TurnCalls, type CallSink } from "./TurnCalls.js";
+import { decodeReply, type ReplyPart } from "./decodeReply.js";
+import { MAX_CALLS_PER_TURN, TurnCalls, type CallSink } from "./TurnCalls.js";
 import type { HistoryMessage, Session } from "./Session.js";
 
 /** Longest user message accepted, in characters. */
 export const MAX_MESSAGE_CHARS = 1_000_000;
-
-/** End-of-turn markers the reference also strips from replies when a model writes them as text. */
-const GLOBAL_STOPS = ["</s>", "<|endoftext|>", "<|im_end|>", "<eos>", "<|end_of_text|>", "<|eot_id|>"];
 
 /** Where a turn's events go as they happen; each resolves once the client can take more. */
 export interface TurnSink extends CallSink {
@@ -60,80 +57,44 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
   const lease = await host.pool.acquire(session.id, signal);
   try {
     const prefill = await lease.prefill(prompt, signal);
-    const stops = [...(session.template.stop ?? []), ...GLOBAL_STOPS];
-    const replyText = new ReplyText((ids) => host.detokenize(ids, prompt.slice(-8)), stops);
-    const ids: number[] = [];
-    let sent = 0;
-    let stopReason = StopReason.STOP_REASON_MAX_TOKENS;
-    let firstTokenAt = 0;
-    const stopReason_ = (token: number, stopped: boolean) =>
-      host.isEog(token)
-        ? StopReason.STOP_REASON_EOS
-        : stopped || stops.includes(host.tokenText(token))
-          ? StopReason.STOP_REASON_STOP_STRING
-          : signal.aborted
-            ? StopReason.STOP_REASON_CANCELLED
-            : ids.length >= sampling.maxNewTokens
-              ? StopReason.STOP_REASON_MAX_TOKENS
-              : prompt.length + ids.length >= session.contextSize - 2
-                ? StopReason.STOP_REASON_CONTEXT_FULL
-                : undefined;
-    const decodeStart = performance.now();
     const calls = new TurnCalls(session.functions, sink);
-    const grammar = sampling.grammar ? await host.grammar(sampling.grammar) : undefined;
-    const tokens = lease.decode(prompt[prompt.length - 1]!, sampling, grammar);
-    let insert: number[] | undefined;
-    try {
-      for (;;) {
-        const step = await tokens.next(insert);
-        insert = undefined;
-        if (step.done) break;
-        const token = step.value;
-        firstTokenAt ||= performance.now();
-        ids.push(token);
-        const { delta, stopped } = replyText.update(ids);
-        if (delta) {
-          await sink.text(delta, ids.slice(sent));
-          sent = ids.length;
-        }
-        const reason = stopReason_(token, stopped);
-        // A call that now ends the reply runs, and its result joins the reply and the cache.
-        const result = reason === undefined ? await calls.check(replyText.text) : undefined;
-        if (result !== undefined) {
-          const room = session.contextSize - 2 - prompt.length - ids.length;
-          const extra = host.tokenizeText(result, true).slice(0, Math.max(0, room));
-          ids.push(...extra);
-          insert = [token, ...extra];
-          const shown = replyText.update(ids).delta;
-          calls.settled(replyText.text.length);
-          if (shown) {
-            await sink.text(shown, ids.slice(sent));
-            sent = ids.length;
-          }
-        }
-        if (reason !== undefined) {
-          stopReason = reason;
-          break;
-        }
-      }
-    } finally {
-      await tokens.return();
+    // One bot message, or several when the model calls tools the template delimits: each call's
+    // result becomes a tool message, and the bot turn resumes after it.
+    const exchange: HistoryMessage[] = [user];
+    let input = prompt;
+    let part: ReplyPart;
+    let generated = 0;
+    let firstTokenAt = 0;
+    let decodeMs = 0;
+    for (let round = 0; ; round++) {
+      part = await decodeReply({ session, lease, prompt: input, sampling, signal, calls, text: (delta, ids) => sink.text(delta, ids) });
+      generated += part.ids.length;
+      firstTokenAt ||= part.firstTokenAt;
+      decodeMs += part.decodeMs;
+      exchange.push(botMessage(session, part));
+      const toolJson = round < MAX_CALLS_PER_TURN ? toolCallIn(session, part) : undefined;
+      if (toolJson === undefined) break;
+      const response = await calls.toolCall(toolJson);
+      exchange.push({ role: "tool", text: response, tokens: host.tokenizeText(response) });
+      const next = session.tokens(exchange);
+      // No room left to answer after the tool response: the turn ends with what it has.
+      if (next.length + 16 >= session.contextSize) break;
+      input = next;
+      await lease.prefill(input, signal);
     }
-    const decodeMs = performance.now() - decodeStart;
-    const rest = replyText.flush();
-    if (rest || sent < ids.length) await sink.text(rest, ids.slice(sent));
-    recordReply(session, user, replyText.final, ids, stopReason);
+    session.history.push(...exchange);
+    session.updatedAt = Date.now();
     settle(session, lease);
     // The turn is durable before the client hears it ended.
     await session.persist();
     return {
-      stopReason,
-      reply: replyText.final,
+      stopReason: part.stopReason,
+      reply: part.text,
       stats: {
         ...prefillStats(prefill),
-        generatedTokens: ids.length,
+        generatedTokens: generated,
         decodeMs,
-        decodeTokensPerSecond: decodeMs > 0 ? (ids.length * 1000) / decodeMs : 0,
+        decodeTokensPerSecond: decodeMs > 0 ? (generated * 1000) / decodeMs : 0,
         timeToFirstTokenMs: (firstTokenAt || performance.now()) - started,
       },
     };
@@ -141,6 +102,21 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
     lease.release();
     throw err;
   }
+}
+
+/** A reply as the history keeps it; one cut short gets the end-of-reply token (rule 4). */
+function botMessage(session: Session, part: ReplyPart): HistoryMessage {
+  const ended = part.stopReason === StopReason.STOP_REASON_EOS || part.stopReason === StopReason.STOP_REASON_STOP_STRING;
+  const end = session.host.endOfReplyToken;
+  return { role: "bot", text: part.text, tokens: ended || end === undefined ? part.ids : [...part.ids, end] };
+}
+
+/** The JSON of a tool call the reply ended with, when the template delimits tool calls. */
+function toolCallIn(session: Session, part: ReplyPart): string | undefined {
+  const pattern = session.template.tool_call;
+  if (!pattern || session.functions.empty || part.stopReason === StopReason.STOP_REASON_CANCELLED) return undefined;
+  const withSpecials = session.host.detokenize(part.ids, undefined, true);
+  return new RegExp(pattern, "s").exec(withSpecials)?.[1]?.trim();
 }
 
 /**
@@ -173,15 +149,6 @@ async function fitContext(session: Session, user: HistoryMessage, maxNewTokens: 
     await sink.wrapped({ droppedMessages: session.windowStart - before.start, droppedTokens: before.tokens - prompt.length, keptMessages: session.history.length - session.windowStart });
   }
   return prompt;
-}
-
-/** Adds the exchange to the history; a reply cut short gets the end-of-reply token (rule 4). */
-function recordReply(session: Session, user: HistoryMessage, text: string, ids: number[], reason: StopReason): void {
-  const ended = reason === StopReason.STOP_REASON_EOS || reason === StopReason.STOP_REASON_STOP_STRING;
-  const end = session.host.endOfReplyToken;
-  const tokens = ended || end === undefined ? ids : [...ids, end];
-  session.history.push(user, { role: "bot", text, tokens });
-  session.updatedAt = Date.now();
 }
 
 /** Evaluates the reply's last token and the template glue after it, off the client's clock. */

@@ -1,0 +1,94 @@
+import { StopReason } from "@nanollm/shared";
+import type { SequenceLease } from "../engine/SequenceLease.js";
+import type { Sampling } from "../engine/types.js";
+import { ReplyText } from "./ReplyText.js";
+import type { Session } from "./Session.js";
+import type { TurnCalls } from "./TurnCalls.js";
+
+/** End-of-turn markers the reference also strips from replies when a model writes them as text. */
+const GLOBAL_STOPS = ["</s>", "<|endoftext|>", "<|im_end|>", "<eos>", "<|end_of_text|>", "<|eot_id|>"];
+
+export interface ReplyPart {
+  /** Every token of the reply as sampled, inserted function results included. */
+  ids: number[];
+  /** The visible text (before any stop string). */
+  text: string;
+  stopReason: StopReason;
+  firstTokenAt: number;
+  decodeMs: number;
+}
+
+export interface DecodeInput {
+  session: Session;
+  lease: SequenceLease;
+  /** The prompt; its last token is not evaluated yet (prefill leaves it for decoding). */
+  prompt: readonly number[];
+  sampling: Sampling;
+  signal: AbortSignal;
+  calls: TurnCalls;
+  text: (delta: string, tokenIds: number[]) => Promise<void>;
+}
+
+/**
+ * Samples one bot message: streams text as it becomes safe to show, runs inline function calls
+ * and splices their results into the reply and the cache, and stops at an end-of-generation
+ * token, a stop string, the token limit, a full context or a cancel.
+ */
+export async function decodeReply({ session, lease, prompt, sampling, signal, calls, text }: DecodeInput): Promise<ReplyPart> {
+  const host = session.host;
+  const stops = [...(session.template.stop ?? []), ...GLOBAL_STOPS];
+  const replyText = new ReplyText((ids) => host.detokenize(ids, prompt.slice(-8)), stops);
+  const ids: number[] = [];
+  let sent = 0;
+  const flush = async (delta: string) => {
+    if (!delta && sent === ids.length) return;
+    await text(delta, ids.slice(sent));
+    sent = ids.length;
+  };
+  const stopFor = (token: number, stopped: boolean): StopReason | undefined => {
+    if (host.isEog(token)) return StopReason.STOP_REASON_EOS;
+    if (stopped || stops.includes(host.tokenText(token))) return StopReason.STOP_REASON_STOP_STRING;
+    if (signal.aborted) return StopReason.STOP_REASON_CANCELLED;
+    if (ids.length >= sampling.maxNewTokens) return StopReason.STOP_REASON_MAX_TOKENS;
+    if (prompt.length + ids.length >= session.contextSize - 2) return StopReason.STOP_REASON_CONTEXT_FULL;
+    return undefined;
+  };
+  const started = performance.now();
+  let firstTokenAt = 0;
+  let stopReason = StopReason.STOP_REASON_MAX_TOKENS;
+  const grammar = sampling.grammar ? await session.host.grammar(sampling.grammar) : undefined;
+  const tokens = lease.decode(prompt[prompt.length - 1]!, sampling, grammar);
+  let insert: number[] | undefined;
+  try {
+    for (;;) {
+      const step = await tokens.next(insert);
+      insert = undefined;
+      if (step.done) break;
+      const token = step.value;
+      firstTokenAt ||= performance.now();
+      ids.push(token);
+      const { delta, stopped } = replyText.update(ids);
+      if (delta) await flush(delta);
+      const reason = stopFor(token, stopped);
+      if (reason !== undefined) {
+        stopReason = reason;
+        break;
+      }
+      // A call that now ends the reply runs, and its result joins the reply and the cache.
+      const result = await calls.check(replyText.text);
+      if (result !== undefined) {
+        const room = session.contextSize - 2 - prompt.length - ids.length;
+        const extra = host.tokenizeText(result, true).slice(0, Math.max(0, room));
+        ids.push(...extra);
+        insert = [token, ...extra];
+        const shown = replyText.update(ids).delta;
+        calls.settled(replyText.text.length);
+        if (shown) await flush(shown);
+      }
+    }
+  } finally {
+    await tokens.return();
+  }
+  await flush(replyText.flush());
+  return { ids, text: replyText.final, stopReason, firstTokenAt, decodeMs: performance.now() - started };
+}
