@@ -1,23 +1,9 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { CLI, spawnDaemon, type TestDaemon } from "./helpers/daemon.js";
+import { nanollm, spawnDaemon, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
 import fs from "node:fs";
 import path from "node:path";
-
-/** Runs the nanollm CLI to completion. */
-function nanollm(args: string[], stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    proc.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-    proc.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    proc.on("exit", (code) => resolve({ code, stdout, stderr }));
-    proc.stdin.end(stdin ?? "");
-  });
-}
 
 describe("nanollm chat, non-interactive", () => {
   let d: TestDaemon;

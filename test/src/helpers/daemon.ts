@@ -75,6 +75,19 @@ export async function spawnDaemon(modelPath: string, extra: string[] = []): Prom
   };
 }
 
+/** Runs the nanollm CLI to completion, feeding it `stdin`. */
+export function nanollm(args: string[], stdin = ""): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    proc.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    proc.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    proc.on("exit", (code) => resolve({ code, stdout, stderr }));
+    proc.stdin.end(stdin);
+  });
+}
+
 /** Runs a turn to its end and returns the reply text, its token ids and the end event. */
 export async function turn(client: NanoClient, sessionId: string, text: string, maxNewTokens = 24, signal?: AbortSignal) {
   let streamed = "";

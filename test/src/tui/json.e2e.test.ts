@@ -1,21 +1,8 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { ChatEvent, StopReason } from "@nanollm/shared";
-import { CLI, spawnDaemon, type TestDaemon } from "../helpers/daemon.js";
+import { nanollm, spawnDaemon, type TestDaemon } from "../helpers/daemon.js";
 import { tinyModel } from "../helpers/fixtures.js";
-
-function nanollm(args: string[], stdin = ""): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    proc.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-    proc.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    proc.on("exit", (code) => resolve({ code, stdout, stderr }));
-    proc.stdin.end(stdin);
-  });
-}
 
 describe("nanollm chat --json", () => {
   let d: TestDaemon;
