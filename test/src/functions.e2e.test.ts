@@ -4,7 +4,7 @@ import { type ChatEvent, type FunctionDecl, type GenerationParams } from "@nanol
 import { parseCall } from "@nanollm/daemon/dist/functions/parseCall.js";
 import type { FunctionHandler } from "nanollm/dist/client/NanoClient.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
-import { tinyModel } from "./helpers/fixtures.js";
+import { tinyModel, toolEagerModel } from "./helpers/fixtures.js";
 
 const WEATHER: FunctionDecl = {
   name: "WEATHER",
@@ -132,6 +132,23 @@ describe("function calling on the real engine", () => {
     assert.equal(info.history[2]!.text, "cold in Oslo");
     assert.equal(info.history.length, 2 + 2 * n, "every call has its response, and the capped ninth call ends the turn");
     await assertCacheMatchesTranscript(d, s.sessionId, { chatTemplate: "chat-ml-tools", clientFunctions: [WEATHER] });
+  });
+
+  it("constrains a tool call's JSON to the function's schema once the model opens a call", async (t) => {
+    // This model opens a tool call whenever it may; what follows is up to the grammar alone.
+    const d = await inProcessDaemon(toolEagerModel(), { ctx: 4096 });
+    t.after(() => d.stop());
+    const strict: FunctionDecl = { ...WEATHER, parametersJson: JSON.stringify({ type: "object", properties: { city: { type: "string", maxLength: 8 }, days: { type: "integer" } }, required: ["city", "days"] }) };
+    const s = await d.client.createSession({ chatTemplate: "chat-ml-tools", clientFunctions: [strict] });
+    const r = await run(d, s.sessionId, "Weather?", { maxNewTokens: 120 }, async () => ({ result: "cold", isError: false }));
+    assert.ok(r.calls.length >= 1);
+    for (const call of r.calls) {
+      const args = JSON.parse(call.argumentsJson) as { city: unknown; days: unknown };
+      assert.equal(typeof args.city, "string");
+      assert.ok((args.city as string).length <= 8);
+      assert.ok(Number.isInteger(args.days));
+    }
+    assert.ok(r.results.every((x) => !x.isError), "every call was valid for the schema");
   });
 
   it("never runs code the model writes, and stays healthy", async () => {

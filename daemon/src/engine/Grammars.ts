@@ -10,6 +10,22 @@ export class Grammars {
     private readonly model: LlamaModel,
   ) {}
 
+  /**
+   * A grammar for the JSON of a tool call, `{"name": ..., "arguments": {...}}` with each function's
+   * arguments schema, followed by `closing` (the template's end-of-call text, if it is text).
+   * Returns a factory of fresh states, or undefined when a schema cannot be turned into a grammar.
+   */
+  async toolCall(schema: object, closing: string): Promise<(() => LlamaGrammarEvaluationState) | undefined> {
+    try {
+      const json = await this.llama.createGrammarForJsonSchema(schema as Parameters<Llama["createGrammarForJsonSchema"]>[0]);
+      const gbnf = `${json.grammar.replace(/^root ::=/m, "toolcall ::=")}\nroot ::= toolcall${closing ? ` ${JSON.stringify(closing)}` : ""}\n`;
+      const grammar = await this.llama.createGrammar({ grammar: gbnf });
+      return () => new LlamaGrammarEvaluationState({ model: this.model, grammar });
+    } catch {
+      return undefined;
+    }
+  }
+
   async state(gbnf: string): Promise<LlamaGrammarEvaluationState> {
     let grammar = this.compiled.get(gbnf);
     if (!grammar) {

@@ -55,6 +55,11 @@ export class ModelHost {
     return this.grammars.state(gbnf);
   }
 
+  /** A factory of grammar states that constrain a tool call's JSON to the functions' schemas. */
+  toolCallGrammar(schema: object, closing: string) {
+    return this.grammars.toolCall(schema, closing);
+  }
+
   static async load(opts: EngineOptions): Promise<ModelHost> {
     const file = path.resolve(opts.modelPath);
     if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {

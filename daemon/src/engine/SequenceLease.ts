@@ -76,7 +76,7 @@ export class SequenceLease {
    * tokens to next() evaluates them instead of the last token alone (it must lead them): that is
    * how function results enter the cache mid-reply.
    */
-  async *decode(first: Token, sampling: Sampling, grammar?: LlamaGrammarEvaluationState): AsyncGenerator<Token, void, Token[] | undefined> {
+  async *decode(first: Token, sampling: Sampling, grammar?: LlamaGrammarEvaluationState | (() => LlamaGrammarEvaluationState | undefined)): AsyncGenerator<Token, void, Token[] | undefined> {
     const seq = this.slot.seq;
     const options = {
       grammarEvaluationState: grammar,

@@ -122,6 +122,17 @@ export class FunctionSet {
     }
   }
 
+  /** JSON schema of any valid tool call: one of the functions by name, with its arguments. */
+  toolCallSchema(): object {
+    return {
+      oneOf: this.specs.map((f) => ({
+        type: "object",
+        properties: { name: { const: f.name }, arguments: f.schema ?? { type: "object", properties: {} } },
+        required: ["name", "arguments"],
+      })),
+    };
+  }
+
   /** The declarations, as the API returns them. */
   decls(): FunctionDecl[] {
     return this.specs.map((f) => ({ name: f.name, description: f.description, parametersJson: f.schema ? JSON.stringify(f.schema) : "" }));

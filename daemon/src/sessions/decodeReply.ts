@@ -4,6 +4,7 @@ import type { Sampling } from "../engine/types.js";
 import { ReplyText } from "./ReplyText.js";
 import type { Session } from "./Session.js";
 import type { TurnCalls } from "./TurnCalls.js";
+import { toolGrammar } from "./toolGrammar.js";
 
 /** End-of-turn markers the reference also strips from replies when a model writes them as text. */
 const GLOBAL_STOPS = ["</s>", "<|endoftext|>", "<|im_end|>", "<eos>", "<|end_of_text|>", "<|eot_id|>"];
@@ -56,7 +57,11 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
   const started = performance.now();
   let firstTokenAt = 0;
   let stopReason = StopReason.STOP_REASON_MAX_TOKENS;
-  const grammar = sampling.grammar ? await session.host.grammar(sampling.grammar) : undefined;
+  // A request's own grammar rules the whole reply; otherwise a tool call's JSON is constrained
+  // from the moment the template's opener appears.
+  const tool = sampling.grammar ? undefined : await toolGrammar(session);
+  let toolState: ReturnType<NonNullable<typeof tool>["state"]> | undefined;
+  const grammar = sampling.grammar ? await host.grammar(sampling.grammar) : tool ? () => toolState : undefined;
   const tokens = lease.decode(prompt[prompt.length - 1]!, sampling, grammar);
   let insert: number[] | undefined;
   try {
@@ -74,6 +79,7 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
         stopReason = reason;
         break;
       }
+      if (tool && !toolState && host.detokenize(ids.slice(-8), undefined, true).endsWith(tool.opener)) toolState = tool.state();
       // A call that now ends the reply runs, and its result joins the reply and the cache.
       const result = await calls.check(replyText.text);
       if (result !== undefined) {

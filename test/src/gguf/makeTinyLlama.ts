@@ -23,6 +23,8 @@ export interface TinyLlamaOptions {
      * EOS output row reads that dimension strongly.
      */
     eosEager?: boolean;
+    /** Like eosEager, for another token: greedy decoding picks this token whenever it may. */
+    eagerToken?: string;
 }
 
 export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -148,7 +150,7 @@ export function makeTinyLlama(path: string, opts: TinyLlamaOptions = {}): void {
     const {
         seed = 1, nEmbd = 128, nLayer = 2, nHead = 4, nHeadKv = 4, nFf = 256,
         contextLength = 4096, name = "nanollm-tiny-test", chatTemplate, extraControlTokens = [],
-        weightType = "f32", eosEager = false,
+        weightType = "f32", eosEager = false, eagerToken,
     } = opts;
     if (nEmbd % nHead !== 0 || nHead % nHeadKv !== 0) throw new Error("nEmbd % nHead and nHead % nHeadKv must be 0");
     const headDim = nEmbd / nHead;
@@ -193,7 +195,9 @@ export function makeTinyLlama(path: string, opts: TinyLlamaOptions = {}): void {
     const W = WEIGHT_GGML_TYPE[weightType];
     const inStd = (n: number): number => 1 / Math.sqrt(n);
     const embd = matrix(nVocab, nEmbd, 1);
-    if (eosEager) for (let t = 0; t < nVocab; t++) embd[t * nEmbd] = 50;
+    const eagerId = eosEager ? EOS_ID : eagerToken === undefined ? -1 : vocab.tokens.indexOf(eagerToken);
+    if (eagerToken !== undefined && eagerId < 0) throw new Error(`eagerToken ${eagerToken} is not in the vocabulary`);
+    if (eagerId >= 0) for (let t = 0; t < nVocab; t++) embd[t * nEmbd] = 50;
     w.addTensor("token_embd.weight", [nEmbd, nVocab], embd, W);
     for (let i = 0; i < nLayer; i++) {
         const p = `blk.${i}.`;
@@ -210,7 +214,7 @@ export function makeTinyLlama(path: string, opts: TinyLlamaOptions = {}): void {
     w.addTensor("output_norm.weight", [nEmbd], ones(nEmbd), F32);
     const output = matrix(nVocab, nEmbd, 2 / Math.sqrt(nEmbd));
     output.fill(0, 0, vocab.firstNormalId * nEmbd);
-    if (eosEager) output[EOS_ID * nEmbd] = 5;
+    if (eagerId >= 0) output[eagerId * nEmbd] = 5;
     w.addTensor("output.weight", [nEmbd, nVocab], output, W);
     w.write(path);
 }

@@ -21,6 +21,9 @@ export function tinyModel(name = "tiny-chatml", seed = 1, extra: Partial<TinyLla
 /** A model that ends every reply with EOS at once under greedy decoding. */
 export const eosEagerModel = () => tinyModel("tiny-eos-eager", 1, { eosEager: true });
 
+/** A model whose greedy replies open a tool call (<tool_call>) whenever they may. */
+export const toolEagerModel = () => tinyModel("tiny-tool-eager", 1, { eagerToken: "<tool_call>" });
+
 /** A fresh temporary folder for one test file. */
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(fs.realpathSync(process.env.TMPDIR ?? "/tmp"), `nanollm-${prefix}-`));
