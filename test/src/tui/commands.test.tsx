@@ -105,7 +105,7 @@ describe("slash commands", () => {
     await t.see('There is no session "zzz"');
   });
 
-  it("/stats, /functions and the honest function-calling answer", async () => {
+  it("/stats, and /functions with none enabled", async () => {
     const t = await withExchange();
     await t.type("/stats\r");
     await t.see(/last turn: 20 prompt tokens .* 1 tokens in/);

@@ -29,8 +29,12 @@ export const stats: SlashCommand = {
 
 export const functions: SlashCommand = {
   name: "functions",
-  help: "list the functions the model may call (function calling is not built yet: none)",
-  run: (_args, ctx) => ctx.info("no functions enabled: nanollm does not do function calling yet"),
+  help: "list the functions the model may call (enable them with chat --builtins DATE,TIME or --functions FILE.mjs)",
+  async run(_args, ctx) {
+    const { functions: list } = await ctx.refreshSession();
+    if (list.length === 0) return ctx.info("no functions enabled: start chat with --builtins DATE,TIME or --functions FILE.mjs");
+    ctx.info(list.map((f) => `${f.name}(${Object.keys((f.parametersJson ? JSON.parse(f.parametersJson) : {}).properties ?? {}).join(", ")}) - ${f.description}`).join("\n"));
+  },
 };
 
 export const save: SlashCommand = {
