@@ -19,7 +19,12 @@ export interface EnvConfig {
   listen: string;
   /** NANOLLM_HOST: address `chat` and the admin commands connect to (default 127.0.0.1:7433). */
   host: string;
-  /** NANOLLM_THREADS: compute threads (default: the machine's cores). */
+  /**
+   * NANOLLM_THREADS: compute threads (default: the machine's cores minus one, at least 1).
+   * llama.cpp's threads spin while they wait for each other; with every core busy they also wait
+   * for the Node event loop and the gRPC work, and decode collapses (measured on 2 cores: 2 threads
+   * decoded 0.4–0.6× as fast as 1), so one core is left to the daemon itself.
+   */
   threads: number;
   /** NANOLLM_PARALLEL: KV-cache sequences, i.e. sessions that hold a cache at once (default 4). */
   parallel: number;
@@ -46,7 +51,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     model: env.NANOLLM_MODEL || undefined,
     listen: env.NANOLLM_LISTEN || DEFAULT_LISTEN,
     host: env.NANOLLM_HOST || DEFAULT_LISTEN,
-    threads: positiveInt(env.NANOLLM_THREADS) ?? Math.max(1, os.availableParallelism()),
+    threads: positiveInt(env.NANOLLM_THREADS) ?? Math.max(1, os.availableParallelism() - 1),
     parallel: positiveInt(env.NANOLLM_PARALLEL) ?? 4,
     ctx: positiveInt(env.NANOLLM_CTX) ?? 4096,
     gpu: env.NANOLLM_GPU || "auto",

@@ -1,5 +1,6 @@
 import type { LlamaContextSequence, LlamaGrammarEvaluationState, LlamaModel } from "node-llama-cpp";
 import type { KvSwap } from "./KvSwap.js";
+import type { StepBatcher } from "./StepBatcher.js";
 import { fail } from "@nanollm/shared";
 import { native, nativeOne, type NativeToken, type PrefillStats, type Sampling, type Token } from "./types.js";
 
@@ -24,6 +25,7 @@ export class SequenceLease {
     /** How the slot changed hands: whose cache to park first, and whether to load the owner's. */
     private handover: { previous: string | undefined; fresh: boolean; swap: KvSwap } | undefined,
     private readonly onRelease: () => void,
+    private readonly batcher: StepBatcher,
   ) {}
 
   get contextSize(): number {
@@ -119,7 +121,8 @@ export class SequenceLease {
       let step = await rest.next();
       while (!step.done) {
         const inserted: Token[] | undefined = yield step.value;
-        step = await rest.next(inserted ? native(inserted) : undefined);
+        // Every decoding session's next token is evaluated in the same llama_decode batch.
+        step = await this.batcher.next(() => rest.next(inserted ? native(inserted) : undefined));
       }
     } finally {
       await rest.return();

@@ -1,6 +1,7 @@
 import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 import { fail } from "@nanollm/shared";
 import type { KvSwap } from "./KvSwap.js";
+import { StepBatcher } from "./StepBatcher.js";
 import { SequenceLease, type Slot } from "./SequenceLease.js";
 
 interface Waiter {
@@ -17,6 +18,7 @@ export class SequencePool {
   private readonly slots: Slot[] = [];
   private readonly waiters: Waiter[] = [];
   private clock = 0;
+  readonly batcher = new StepBatcher();
 
   constructor(
     private readonly context: LlamaContext,
@@ -75,7 +77,7 @@ export class SequencePool {
     slot.owner = owner;
     slot.busy = true;
     slot.lastUsed = ++this.clock;
-    return new SequenceLease(slot, this.model, { previous, fresh, swap: this.swap }, () => this.onRelease());
+    return new SequenceLease(slot, this.model, { previous, fresh, swap: this.swap }, () => this.onRelease(), this.batcher);
   }
 
   private wait(signal: AbortSignal, front: boolean): Promise<void> {
