@@ -41,6 +41,36 @@ describe(`load: ${CLIENTS} concurrent clients × ${TURNS} turns over real socket
   });
 });
 
+describe("continuous batching", () => {
+  it("decodes every generating session in the same step, and none starves", async () => {
+    const d = await inProcessDaemon(tinyModel(), { parallel: 4, ctx: 1024 });
+    try {
+      const host = await d.daemon.state.models.get("");
+      const sessions = await Promise.all(Array.from({ length: 4 }, () => d.client.createSession({ chatTemplate: "chat-ml" })));
+      const before = { steps: host.pool.batcher.steps, carried: host.pool.batcher.carried };
+      // Each session records how many tokens the others had when it received each of its own.
+      const counts = [0, 0, 0, 0];
+      let maxLead = 0;
+      await Promise.all(
+        sessions.map(async (s, i) => {
+          for await (const ev of d.client.turn(s.sessionId, `story ${i}`, { maxNewTokens: 48 })) {
+            if (ev.kind?.$case !== "text") continue;
+            counts[i] = counts[i]! + ev.kind.text.tokenIds.length;
+            maxLead = Math.max(maxLead, counts[i]! - Math.min(...counts));
+          }
+        }),
+      );
+      const steps = host.pool.batcher.steps - before.steps;
+      const perStep = (host.pool.batcher.carried - before.carried) / steps;
+      assert.ok(perStep > 3, `${perStep.toFixed(2)} sessions per decode step`);
+      assert.deepEqual(counts, [48, 48, 48, 48]);
+      assert.ok(maxLead < 24, `no session ran ahead by more than half a reply (max lead ${maxLead} tokens)`);
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
 describe("the wait queue is bounded", () => {
   it("refuses turns past it with RESOURCE_EXHAUSTED and serves the rest", async () => {
     const d = await inProcessDaemon(tinyModel(), { parallel: 1, ctx: 2048, maxQueue: 2 });
