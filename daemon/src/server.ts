@@ -1,4 +1,5 @@
 import path from "node:path";
+import { setMaxListeners } from "node:events";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { ChatServiceService, fail, formatAddress, ModelServiceService, parseAddress, SessionServiceService } from "@nanollm/shared";
 import { backendName } from "./engine/ModelHost.js";
@@ -60,6 +61,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     log,
   };
   const shutdown = new AbortController();
+  // Every open Chat stream listens for shutdown; there may be hundreds.
+  setMaxListeners(0, shutdown.signal);
   const server = new Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024 });
   server.addService(tolerant(SessionServiceService), sessionHandlers(state));
   server.addService(tolerant(ModelServiceService), modelHandlers(state));
