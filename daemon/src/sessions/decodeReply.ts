@@ -38,7 +38,7 @@ export interface DecodeInput {
 export async function decodeReply({ session, lease, prompt, sampling, signal, calls, text }: DecodeInput): Promise<ReplyPart> {
   const host = session.host;
   const stops = [...(session.template.stop ?? []), ...GLOBAL_STOPS];
-  const replyText = new ReplyText((ids) => host.detokenize(ids, prompt.slice(-8)), stops);
+  const replyText = new ReplyText((ids, before) => host.detokenize(ids, before.length > 0 ? before : prompt.slice(-8)), stops);
   const ids: number[] = [];
   let sent = 0;
   const flush = async (delta: string) => {
