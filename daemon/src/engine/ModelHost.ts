@@ -6,6 +6,7 @@ import { fail, NanoError } from "@nanollm/shared";
 import { kvCacheBytes } from "./kvBytes.js";
 import { KvSwap } from "./KvSwap.js";
 import { Grammars } from "./Grammars.js";
+import { decodeFirst } from "./decodeFirst.js";
 import { SequencePool } from "./SequencePool.js";
 import { native, nativeOne, type EngineOptions, type GpuChoice, type ModelFacts, type Segment, type Token } from "./types.js";
 
@@ -98,6 +99,10 @@ export class ModelHost {
         contextSize: opts.ctx,
         sequences: opts.parallel,
         threads: opts.threads,
+        // Decode steps go before prompt chunks, and a batch is at most one prefill chunk, so a
+        // long prompt cannot stall the sessions that are generating.
+        batchSize: 256,
+        batching: { itemPrioritizationStrategy: decodeFirst },
         // llama.cpp only supports a quantized V cache with flash attention.
         flashAttention: true,
         experimentalKvCacheKeyType: kvType,
