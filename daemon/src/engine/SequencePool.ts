@@ -63,10 +63,6 @@ export class SequencePool {
     for (const slot of this.slots) if (slot.owner !== undefined && !slot.busy) await this.swap.save(slot.owner, slot.seq);
   }
 
-  get queued(): number {
-    return this.waiters.length;
-  }
-
   private tryAcquire(owner: string): SequenceLease | undefined {
     const own = this.slots.find((s) => s.owner === owner);
     if (own?.busy) throw fail.precondition(`Session ${owner} already has a turn running; wait for it to end or cancel it.`);

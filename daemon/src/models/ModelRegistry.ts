@@ -31,10 +31,6 @@ export class ModelRegistry {
     return settled.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   }
 
-  get defaultModel(): string {
-    return this.defaultName;
-  }
-
   async dispose(): Promise<void> {
     for (const host of await this.list()) await host.dispose();
     this.loaded.clear();

@@ -15,7 +15,6 @@ export type OverflowPolicy = "wrap" | "error";
 
 export interface RunningTurn {
   turnId: string;
-  abort: AbortController;
 }
 
 /** One chat: its model, template, settings and history. The KV cache lives in the model's pool. */

@@ -27,7 +27,7 @@ export interface TurnResult {
 export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink): Promise<TurnResult> {
   if (session.running) throw fail.precondition(`Session ${session.id} already has a turn running; wait for it to end or cancel it.`);
   const abort = new AbortController();
-  session.running = { turnId: turn.turnId, abort };
+  session.running = { turnId: turn.turnId };
   turn.signal.addEventListener("abort", () => abort.abort(), { once: true });
   if (turn.signal.aborted) abort.abort();
   try {
