@@ -58,6 +58,10 @@ export function chatCommand(): Command {
         const session = flags.session ? await continueSession(client, flags, request) : await client.createSession(request);
         if (prompts) await runPrompts(client, session, prompts, params, flags.json === true);
         else {
+          // Ink draws only the last frame when CI or CONTINUOUS_INTEGRATION is set (it reads them
+          // once, on import); a chat in a terminal must redraw live whatever the environment says.
+          delete process.env.CI;
+          delete process.env.CONTINUOUS_INTEGRATION;
           const { runTui } = await import("../ui/runTui.js");
           // The flags are the session's defaults already; /set adds per-turn overrides on top.
           await runTui(client, session, {}, request);
