@@ -6,6 +6,7 @@ import { NanoError } from "@nanollm/shared";
 import { renderToString, TemplateRegistry } from "@nanollm/daemon";
 import { ReplyText } from "@nanollm/daemon/dist/sessions/ReplyText.js";
 import { resolveSampling } from "@nanollm/daemon/dist/sessions/params.js";
+import { decodeFirst } from "@nanollm/daemon/dist/engine/decodeFirst.js";
 import { tempDir } from "./helpers/fixtures.js";
 
 describe("ReplyText", () => {
@@ -95,5 +96,26 @@ describe("generation settings", () => {
     assert.throws(() => resolveSampling({ minNewTokens: 9, maxNewTokens: 4 }), /min_new_tokens must be between 0 and max_new_tokens/);
     assert.throws(() => resolveSampling({ repetitionPenalty: 0 }), /repetition_penalty/);
     assert.throws(() => resolveSampling({ temperature: Number.NaN }), /temperature/);
+  });
+});
+
+describe("batch plan (decodeFirst)", () => {
+  // A batch item per sequence: one token when it is decoding, many when it is a prompt.
+  const item = (seq: number, tokens: number) => ({ seq, tokens: Array.from({ length: tokens }, () => 7), logits: [], evaluationPriority: 5 });
+  type Item = ReturnType<typeof item>;
+  const plan = (items: Item[], size: number) =>
+    decodeFirst((i) => (i as unknown as Item).seq)({ items: items as never, size }).map((p) => [(p.item as unknown as Item).seq, p.processAmount]);
+
+  it("puts decode steps in the batch before prompt chunks", () => {
+    // Sequence 1's 300-token prompt arrived first, but the three decoding sequences go in whole.
+    assert.deepEqual(plan([item(1, 300), item(4, 1), item(0, 1), item(2, 1)], 256), [[0, 1], [1, 253], [2, 1], [4, 1]]);
+  });
+
+  it("orders the batch by sequence id, so llama.cpp keeps it in one micro-batch", () => {
+    assert.deepEqual(plan([item(3, 1), item(0, 1), item(5, 1), item(1, 1), item(2, 1), item(4, 1)], 256).map(([s]) => s), [0, 1, 2, 3, 4, 5]);
+  });
+
+  it("leaves out what does not fit", () => {
+    assert.deepEqual(plan([item(2, 1), item(1, 1), item(0, 1)], 2), [[1, 1], [2, 1]]);
   });
 });

@@ -6,7 +6,7 @@ import { fail, NanoError } from "@nanollm/shared";
 import { kvCacheBytes } from "./kvBytes.js";
 import { KvSwap } from "./KvSwap.js";
 import { Grammars } from "./Grammars.js";
-import { decodeFirst } from "./decodeFirst.js";
+import { decodeFirst, queuedSequenceOf } from "./decodeFirst.js";
 import { SequencePool } from "./SequencePool.js";
 import { native, nativeOne, type EngineOptions, type GpuChoice, type ModelFacts, type Segment, type Token } from "./types.js";
 
@@ -47,7 +47,7 @@ export class ModelHost {
     maxQueue: number,
     swap: KvSwap,
   ) {
-    this.pool = new SequencePool(context, model, maxQueue, swap);
+    this.pool = new SequencePool(context, model, facts.vocabSize, maxQueue, swap);
     this.grammars = new Grammars(model.llama, model);
   }
 
@@ -93,7 +93,7 @@ export class ModelHost {
     }
     if (opts.ctx < 16) throw fail.invalid(`--ctx ${opts.ctx} is too small; use at least 16 tokens.`);
     const kvType = opts.kvCacheType === "q8_0" ? "Q8_0" : "F16";
-    let context: LlamaContext;
+    let context: LlamaContext | undefined;
     try {
       context = await model.createContext({
         contextSize: opts.ctx,
@@ -102,7 +102,7 @@ export class ModelHost {
         // Decode steps go before prompt chunks, and a batch is at most one prefill chunk, so a
         // long prompt cannot stall the sessions that are generating.
         batchSize: 256,
-        batching: { itemPrioritizationStrategy: decodeFirst },
+        batching: { itemPrioritizationStrategy: decodeFirst(queuedSequenceOf(() => context)) },
         // llama.cpp only supports a quantized V cache with flash attention.
         flashAttention: true,
         experimentalKvCacheKeyType: kvType,
