@@ -1,8 +1,8 @@
-import type { LlamaContextSequence, LlamaGrammarEvaluationState, LlamaModel } from "node-llama-cpp";
+import type { LlamaContextSequence, LlamaGrammarEvaluationState, TokenBias } from "node-llama-cpp";
 import type { KvSwap } from "./KvSwap.js";
 import type { StepBatcher } from "./StepBatcher.js";
 import { fail } from "@nanollm/shared";
-import { native, nativeOne, type NativeToken, type PrefillStats, type Sampling, type Token } from "./types.js";
+import { native, type PrefillStats, type Sampling, type Token } from "./types.js";
 
 export interface Slot {
   seq: LlamaContextSequence;
@@ -21,7 +21,7 @@ export class SequenceLease {
 
   constructor(
     private readonly slot: Slot,
-    private readonly model: LlamaModel,
+    private readonly biases: { noEog: TokenBias; none: TokenBias },
     /** How the slot changed hands: whose cache to park first, and whether to load the owner's. */
     private handover: { previous: string | undefined; fresh: boolean; swap: KvSwap } | undefined,
     private readonly onRelease: () => void,
@@ -76,56 +76,35 @@ export class SequenceLease {
    * Samples reply tokens after `first` (the prompt's last token). The consumer stops by breaking
    * out; the token it last received is then NOT in the cache yet (the next sync adds it). Passing
    * tokens to next() evaluates them instead of the last token alone (it must lead them): that is
-   * how function results enter the cache mid-reply.
+   * how function results enter the cache mid-reply. Until `minNewTokens` tokens are out, every
+   * end-of-generation token is forbidden in the sampler itself.
    */
   async *decode(first: Token, sampling: Sampling, grammar?: LlamaGrammarEvaluationState | (() => LlamaGrammarEvaluationState | undefined)): AsyncGenerator<Token, void, Token[] | undefined> {
     const seq = this.slot.seq;
-    const options = {
+    let sampled = 0;
+    const tokens = seq.evaluate(native([first]), {
       grammarEvaluationState: grammar,
       temperature: sampling.doSample ? sampling.temperature : 0,
       topK: sampling.topK,
       topP: sampling.topP,
       seed: sampling.seed,
       yieldEogToken: true,
+      tokenBias: sampling.minNewTokens > 0 ? () => (sampled < sampling.minNewTokens ? this.biases.noEog : this.biases.none) : undefined,
       repeatPenalty:
         sampling.repetitionPenalty === 1
           ? undefined
           : { punishTokens: () => seq.contextTokens.slice(-REPEAT_WINDOW), penalty: sampling.repetitionPenalty },
-    };
-    let resume: Token[] = [first];
-    if (sampling.minNewTokens > 0) {
-      // llama.cpp's greedy sampler ignores a "never" bias on EOS, so an early end-of-generation is
-      // replaced by the most probable other token through the generator's replacement input.
-      const early = seq.evaluateWithMetadata(native(resume), { probabilities: true }, options);
-      let produced = 0;
-      let last = first;
-      try {
-        let step = await early.next();
-        while (!step.done) {
-          last = step.value.token;
-          if (this.model.isEogToken(nativeOne(last))) last = bestNonEog(step.value.probabilities, this.model) ?? last;
-          produced++;
-          const inserted: Token[] | undefined = yield last;
-          resume = inserted ?? [last];
-          if (produced >= sampling.minNewTokens || this.model.isEogToken(nativeOne(last))) break;
-          step = await early.next(native(resume));
-        }
-      } finally {
-        await early.return();
-      }
-      if (produced < sampling.minNewTokens || this.model.isEogToken(nativeOne(last))) return;
-    }
-    // Forward replacement tokens from our consumer to node-llama-cpp's generator.
-    const rest = seq.evaluate(native(resume), options);
+    });
     try {
-      let step = await rest.next();
+      let step = await tokens.next();
       while (!step.done) {
+        sampled++;
         const inserted: Token[] | undefined = yield step.value;
         // Every decoding session's next token is evaluated in the same llama_decode batch.
-        step = await this.batcher.next(() => rest.next(inserted ? native(inserted) : undefined));
+        step = await this.batcher.next(() => tokens.next(inserted ? native(inserted) : undefined));
       }
     } finally {
-      await rest.return();
+      await tokens.return();
     }
   }
 
@@ -135,9 +114,4 @@ export class SequenceLease {
     this.slot.busy = false;
     this.onRelease();
   }
-}
-
-function bestNonEog(probabilities: Map<NativeToken, number>, model: LlamaModel): Token | undefined {
-  for (const [token] of probabilities) if (!model.isEogToken(token)) return token;
-  return undefined;
 }

@@ -1,4 +1,5 @@
-import type { LlamaContext, LlamaModel } from "node-llama-cpp";
+import { TokenBias, type LlamaContext, type LlamaModel } from "node-llama-cpp";
+import { eogBias } from "./eogBias.js";
 import { fail } from "@nanollm/shared";
 import type { KvSwap } from "./KvSwap.js";
 import { StepBatcher } from "./StepBatcher.js";
@@ -19,13 +20,17 @@ export class SequencePool {
   private readonly waiters: Waiter[] = [];
   private clock = 0;
   readonly batcher = new StepBatcher();
+  private readonly biases: { noEog: TokenBias; none: TokenBias };
 
   constructor(
     private readonly context: LlamaContext,
-    private readonly model: LlamaModel,
+    model: LlamaModel,
+    vocabSize: number,
     private readonly maxQueue: number,
     private readonly swap: KvSwap,
-  ) {}
+  ) {
+    this.biases = { noEog: eogBias(model, vocabSize), none: new TokenBias(model.tokenizer) };
+  }
 
   /** The owner's sequence, else a free one, else the least recently used idle one; waits if none. */
   async acquire(owner: string, signal: AbortSignal): Promise<SequenceLease> {
@@ -73,7 +78,7 @@ export class SequencePool {
     slot.owner = owner;
     slot.busy = true;
     slot.lastUsed = ++this.clock;
-    return new SequenceLease(slot, this.model, { previous, fresh, swap: this.swap }, () => this.onRelease(), this.batcher);
+    return new SequenceLease(slot, this.biases, { previous, fresh, swap: this.swap }, () => this.onRelease(), this.batcher);
   }
 
   private wait(signal: AbortSignal, front: boolean): Promise<void> {
