@@ -95,6 +95,7 @@ export class SequenceLease {
           ? undefined
           : { punishTokens: () => seq.contextTokens.slice(-REPEAT_WINDOW), penalty: sampling.repetitionPenalty },
     });
+    const leave = this.batcher.enter();
     try {
       let step = await tokens.next();
       while (!step.done) {
@@ -104,6 +105,7 @@ export class SequenceLease {
         step = await this.batcher.next(() => tokens.next(inserted ? native(inserted) : undefined));
       }
     } finally {
+      leave();
       await tokens.return();
     }
   }
