@@ -18,6 +18,8 @@ export interface DaemonOptions {
   modelPath: string;
   listen: string;
   threads: number;
+  /** Threads for batches of several tokens (default: `threads`). */
+  batchThreads?: number;
   parallel: number;
   ctx: number;
   gpu: GpuChoice;
@@ -43,7 +45,7 @@ export interface RunningDaemon {
 /** Loads the default model and serves the gRPC API until closed. */
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const engine = { gpu: opts.gpu, threads: opts.threads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, swapDir: opts.dataDir && path.join(opts.dataDir, "kv"), log };
+  const engine = { gpu: opts.gpu, threads: opts.threads, batchThreads: opts.batchThreads ?? opts.threads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, swapDir: opts.dataDir && path.join(opts.dataDir, "kv"), log };
   const { host, port } = parseAddress(opts.listen);
   const models = new ModelRegistry(engine);
   const defaultHost = await models.loadDefault(opts.modelPath);
@@ -55,6 +57,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     sessions,
     backend: await backendName(engine),
     threads: opts.threads,
+    batchThreads: engine.batchThreads,
     parallel: opts.parallel,
     startedAt: Date.now(),
     functionTimeoutMs: opts.functionTimeoutMs ?? 30_000,
@@ -74,7 +77,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     throw fail.unavailable(`Cannot listen on ${opts.listen} (${err.message}); pick another address with --listen.`);
   });
   const address = formatAddress(host, boundPort);
-  log(`nanollm daemon listening on ${address} (backend ${state.backend}, ${opts.threads} threads, ${opts.parallel} sequences × ${opts.ctx} tokens)`);
+  log(`nanollm daemon listening on ${address} (backend ${state.backend}, ${opts.threads} threads per decode step, ${opts.batchThreads ?? opts.threads} per batch, ${opts.parallel} sequences × ${opts.ctx} tokens)`);
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 5000) =>

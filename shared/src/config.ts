@@ -26,6 +26,12 @@ export interface EnvConfig {
    * decoded 0.4–0.6× as fast as 1), so one core is left to the daemon itself.
    */
   threads: number;
+  /**
+   * NANOLLM_BATCH_THREADS: compute threads for batches of several tokens: prompt chunks, and decode
+   * steps that carry several sessions (default: all cores). Such batches have enough work per
+   * graph node for more threads to pay (measured on 2 cores: see README "Threads").
+   */
+  batchThreads: number;
   /** NANOLLM_PARALLEL: KV-cache sequences, i.e. sessions that hold a cache at once (default 4). */
   parallel: number;
   /** NANOLLM_CTX: context tokens per session (default 4096). */
@@ -52,6 +58,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     listen: env.NANOLLM_LISTEN || DEFAULT_LISTEN,
     host: env.NANOLLM_HOST || DEFAULT_LISTEN,
     threads: positiveInt(env.NANOLLM_THREADS) ?? Math.max(1, os.availableParallelism() - 1),
+    batchThreads: positiveInt(env.NANOLLM_BATCH_THREADS) ?? os.availableParallelism(),
     parallel: positiveInt(env.NANOLLM_PARALLEL) ?? 4,
     ctx: positiveInt(env.NANOLLM_CTX) ?? 4096,
     gpu: env.NANOLLM_GPU || "auto",

@@ -9,7 +9,7 @@ import { tinyModel } from "./helpers/fixtures.js";
 describe("control strings typed by a user stay plain text", () => {
   let host: ModelHost;
   before(async () => {
-    host = await ModelHost.load({ modelPath: tinyModel(), gpu: "cpu", threads: 1, parallel: 1, ctx: 256, kvCacheType: "f16", maxQueue: 0, log: () => {} });
+    host = await ModelHost.load({ modelPath: tinyModel(), gpu: "cpu", threads: 1, batchThreads: 1, parallel: 1, ctx: 256, kvCacheType: "f16", maxQueue: 0, log: () => {} });
   });
   after(() => host.dispose());
 

@@ -6,6 +6,7 @@ import { fail, NanoError } from "@nanollm/shared";
 import { kvCacheBytes } from "./kvBytes.js";
 import { KvSwap } from "./KvSwap.js";
 import { Grammars } from "./Grammars.js";
+import { splitThreads } from "./batchThreads.js";
 import { decodeFirst, queuedSequenceOf } from "./decodeFirst.js";
 import { SequencePool } from "./SequencePool.js";
 import { native, nativeOne, type EngineOptions, type GpuChoice, type ModelFacts, type Segment, type Token } from "./types.js";
@@ -13,11 +14,11 @@ import { native, nativeOne, type EngineOptions, type GpuChoice, type ModelFacts,
 // One Llama binding per process: every model shares its backend and thread settings.
 let llamaPromise: Promise<Llama> | undefined;
 
-async function sharedLlama(gpu: GpuChoice, threads: number, log: (line: string) => void): Promise<Llama> {
+async function sharedLlama(gpu: GpuChoice, maxThreads: number, log: (line: string) => void): Promise<Llama> {
   llamaPromise ??= getLlama({
     build: "never",
     gpu: gpu === "cpu" ? false : gpu,
-    maxThreads: threads,
+    maxThreads,
     logLevel: LlamaLogLevel.warn,
     logger: (level, message) => {
       const text = message.trim();
@@ -28,8 +29,8 @@ async function sharedLlama(gpu: GpuChoice, threads: number, log: (line: string) 
 }
 
 /** The backend the shared binding runs on (cpu, cuda, vulkan or metal). */
-export async function backendName(opts: Pick<EngineOptions, "gpu" | "threads" | "log">): Promise<string> {
-  const llama = await sharedLlama(opts.gpu, opts.threads, opts.log);
+export async function backendName(opts: Pick<EngineOptions, "gpu" | "threads" | "batchThreads" | "log">): Promise<string> {
+  const llama = await sharedLlama(opts.gpu, Math.max(opts.threads, opts.batchThreads), opts.log);
   return llama.gpu === false ? "cpu" : llama.gpu;
 }
 
@@ -66,7 +67,7 @@ export class ModelHost {
     if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {
       throw fail.notFound(`Model file ${file} does not exist; pass the path of a .gguf file.`);
     }
-    const llama = await sharedLlama(opts.gpu, opts.threads, opts.log);
+    const llama = await sharedLlama(opts.gpu, Math.max(opts.threads, opts.batchThreads), opts.log);
     let model: LlamaModel;
     const started = performance.now();
     let lastShown = started;
@@ -112,6 +113,7 @@ export class ModelHost {
       await model.dispose();
       throw fail.exhausted(`Could not create a ${opts.parallel}×${opts.ctx}-token context for ${path.basename(file)} (${firstLine(err)}); lower --ctx or --parallel.`);
     }
+    splitThreads(context, { decode: opts.threads, batch: opts.batchThreads });
     const facts = describe(model, shape, file, opts, context.contextSize, trainCtx);
     opts.log(`loaded ${facts.name} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     // Without a data dir, parked caches live in a temporary folder removed at dispose.

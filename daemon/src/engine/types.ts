@@ -20,6 +20,8 @@ export interface EngineOptions {
   modelPath: string;
   gpu: GpuChoice;
   threads: number;
+  /** Threads for batches of several tokens (prompt chunks, multi-session steps). */
+  batchThreads: number;
   /** Sequences in the context: sessions that can hold a KV cache at once. */
   parallel: number;
   /** Context tokens per sequence. */

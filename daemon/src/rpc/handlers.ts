@@ -12,6 +12,7 @@ export interface DaemonState {
   sessions: SessionStore;
   backend: string;
   threads: number;
+  batchThreads: number;
   parallel: number;
   startedAt: number;
   /** How long a turn waits for a client to answer its function call. */
@@ -79,6 +80,7 @@ export function modelHandlers(state: DaemonState): ModelServiceServer & UntypedS
       version: VERSION,
       backend: state.backend,
       threads: state.threads,
+      batchThreads: state.batchThreads,
       parallel: state.parallel,
       sessions: state.sessions.size,
       startedAtMs: state.startedAt,

@@ -14,7 +14,7 @@ export interface TestDaemon {
 }
 
 /** The real daemon in this process on 127.0.0.1:0, one compute thread (the box has two cores). */
-export async function inProcessDaemon(modelPath: string, opts: { parallel?: number; ctx?: number; dataDir?: string; maxQueue?: number; functionTimeoutMs?: number } = {}): Promise<TestDaemon & { daemon: RunningDaemon }> {
+export async function inProcessDaemon(modelPath: string, opts: { parallel?: number; ctx?: number; dataDir?: string; maxQueue?: number; functionTimeoutMs?: number; batchThreads?: number } = {}): Promise<TestDaemon & { daemon: RunningDaemon }> {
   const daemon = await startDaemon({
     dataDir: opts.dataDir ?? tempDir("data"),
     maxQueue: opts.maxQueue,
@@ -22,6 +22,7 @@ export async function inProcessDaemon(modelPath: string, opts: { parallel?: numb
     modelPath,
     listen: "127.0.0.1:0",
     threads: 1,
+    batchThreads: opts.batchThreads,
     parallel: opts.parallel ?? 4,
     ctx: opts.ctx ?? 1024,
     gpu: "cpu",
