@@ -55,6 +55,22 @@ describe("a chat over the real daemon process", () => {
     assert.deepEqual([b1.text, b2.text], alone[1]);
     assert.notDeepEqual(alone[0], alone[1], "the two conversations differ, so a mix-up would show");
   });
+
+  it("reports the context used as the history, template and system prompt change", async () => {
+    const s = await d.client.createSession({ chatTemplate: "chat-ml" });
+    const empty = (await d.client.getSession(s.sessionId)).contextUsed;
+    await turn(d.client, s.sessionId, PROMPTS[0]!);
+    const one = (await d.client.getSession(s.sessionId)).contextUsed;
+    await turn(d.client, s.sessionId, PROMPTS[1]!);
+    const two = (await d.client.listSessions()).find((x) => x.sessionId === s.sessionId)!.contextUsed;
+    assert.ok(empty < one && one < two, `${empty} < ${one} < ${two}`);
+    assert.equal((await d.client.truncateSession(s.sessionId, 2)).contextUsed, one, "undoing the last exchange gives back its tokens");
+    const system = "You are a terse assistant who answers in one short sentence and never asks anything back.";
+    const withSystem = (await d.client.updateSession(s.sessionId, { systemPrompt: system })).contextUsed;
+    assert.notEqual(withSystem, one, "the new system prompt changes the rendered length");
+    const fresh = await d.client.createSession({ chatTemplate: "chat-ml", systemPrompt: system, history: (await d.client.getSession(s.sessionId, true)).history });
+    assert.equal(fresh.contextUsed, withSystem, "the same conversation rendered afresh has the same length");
+  });
 });
 
 describe("more sessions than KV-cache sequences", () => {

@@ -17,7 +17,7 @@ export function sessionInfo(s: Session, withHistory: boolean): SessionInfo {
     systemPrompt: s.systemPrompt,
     defaults: s.defaults,
     messageCount: s.history.length,
-    contextUsed: s.tokens().length,
+    contextUsed: s.contextUsed(),
     contextSize: s.contextSize,
     cachedTokens: s.host.pool.cachedTokens(s.id).length,
     busy: s.running !== undefined,

@@ -31,6 +31,8 @@ export class Session {
   windowStart = 0;
   /** Functions the model may call in this session. */
   functions: FunctionSet = FunctionSet.none;
+  /** contextUsed() as last computed, with what it was computed from. */
+  private used: { key: unknown[]; count: number } | undefined;
   /** Writes the session to the journal; set by the store. */
   persist: () => Promise<void> = async () => {};
 
@@ -54,6 +56,16 @@ export class Session {
   /** Token ids of the rendered conversation. */
   tokens(extra: readonly RenderMessage[] = []): number[] {
     return this.host.tokenize(render(this.template, this.messages(extra)));
+  }
+
+  /**
+   * Tokens the conversation renders to now. Listing sessions asks this of every session, so it is
+   * remembered until what the rendering depends on changes (messages are never edited in place).
+   */
+  contextUsed(): number {
+    const key = [this.template, this.systemPrompt, this.functions, this.windowStart, this.history.length, this.history.at(-1)];
+    if (!this.used || key.some((k, i) => k !== this.used!.key[i])) this.used = { key, count: this.tokens().length };
+    return this.used.count;
   }
 
   get contextSize(): number {
