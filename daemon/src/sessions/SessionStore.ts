@@ -5,16 +5,11 @@ import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
 import { chooseTemplate } from "../templates/chooseTemplate.js";
 import { checkParams } from "./params.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
-import { MAX_MESSAGE_CHARS } from "./runTurn.js";
+import { checkText } from "./limits.js";
 import { Session, type HistoryMessage, type OverflowPolicy } from "./Session.js";
 import type { SessionJournal, SessionRecord } from "./SessionJournal.js";
 
 const MAX_HISTORY = 100_000;
-
-/** Refuses text too long to tokenize in reasonable time (the same limit as a user message). */
-function checkText(what: string, text: string | undefined): void {
-  if (text !== undefined && text.length > MAX_MESSAGE_CHARS) throw fail.invalid(`${what} is ${text.length} characters, more than the limit of ${MAX_MESSAGE_CHARS}; shorten it.`);
-}
 
 /** The fields of `p` that are set (proto3 optionals arrive as undefined when unset). */
 function definedOnly<T extends object>(p: T): Partial<T> {

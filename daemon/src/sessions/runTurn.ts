@@ -1,12 +1,11 @@
 import { fail, StopReason, type GenerationParams, type TurnStats } from "@nanollm/shared";
 import type { SequenceLease } from "../engine/SequenceLease.js";
+import { checkText } from "./limits.js";
 import { resolveSampling } from "./params.js";
 import { decodeReply, type ReplyPart } from "./decodeReply.js";
 import { MAX_CALLS_PER_TURN, TurnCalls, type CallSink } from "./TurnCalls.js";
 import type { HistoryMessage, Session } from "./Session.js";
 
-/** Longest user message accepted, in characters. */
-export const MAX_MESSAGE_CHARS = 1_000_000;
 
 /** Where a turn's events go as they happen; each resolves once the client can take more. */
 export interface TurnSink extends CallSink {
@@ -47,7 +46,7 @@ export interface TurnInput {
 
 async function generateTurn(session: Session, text: string, params: GenerationParams | undefined, signal: AbortSignal, sink: TurnSink): Promise<TurnResult> {
   if (!text.trim()) throw fail.invalid("The message is empty; type some text to send.");
-  if (text.length > MAX_MESSAGE_CHARS) throw fail.invalid(`The message is ${text.length} characters, more than the limit of ${MAX_MESSAGE_CHARS}; send it in parts.`);
+  checkText("The message", text);
   const sampling = resolveSampling(session.defaults, params);
   const host = session.host;
   const user: HistoryMessage = { role: "user", text, tokens: host.tokenizeText(text) };
