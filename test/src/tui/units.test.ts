@@ -63,6 +63,8 @@ describe("tui units", () => {
     assert.equal(parseCommandLine("/home/me/notes.txt is long"), undefined);
     assert.deepEqual(completeLine(COMMANDS, "/ret"), { line: "/retry ", candidates: [] });
     assert.deepEqual(completeLine(COMMANDS, "/session sw"), { line: "/session switch ", candidates: [] });
+    assert.deepEqual(completeLine(COMMANDS, "/template phi-3"), { line: "/template phi-3 ", candidates: [] });
+    assert.deepEqual(completeLine(COMMANDS, "/template llama-3")?.candidates, ["llama-3", "llama-3.1", "llama-3.1-tools"]);
     assert.equal(completeLine(COMMANDS, "hello"), undefined);
   });
 

@@ -1,4 +1,5 @@
 import { Role } from "@nanollm/shared";
+import { TemplateRegistry } from "@nanollm/daemon/dist/templates/TemplateRegistry.js";
 import { CommandError, type CommandContext, type SlashCommand } from "./types.js";
 
 const clip = (text: string, n = 60) => (text.length > n ? `${text.slice(0, n - 1)}…` : text).replace(/\s+/g, " ");
@@ -64,10 +65,14 @@ export const system: SlashCommand = {
   },
 };
 
+let builtinTemplates: readonly string[] | undefined;
+
 export const template: SlashCommand = {
   name: "template",
   usage: "[NAME|FILE.json]",
   help: "show the chat template, or switch to another one (the conversation is kept)",
+  // The built-in names: the daemon of this version ships the same templates.
+  complete: (args) => (args.includes(" ") ? [] : (builtinTemplates ??= new TemplateRegistry().names())),
   async run(args, ctx) {
     const id = ctx.state().session.sessionId;
     const session = args === "" ? await ctx.client.getSession(id) : await ctx.client.updateSession(id, { chatTemplate: args });
