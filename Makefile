@@ -37,6 +37,16 @@ run: build
 bench: build
 	node bench/dist/run.js $(BENCH_ARGS)
 
+# Optional: llama.cpp built for this machine's CPU, with OpenMP, from the source inside node-llama-cpp
+# (offline, ~6 min on 2 cores; `npm ci` removes it). The daemon then uses it instead of the prebuilt
+# binary, and decodes on every core. NATIVE_GPU=cuda|vulkan|metal builds for a GPU instead.
+NATIVE_GPU ?= false
+NATIVE_STAMP := node_modules/node-llama-cpp/llama/lastBuild.json
+.PHONY: native
+native: $(NATIVE_STAMP)
+$(NATIVE_STAMP): $(NODE_MODULES_STAMP)
+	npx --no node-llama-cpp source download --gpu $(NATIVE_GPU) --noUsageExample
+
 .PHONY: bench-peer
 bench-peer: install
 	scripts/build-peer.sh

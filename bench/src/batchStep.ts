@@ -9,7 +9,7 @@ const [name = "big", n = "16", threads = "1"] = process.argv.slice(2);
 const sessions = Number(n);
 const TOKENS = 32;
 
-const daemon = await startDaemon({ modelPath: benchModel(name as ModelName), listen: "127.0.0.1:0", threads: Number(threads), parallel: sessions, ctx: 512, gpu: "cpu", kvCacheType: "f16", dataDir: undefined, log: () => {} });
+const daemon = await startDaemon({ modelPath: benchModel(name as ModelName), listen: "127.0.0.1:0", threads: Number(threads), batchThreads: Number(threads), parallel: sessions, ctx: 512, gpu: "cpu", kvCacheType: "f16", dataDir: undefined, log: () => {} });
 const client = new NanoClient(daemon.address);
 try {
   const host = await daemon.state.models.get("");

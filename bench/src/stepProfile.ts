@@ -9,7 +9,7 @@ const [name = "big", n = "1", threads = "1", tokens = "128"] = process.argv.slic
 const sessions = Number(n);
 const TOKENS = Number(tokens);
 
-const daemon = await startDaemon({ modelPath: benchModel(name as ModelName), listen: "127.0.0.1:0", threads: Number(threads), parallel: Math.max(sessions, 4), ctx: 1024, gpu: "cpu", kvCacheType: "f16", dataDir: undefined, log: () => {} });
+const daemon = await startDaemon({ modelPath: benchModel(name as ModelName), listen: "127.0.0.1:0", threads: Number(threads), batchThreads: Number(threads), parallel: Math.max(sessions, 4), ctx: 1024, gpu: "cpu", kvCacheType: "f16", dataDir: undefined, log: () => {} });
 const client = new NanoClient(daemon.address);
 const time = { decode: 0, decodes: 0, sample: 0, samples: 0 };
 try {

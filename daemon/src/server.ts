@@ -2,7 +2,7 @@ import path from "node:path";
 import { setMaxListeners } from "node:events";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { ChatServiceService, fail, formatAddress, ModelServiceService, parseAddress, SessionServiceService } from "@nanollm/shared";
-import { backendName } from "./engine/ModelHost.js";
+import { startEngine } from "./engine/ModelHost.js";
 import type { GpuChoice, KvCacheType } from "./engine/types.js";
 import { ModelRegistry } from "./models/ModelRegistry.js";
 import { chatHandler } from "./rpc/chatHandler.js";
@@ -17,8 +17,9 @@ export interface DaemonOptions {
   /** Path of the default model (already resolved from any hf: URI). */
   modelPath: string;
   listen: string;
-  threads: number;
-  /** Threads for batches of several tokens (default: `threads`). */
+  /** Threads for one-token decode steps (default: chosen by the engine for its binary). */
+  threads?: number;
+  /** Threads for batches of several tokens (default: every core). */
   batchThreads?: number;
   parallel: number;
   ctx: number;
@@ -45,7 +46,8 @@ export interface RunningDaemon {
 /** Loads the default model and serves the gRPC API until closed. */
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const engine = { gpu: opts.gpu, threads: opts.threads, batchThreads: opts.batchThreads ?? opts.threads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, swapDir: opts.dataDir && path.join(opts.dataDir, "kv"), log };
+  const info = await startEngine({ gpu: opts.gpu, threads: opts.threads, batchThreads: opts.batchThreads, log });
+  const engine = { gpu: opts.gpu, threads: info.threads, batchThreads: info.batchThreads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, swapDir: opts.dataDir && path.join(opts.dataDir, "kv"), log };
   const { host, port } = parseAddress(opts.listen);
   const models = new ModelRegistry(engine);
   const defaultHost = await models.loadDefault(opts.modelPath);
@@ -55,9 +57,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const state: DaemonState = {
     models,
     sessions,
-    backend: await backendName(engine),
-    threads: opts.threads,
-    batchThreads: engine.batchThreads,
+    backend: info.backend,
+    threads: info.threads,
+    batchThreads: info.batchThreads,
     parallel: opts.parallel,
     startedAt: Date.now(),
     functionTimeoutMs: opts.functionTimeoutMs ?? 30_000,
@@ -77,7 +79,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     throw fail.unavailable(`Cannot listen on ${opts.listen} (${err.message}); pick another address with --listen.`);
   });
   const address = formatAddress(host, boundPort);
-  log(`nanollm daemon listening on ${address} (backend ${state.backend}, ${opts.threads} threads per decode step, ${opts.batchThreads ?? opts.threads} per batch, ${opts.parallel} sequences × ${opts.ctx} tokens)`);
+  log(`nanollm daemon listening on ${address} (backend ${info.backend}, ${info.binary} llama.cpp binary, ${info.threads} threads per decode step, ${info.batchThreads} per batch, ${opts.parallel} sequences × ${opts.ctx} tokens)`);
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 5000) =>

@@ -20,18 +20,16 @@ export interface EnvConfig {
   /** NANOLLM_HOST: address `chat` and the admin commands connect to (default 127.0.0.1:7433). */
   host: string;
   /**
-   * NANOLLM_THREADS: compute threads (default: the machine's cores minus one, at least 1).
-   * llama.cpp's threads spin while they wait for each other; with every core busy they also wait
-   * for the Node event loop and the gRPC work, and decode collapses (measured on 2 cores: 2 threads
-   * decoded 0.4–0.6× as fast as 1), so one core is left to the daemon itself.
+   * NANOLLM_THREADS: compute threads for one-token decode steps (default: chosen by the daemon for
+   * its llama.cpp binary: every core with a native OpenMP build, one fewer with the prebuilt one,
+   * whose spinning threads fight the event loop; see README "Threads").
    */
-  threads: number;
+  threads: number | undefined;
   /**
    * NANOLLM_BATCH_THREADS: compute threads for batches of several tokens: prompt chunks, and decode
-   * steps that carry several sessions (default: all cores). Such batches have enough work per
-   * graph node for more threads to pay (measured on 2 cores: see README "Threads").
+   * steps that carry several sessions (default: every core).
    */
-  batchThreads: number;
+  batchThreads: number | undefined;
   /** NANOLLM_PARALLEL: KV-cache sequences, i.e. sessions that hold a cache at once (default 4). */
   parallel: number;
   /** NANOLLM_CTX: context tokens per session (default 4096). */
@@ -57,8 +55,8 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     model: env.NANOLLM_MODEL || undefined,
     listen: env.NANOLLM_LISTEN || DEFAULT_LISTEN,
     host: env.NANOLLM_HOST || DEFAULT_LISTEN,
-    threads: positiveInt(env.NANOLLM_THREADS) ?? Math.max(1, os.availableParallelism() - 1),
-    batchThreads: positiveInt(env.NANOLLM_BATCH_THREADS) ?? os.availableParallelism(),
+    threads: positiveInt(env.NANOLLM_THREADS),
+    batchThreads: positiveInt(env.NANOLLM_BATCH_THREADS),
     parallel: positiveInt(env.NANOLLM_PARALLEL) ?? 4,
     ctx: positiveInt(env.NANOLLM_CTX) ?? 4096,
     gpu: env.NANOLLM_GPU || "auto",

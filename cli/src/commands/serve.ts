@@ -11,7 +11,7 @@ export function serveCommand(): Command {
     .description("start the daemon: load a model and serve the gRPC API")
     .option("-m, --model <path|hf:uri>", `GGUF model file or hf: URI (env NANOLLM_MODEL; default ${DEFAULT_MODEL_URI})`, env.model)
     .option("-l, --listen <host:port>", `address to bind (env NANOLLM_LISTEN; use 0.0.0.0:PORT for the LAN)`, env.listen)
-    .option("-t, --threads <n>", "compute threads (env NANOLLM_THREADS; default: CPU cores - 1)", intArg(1, 1024), env.threads)
+    .option("-t, --threads <n>", "threads per one-token decode step (env NANOLLM_THREADS; default: CPU cores with a native build, cores - 1 with the prebuilt one)", intArg(1, 1024), env.threads)
     .option("--batch-threads <n>", "threads for prompts and multi-session steps (env NANOLLM_BATCH_THREADS; default: CPU cores)", intArg(1, 1024), env.batchThreads)
     .option("-p, --parallel <n>", "sessions holding a KV cache at once (env NANOLLM_PARALLEL)", intArg(1, 256), env.parallel)
     .option("-c, --ctx <n>", "context tokens per session (env NANOLLM_CTX)", intArg(16, 1 << 20), env.ctx)
@@ -20,7 +20,7 @@ export function serveCommand(): Command {
     .option("--data-dir <dir>", "where sessions are journaled and restored from (env NANOLLM_DATA_DIR)", env.dataDir)
     .option("--ephemeral", "keep sessions in memory only (nothing written, nothing restored)")
     .option("--max-queue <n>", "turns that may wait for a free sequence (env NANOLLM_MAX_QUEUE)", intArg(0, 1 << 20), env.maxQueue)
-    .action(async (opts: { model?: string; listen: string; threads: number; batchThreads: number; parallel: number; ctx: number; gpu: (typeof GPUS)[number]; kvCacheType: (typeof KV_TYPES)[number]; dataDir: string; ephemeral?: boolean; maxQueue: number }) => {
+    .action(async (opts: { model?: string; listen: string; threads?: number; batchThreads?: number; parallel: number; ctx: number; gpu: (typeof GPUS)[number]; kvCacheType: (typeof KV_TYPES)[number]; dataDir: string; ephemeral?: boolean; maxQueue: number }) => {
       // The daemon (and node-llama-cpp) load only for `serve`, so `chat` starts fast.
       const { startDaemon, resolveModel } = await import("@nanollm/daemon");
       const modelPath = await resolveModel(opts.model ?? DEFAULT_MODEL_URI, env.modelsDir);

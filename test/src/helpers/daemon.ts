@@ -22,7 +22,7 @@ export async function inProcessDaemon(modelPath: string, opts: { parallel?: numb
     modelPath,
     listen: "127.0.0.1:0",
     threads: 1,
-    batchThreads: opts.batchThreads,
+    batchThreads: opts.batchThreads ?? 1,
     parallel: opts.parallel ?? 4,
     ctx: opts.ctx ?? 1024,
     gpu: "cpu",
@@ -45,7 +45,7 @@ export async function inProcessDaemon(modelPath: string, opts: { parallel?: numb
 export async function spawnDaemon(modelPath: string, extra: string[] = []): Promise<TestDaemon & { proc: ChildProcess; log: () => string }> {
   // Each daemon journals into its own fresh folder unless the test names one.
   const dataDir = extra.includes("--data-dir") ? [] : ["--data-dir", tempDir("data")];
-  const proc = spawn(process.execPath, [CLI, "serve", "--model", modelPath, "--listen", "127.0.0.1:0", "--threads", "1", "--gpu", "cpu", ...dataDir, ...extra], {
+  const proc = spawn(process.execPath, [CLI, "serve", "--model", modelPath, "--listen", "127.0.0.1:0", "--threads", "1", ...(extra.includes("--batch-threads") ? [] : ["--batch-threads", "1"]), "--gpu", "cpu", ...dataDir, ...extra], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let log = "";
