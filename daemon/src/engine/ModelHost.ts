@@ -125,7 +125,10 @@ export class ModelHost {
         // Decode steps go before prompt chunks, and a batch is at most one prefill chunk, so a
         // long prompt cannot stall the sessions that are generating.
         batchSize: 256,
-        batching: { itemPrioritizationStrategy: decodeFirst(queuedSequenceOf(() => context)) },
+        // Decodes queued while the microtasks of one step run (the StepBatcher resumes every
+        // session together) go out together, without waiting a macrotask as node-llama-cpp's
+        // default does (a lone session's step: 0.96 → 0.74 ms outside llama_decode).
+        batching: { itemPrioritizationStrategy: decodeFirst(queuedSequenceOf(() => context)), dispatchSchedule: (dispatch) => process.nextTick(dispatch) },
         // llama.cpp only supports a quantized V cache with flash attention.
         flashAttention: true,
         experimentalKvCacheKeyType: kvType,
