@@ -18,6 +18,9 @@ interface NativeContext {
  * second thread mostly spins (and fights the event loop for the core); a many-token batch has
  * real work per node, and it pays. See README "Threads" for the figures.
  */
+/** Wrappers stay replaceable, so a probe (bench/stepProfile) can wrap them again. */
+const WRAPPER = { configurable: true, writable: true };
+
 export function splitThreads(context: LlamaContext, threads: { decode: number; batch: number }): void {
   if (threads.decode === threads.batch) return;
   const ctx = (context as unknown as { _ctx: NativeContext })._ctx;
@@ -26,13 +29,15 @@ export function splitThreads(context: LlamaContext, threads: { decode: number; b
   // Own properties shadow the native methods; the object itself (passed back to native code
   // elsewhere) stays the same.
   Object.defineProperty(ctx, "initBatch", {
+    ...WRAPPER,
     value(this: NativeContext, n: number) {
       size = n;
       return initBatch.call(this, n);
     },
   });
-  Object.defineProperty(ctx, "setThreads", { value: () => undefined });
+  Object.defineProperty(ctx, "setThreads", { ...WRAPPER, value: () => undefined });
   Object.defineProperty(ctx, "decodeBatch", {
+    ...WRAPPER,
     value(this: NativeContext) {
       setThreads.call(this, size > 1 ? threads.batch : threads.decode);
       return decodeBatch.call(this);
