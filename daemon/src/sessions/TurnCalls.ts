@@ -33,8 +33,13 @@ export class TurnCalls {
     private readonly sink: CallSink,
   ) {}
 
+  /** Whether the reply can hold inline calls at all (the session has functions). */
+  get watching(): boolean {
+    return !this.functions.empty;
+  }
+
   async check(text: string): Promise<string | undefined> {
-    if (this.functions.empty) return undefined;
+    if (!this.watching) return undefined;
     const found = this.functions.callAtEnd(text, this.scanFrom);
     return found && this.handle(found);
   }

@@ -64,23 +64,36 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
   const grammar = sampling.grammar ? await host.grammar(sampling.grammar) : tool ? () => toolState : undefined;
   const tokens = lease.decode(prompt[prompt.length - 1]!, sampling, grammar);
   let insert: number[] | undefined;
+  // Text ready to show goes out while the next token is computed: the next step is dispatched to
+  // llama.cpp's thread first (it goes on the next tick), the stream write follows a macrotask later.
+  let unsent = "";
   try {
     for (;;) {
-      const step = await tokens.next(insert);
+      const next = tokens.next(insert);
+      if (unsent) {
+        await new Promise((r) => setImmediate(r));
+        await flush(unsent);
+        unsent = "";
+      }
+      const step = await next;
       insert = undefined;
       if (step.done) break;
       const token = step.value;
       firstTokenAt ||= performance.now();
       ids.push(token);
       const { delta, stopped } = replyText.update(ids);
-      if (delta) await flush(delta);
+      unsent += delta;
       const reason = stopFor(token, stopped);
       if (reason !== undefined) {
         stopReason = reason;
         break;
       }
       if (tool && !toolState && host.detokenize(ids.slice(-8), undefined, true).endsWith(tool.opener)) toolState = tool.state();
-      // A call that now ends the reply runs, and its result joins the reply and the cache.
+      if (!calls.watching) continue;
+      // A call that now ends the reply runs, and its result joins the reply and the cache; the
+      // text before it goes out first.
+      await flush(unsent);
+      unsent = "";
       const result = await calls.check(replyText.text);
       if (result !== undefined) {
         const room = session.contextSize - 2 - prompt.length - ids.length;
@@ -95,6 +108,6 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
   } finally {
     await tokens.return();
   }
-  await flush(replyText.flush());
+  await flush(unsent + replyText.flush());
   return { ids, text: replyText.final, stopReason, firstTokenAt, decodeMs: performance.now() - started };
 }
