@@ -8,4 +8,4 @@ export const CACHE = path.join(ROOT, ".cache");
 export const MODELS_DIR = path.join(CACHE, "bench-models");
 export const PEER_BIN = path.join(CACHE, "peer", "build", "bin");
 export const RESULTS_DIR = path.join(ROOT, "bench", "results");
-export const CLI_MAIN = path.join(ROOT, "cli", "dist", "main.js");
+export const CLI_MAIN = path.join(ROOT, "cli", "bin", "nanollm.js");

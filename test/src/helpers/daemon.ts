@@ -5,7 +5,7 @@ import { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { tempDir } from "./fixtures.js";
 
 /** The built CLI entry point. */
-export const CLI = fileURLToPath(new URL("../../../cli/dist/main.js", import.meta.url));
+export const CLI = fileURLToPath(new URL("../../../cli/bin/nanollm.js", import.meta.url));
 
 export interface TestDaemon {
   address: string;
