@@ -39,7 +39,7 @@ bench: build
 
 # Optional: llama.cpp built for this machine's CPU, with OpenMP, from the source inside node-llama-cpp
 # (offline, ~6 min on 2 cores; `npm ci` removes it). The daemon then uses it instead of the prebuilt
-# binary, and decodes on every core. NATIVE_GPU=cuda|vulkan|metal builds for a GPU instead.
+# binary; its threads (OpenMP) cooperate, so more of them pay. NATIVE_GPU=cuda|vulkan|metal for a GPU.
 NATIVE_GPU ?= false
 NATIVE_STAMP := node_modules/node-llama-cpp/llama/lastBuild.json
 .PHONY: native

@@ -20,9 +20,8 @@ export interface EnvConfig {
   /** NANOLLM_HOST: address `chat` and the admin commands connect to (default 127.0.0.1:7433). */
   host: string;
   /**
-   * NANOLLM_THREADS: compute threads for one-token decode steps (default: chosen by the daemon for
-   * its llama.cpp binary: every core with a native OpenMP build, one fewer with the prebuilt one,
-   * whose spinning threads fight the event loop; see README "Threads").
+   * NANOLLM_THREADS: compute threads for one-token decode steps (default: every core but one, left
+   * to the event loop; see README "Threads").
    */
   threads: number | undefined;
   /**

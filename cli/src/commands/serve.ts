@@ -11,7 +11,7 @@ export function serveCommand(): Command {
     .description("start the daemon: load a model and serve the gRPC API")
     .option("-m, --model <path|hf:uri>", `GGUF model file or hf: URI (env NANOLLM_MODEL; default ${DEFAULT_MODEL_URI})`, env.model)
     .option("-l, --listen <host:port>", `address to bind (env NANOLLM_LISTEN; use 0.0.0.0:PORT for the LAN)`, env.listen)
-    .option("-t, --threads <n>", "threads per one-token decode step (env NANOLLM_THREADS; default: CPU cores with a native build, cores - 1 with the prebuilt one)", intArg(1, 1024), env.threads)
+    .option("-t, --threads <n>", "threads per one-token decode step (env NANOLLM_THREADS; default: CPU cores - 1)", intArg(1, 1024), env.threads)
     .option("--batch-threads <n>", "threads for prompts and multi-session steps (env NANOLLM_BATCH_THREADS; default: CPU cores)", intArg(1, 1024), env.batchThreads)
     .option("-p, --parallel <n>", "sessions holding a KV cache at once (env NANOLLM_PARALLEL)", intArg(1, 256), env.parallel)
     .option("-c, --ctx <n>", "context tokens per session (env NANOLLM_CTX)", intArg(16, 1 << 20), env.ctx)

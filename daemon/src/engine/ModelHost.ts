@@ -38,17 +38,18 @@ export interface EngineInfo {
 }
 
 /**
- * Loads the llama.cpp binding and settles the thread counts: the given ones, else defaults that
- * depend on the binary. With OpenMP (a native build) threads wait for each other cheaply, so every
- * core decodes (2 threads: 120 tok/s vs 124 at 1 on the 114M bench model, 2 cores). The prebuilt
- * binaries have no OpenMP and their threads spin at a barrier per graph node: one-token steps keep
- * a core for the event loop (2 threads fell to 51 tok/s), batches use every core.
+ * Loads the llama.cpp binding and settles the thread counts: the given ones, else one-token steps
+ * on every core but one, which is left to the event loop, and batches on every core. Measured on 2
+ * cores: the prebuilt binary (no OpenMP; its threads spin at a barrier per graph node) decoded the
+ * 114M bench model at 124–130 tok/s on 1 thread and 51–58 on 2; a native OpenMP build at 115–124 on
+ * either, and the 260K stories model at 773 tok/s on 1 thread, 120–259 on 2. Batches gain from
+ * every core (prefill 390 → 650 tok/s, 16 sessions 221 → 272 tok/s at 2 batch threads, prebuilt).
  */
 export async function startEngine(opts: { gpu: GpuChoice; threads?: number; batchThreads?: number; log: (line: string) => void }): Promise<EngineInfo> {
   const cores = os.availableParallelism();
   const llama = await sharedLlama(opts.gpu, cores, opts.log);
   const openMp = /OPENMP = 1/.test(llama.systemInfo);
-  const threads = opts.threads ?? (openMp ? cores : Math.max(1, cores - 1));
+  const threads = opts.threads ?? Math.max(1, cores - 1);
   const batchThreads = opts.batchThreads ?? cores;
   llama.maxThreads = Math.max(threads, batchThreads);
   const binary = llama.buildType === "localBuild" ? `native${openMp ? ", OpenMP" : ""}` : "prebuilt";
