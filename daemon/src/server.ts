@@ -79,7 +79,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     throw fail.unavailable(`Cannot listen on ${opts.listen} (${err.message}); pick another address with --listen.`);
   });
   const address = formatAddress(host, boundPort);
-  log(`nanollm daemon listening on ${address} (backend ${info.backend}, ${info.binary} llama.cpp binary, ${info.threads} threads per decode step, ${info.batchThreads} per batch, ${opts.parallel} sequences × ${opts.ctx} tokens)`);
+  log(`nanollm daemon listening on ${address} (backend ${info.backend}, ${info.binary} llama.cpp binary, ${plural(info.threads, "thread")} per decode step, ${info.batchThreads} per batch, ${opts.parallel} sequences × ${opts.ctx} tokens)`);
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 5000) =>
@@ -101,4 +101,8 @@ function restoreSessions(journal: SessionJournal, sessions: SessionStore, host: 
   for (const record of mine) sessions.restore(record, host);
   const others = records.length - mine.length;
   if (records.length > 0) log(`restored ${mine.length} sessions from ${journal.dir}${others ? ` (${others} for other models left on disk)` : ""}`);
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
