@@ -60,6 +60,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     backend: info.backend,
     threads: info.threads,
     batchThreads: info.batchThreads,
+    binary: info.binary,
     parallel: opts.parallel,
     startedAt: Date.now(),
     functionTimeoutMs: opts.functionTimeoutMs ?? 30_000,

@@ -26,6 +26,13 @@ describe("nanollm chat, non-interactive", () => {
     assert.ok(sessions.some((s) => s.messageCount === 4), "both prompts went to one session");
   });
 
+  it("nanollm models names the backend, the llama.cpp binary, the threads and the model", async () => {
+    const r = await nanollm(["models", "--host", d.address]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /backend cpu \((prebuilt|native, OpenMP) llama\.cpp\) · threads 1 per step, 1 per batch · 4 sequences/);
+    assert.match(r.stdout, /^tiny-chatml {2}llama .*ctx 1024×4 {2}KV .* f16 {2}template chat-ml$/m);
+  });
+
   it("takes the prompt from piped stdin, and greedy output is reproducible", async () => {
     const a = await nanollm(["chat", "--host", d.address, "--chat-template", "chat-ml", "--max-new-tokens", "10"], "Once upon a time\n");
     const b = await nanollm(["chat", "--host", d.address, "--chat-template", "chat-ml", "--prompt", "Once upon a time", "--max-new-tokens", "10"]);

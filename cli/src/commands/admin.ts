@@ -28,7 +28,7 @@ export function adminCommands(): Command[] {
     .action(
       withClient(async (client) => {
         const info = await client.serverInfo();
-        console.log(`nanollm ${info.version} · backend ${info.backend} · ${info.threads} threads (${info.batchThreads} for batches) · ${info.parallel} sequences · ${info.sessions} sessions`);
+        console.log(`nanollm ${info.version} · backend ${info.backend} (${info.binary} llama.cpp) · threads ${info.threads} per step, ${info.batchThreads} per batch · ${info.parallel} sequences · ${info.sessions} sessions`);
         for (const m of await client.listModels()) {
           console.log(`${m.name}  ${m.architecture}  ${(m.parameters / 1e6).toFixed(1)}M params  ${mb(m.sizeBytes)}  ctx ${m.contextSize}×${m.sequences}  KV ${mb(m.kvCacheBytes)} ${m.kvCacheType}  template ${m.defaultTemplate}`);
           console.log(`  ${m.file}`);

@@ -13,6 +13,7 @@ export interface DaemonState {
   backend: string;
   threads: number;
   batchThreads: number;
+  binary: string;
   parallel: number;
   startedAt: number;
   /** How long a turn waits for a client to answer its function call. */
@@ -81,6 +82,7 @@ export function modelHandlers(state: DaemonState): ModelServiceServer & UntypedS
       backend: state.backend,
       threads: state.threads,
       batchThreads: state.batchThreads,
+      binary: state.binary,
       parallel: state.parallel,
       sessions: state.sessions.size,
       startedAtMs: state.startedAt,
