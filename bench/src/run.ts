@@ -44,7 +44,7 @@ const figures = values.figures.toUpperCase().split(",");
 const unknown = figures.filter((f) => !FIGURES[f]);
 if (unknown.length) fail(`unknown figure ${unknown.join(", ")}; pick from ${Object.keys(FIGURES).join(", ")}.`);
 if (values.model !== "big" && values.model !== "tiny") fail(`--model expects big or tiny, got ${values.model}.`);
-if (!fs.existsSync(CLI_MAIN)) fail("cli/dist/main.js is missing; run `make build` first.");
+if (!fs.existsSync(path.join(path.dirname(CLI_MAIN), "..", "dist", "main.js"))) fail("cli/dist/main.js is missing; run `make build` first.");
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 const started = performance.now();

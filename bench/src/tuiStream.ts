@@ -51,7 +51,7 @@ function args() {
 
 /** `nanollm serve` on a free port, one thread; resolves with its address and a stop function. */
 async function startDaemon(model: string, ctx: number) {
-  const proc = spawn(process.execPath, [path.join(ROOT, "cli/dist/main.js"), "serve", "--model", model, "--listen", "127.0.0.1:0", "--threads", "1", "--gpu", "cpu", "--ctx", String(ctx), "--parallel", "1"], {
+  const proc = spawn(process.execPath, [path.join(ROOT, "cli/bin/nanollm.js"), "serve", "--model", model, "--listen", "127.0.0.1:0", "--threads", "1", "--batch-threads", "1", "--gpu", "cpu", "--ctx", String(ctx), "--parallel", "1"], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   process.on("exit", () => proc.kill("SIGKILL"));

@@ -59,4 +59,17 @@ describe("how replies end, on the real engine", () => {
     const next = await turn(eager.client, s.sessionId, "Again", 20);
     assert.equal(next.end.stopReason, StopReason.STOP_REASON_EOS, "the session goes on normally");
   });
+
+  it("lets a finished grammar end the reply before min_new_tokens", async () => {
+    // The grammar allows "yes" and then only the end; min_new_tokens must not forbid that end.
+    const s = await eager.client.createSession({ chatTemplate: "chat-ml" });
+    let text = "";
+    let end;
+    for await (const ev of eager.client.turn(s.sessionId, "Well?", { maxNewTokens: 20, minNewTokens: 10, grammar: 'root ::= "yes"' })) {
+      if (ev.kind?.$case === "text") text += ev.kind.text.text;
+      if (ev.kind?.$case === "end") end = ev.kind.end;
+    }
+    assert.equal(text, "yes");
+    assert.equal(end?.stopReason, StopReason.STOP_REASON_EOS);
+  });
 });

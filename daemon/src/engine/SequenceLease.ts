@@ -77,11 +77,13 @@ export class SequenceLease {
    * out; the token it last received is then NOT in the cache yet (the next sync adds it). Passing
    * tokens to next() evaluates them instead of the last token alone (it must lead them): that is
    * how function results enter the cache mid-reply. Until `minNewTokens` tokens are out, every
-   * end-of-generation token is forbidden in the sampler itself.
+   * end-of-generation token is forbidden in the sampler itself, unless a grammar is in force: a
+   * finished grammar allows nothing but the end, and forbidding it left no token to sample.
    */
   async *decode(first: Token, sampling: Sampling, grammar?: LlamaGrammarEvaluationState | (() => LlamaGrammarEvaluationState | undefined)): AsyncGenerator<Token, void, Token[] | undefined> {
     const seq = this.slot.seq;
     let sampled = 0;
+    const grammarInForce = () => (typeof grammar === "function" ? grammar() !== undefined : grammar !== undefined);
     const tokens = seq.evaluate(native([first]), {
       grammarEvaluationState: grammar,
       temperature: sampling.doSample ? sampling.temperature : 0,
@@ -89,7 +91,7 @@ export class SequenceLease {
       topP: sampling.topP,
       seed: sampling.seed,
       yieldEogToken: true,
-      tokenBias: sampling.minNewTokens > 0 ? () => (sampled < sampling.minNewTokens ? this.biases.noEog : this.biases.none) : undefined,
+      tokenBias: sampling.minNewTokens > 0 ? () => (sampled < sampling.minNewTokens && !grammarInForce() ? this.biases.noEog : this.biases.none) : undefined,
       repeatPenalty:
         sampling.repetitionPenalty === 1
           ? undefined

@@ -70,6 +70,8 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
   try {
     for (;;) {
       const next = tokens.next(insert);
+      // Should the write fail, the step still settles; its rejection must not go unhandled.
+      next.catch(() => undefined);
       if (unsent) {
         await new Promise((r) => setImmediate(r));
         await flush(unsent);
@@ -92,7 +94,7 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
       if (!calls.watching) continue;
       // A call that now ends the reply runs, and its result joins the reply and the cache; the
       // text before it goes out first.
-      await flush(unsent);
+      if (unsent) await flush(unsent);
       unsent = "";
       const result = await calls.check(replyText.text);
       if (result !== undefined) {
