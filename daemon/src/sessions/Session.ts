@@ -31,8 +31,8 @@ export class Session {
   windowStart = 0;
   /** Functions the model may call in this session. */
   functions: FunctionSet = FunctionSet.none;
-  /** contextUsed() as last computed, with what it was computed from. */
-  private used: { key: unknown[]; count: number } | undefined;
+  /** rendered() as last computed, with what it was computed from. */
+  private used: { key: unknown[]; tokens: readonly number[] } | undefined;
   /** Writes the session to the journal; set by the store. */
   persist: () => Promise<void> = async () => {};
 
@@ -53,19 +53,25 @@ export class Session {
     return [...system, ...this.history.slice(this.windowStart), ...extra];
   }
 
-  /** Token ids of the rendered conversation. */
-  tokens(extra: readonly RenderMessage[] = []): number[] {
+  /** Token ids of the conversation rendered with `extra` messages after it. */
+  tokens(extra: readonly RenderMessage[]): number[] {
     return this.host.tokenize(render(this.template, this.messages(extra)));
   }
 
   /**
-   * Tokens the conversation renders to now. Listing sessions asks this of every session, so it is
-   * remembered until what the rendering depends on changes (messages are never edited in place).
+   * Token ids of the conversation as it stands. Listing sessions, settling a turn and checking an
+   * update all ask for it, so it is remembered until what the rendering depends on changes
+   * (messages are never edited in place).
    */
-  contextUsed(): number {
+  rendered(): readonly number[] {
     const key = [this.template, this.systemPrompt, this.functions, this.windowStart, this.history.length, this.history.at(-1)];
-    if (!this.used || key.some((k, i) => k !== this.used!.key[i])) this.used = { key, count: this.tokens().length };
-    return this.used.count;
+    if (!this.used || key.some((k, i) => k !== this.used!.key[i])) this.used = { key, tokens: this.tokens([]) };
+    return this.used.tokens;
+  }
+
+  /** Tokens the conversation takes in the context now. */
+  contextUsed(): number {
+    return this.rendered().length;
   }
 
   get contextSize(): number {

@@ -53,7 +53,7 @@ export class SessionStore {
       if (bad !== undefined) throw fail.invalid(`History token id ${bad} is not in the model's vocabulary of ${opts.host.vocabSize}; send bot messages as text only.`);
       session.history.push({ ...msg, tokens: msg.tokens.length ? msg.tokens : opts.host.tokenizeText(msg.text) });
     }
-    const used = session.tokens().length;
+    const used = session.contextUsed();
     if (used >= session.contextSize) throw fail.invalid(`The given history is ${used} tokens, more than the context of ${session.contextSize}; send a shorter history.`);
     session.overflow = opts.overflow ?? "wrap";
     session.functions = opts.functions ?? FunctionSet.none;
@@ -118,7 +118,7 @@ export class SessionStore {
     session.template = template;
     if (change.systemPrompt !== undefined) session.systemPrompt = change.systemPrompt;
     if (change.functions) session.functions = change.functions;
-    const used = session.tokens().length;
+    const used = session.contextUsed();
     if (used >= session.contextSize) {
       Object.assign(session, before);
       throw fail.invalid(`With that change the conversation is ${used} tokens, more than the context of ${session.contextSize}; use a shorter system prompt or reset the session.`);

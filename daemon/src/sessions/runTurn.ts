@@ -152,7 +152,7 @@ async function fitContext(session: Session, user: HistoryMessage, maxNewTokens: 
 
 /** Evaluates the reply's last token and the template glue after it, off the client's clock. */
 function settle(session: Session, lease: SequenceLease): void {
-  const tokens = session.tokens();
+  const tokens = session.rendered();
   session.settling = lease
     .sync(tokens, new AbortController().signal)
     .then(() => undefined)
