@@ -14,6 +14,8 @@ const TOKENS = Number(tokens);
 const daemon = await startDaemon({ modelPath: benchModel(name as ModelName), listen: "127.0.0.1:0", threads: Number(threads), batchThreads: Number(batchThreads), parallel: Math.max(sessions, 4), ctx: 1024, gpu: "cpu", kvCacheType: "f16", dataDir: undefined, log: () => {} });
 const client = new NanoClient(daemon.address);
 const time = { decode: 0, decodes: 0, sample: 0, samples: 0 };
+let lastSample = 0;
+const gaps: number[] = [];
 try {
   const host = await daemon.state.models.get("");
   // Internal access, for this probe only: node-llama-cpp's native context object, whose methods
@@ -26,10 +28,12 @@ try {
       writable: true,
       value: async (...args: unknown[]) => {
         const t = performance.now();
+        if (key === "decode" && lastSample > 0) gaps.push(t - lastSample);
         try {
           return await original.apply(inner, args);
         } finally {
           time[key] += performance.now() - t;
+          if (key === "sample") lastSample = performance.now();
           time[count]++;
         }
       },
@@ -49,6 +53,9 @@ try {
   const steps = time.decodes;
   console.log(`${sessions} session(s), ${threads} thread(s), ${TOKENS} tokens each: ${((sessions * TOKENS * 1000) / ms).toFixed(1)} tok/s; ` +
     `per step ${(ms / steps).toFixed(2)} ms = llama_decode ${(time.decode / steps).toFixed(2)} + sampling ${(time.sample / steps).toFixed(2)} (${(time.samples / steps).toFixed(1)} calls) + other ${((ms - time.decode - time.sample) / steps).toFixed(2)}`);
+  gaps.sort((a, b) => a - b);
+  const q = (f: number) => gaps[Math.floor(f * (gaps.length - 1))]!.toFixed(3);
+  console.log(`sample resolved → next decode call: p10 ${q(0.1)} p50 ${q(0.5)} p90 ${q(0.9)} p99 ${q(0.99)} ms`);
   const long = await client.createSession({ chatTemplate: "raw" });
   for await (const ev of client.turn(long.sessionId, words(400, 7), { maxNewTokens: 1 })) {
     if (ev.kind?.$case === "end") {

@@ -1,6 +1,7 @@
-import type { LlamaContextSequence, LlamaGrammarEvaluationState, TokenBias } from "node-llama-cpp";
+import type { LlamaContextSequence, LlamaGrammarEvaluationState } from "node-llama-cpp";
 import type { KvSwap } from "./KvSwap.js";
 import type { StepBatcher } from "./StepBatcher.js";
+import { TokenStepper } from "./TokenStepper.js";
 import { fail } from "@nanollm/shared";
 import { native, type PrefillStats, type Sampling, type Token } from "./types.js";
 
@@ -13,7 +14,6 @@ export interface Slot {
 
 // Prompt evaluation is split so a cancel is noticed between chunks.
 const PREFILL_CHUNK = 256;
-const REPEAT_WINDOW = 64;
 
 /** A session's exclusive use of one KV-cache sequence for the length of a turn. */
 export class SequenceLease {
@@ -21,7 +21,7 @@ export class SequenceLease {
 
   constructor(
     private readonly slot: Slot,
-    private readonly biases: { noEog: TokenBias; none: TokenBias },
+    private readonly eog: { keys: Uint32Array; values: Float32Array },
     /** How the slot changed hands: whose cache to park first, and whether to load the owner's. */
     private handover: { previous: string | undefined; fresh: boolean; swap: KvSwap } | undefined,
     private readonly onRelease: () => void,
@@ -74,41 +74,32 @@ export class SequenceLease {
 
   /**
    * Samples reply tokens after `first` (the prompt's last token). The consumer stops by breaking
-   * out; the token it last received is then NOT in the cache yet (the next sync adds it). Passing
+   * out; the token it last received is then NOT in the cache yet (the next sync adds it), unless
+   * it had asked for the next token already (that step completes first, and its sample is lost). Passing
    * tokens to next() evaluates them instead of the last token alone (it must lead them): that is
    * how function results enter the cache mid-reply. Until `minNewTokens` tokens are out, every
    * end-of-generation token is forbidden in the sampler itself, unless a grammar is in force: a
    * finished grammar allows nothing but the end, and forbidding it left no token to sample.
    */
   async *decode(first: Token, sampling: Sampling, grammar?: LlamaGrammarEvaluationState | (() => LlamaGrammarEvaluationState | undefined)): AsyncGenerator<Token, void, Token[] | undefined> {
-    const seq = this.slot.seq;
-    let sampled = 0;
-    const grammarInForce = () => (typeof grammar === "function" ? grammar() !== undefined : grammar !== undefined);
-    const tokens = seq.evaluate(native([first]), {
-      grammarEvaluationState: grammar,
-      temperature: sampling.doSample ? sampling.temperature : 0,
-      topK: sampling.topK,
-      topP: sampling.topP,
-      seed: sampling.seed,
-      yieldEogToken: true,
-      tokenBias: sampling.minNewTokens > 0 ? () => (sampled < sampling.minNewTokens && !grammarInForce() ? this.biases.noEog : this.biases.none) : undefined,
-      repeatPenalty:
-        sampling.repetitionPenalty === 1
-          ? undefined
-          : { punishTokens: () => seq.contextTokens.slice(-REPEAT_WINDOW), penalty: sampling.repetitionPenalty },
-    });
+    const stepper = new TokenStepper(this.slot.seq, sampling, this.eog);
+    const rules = (sampled: number) => {
+      const inForce = typeof grammar === "function" ? grammar() : grammar;
+      return { grammar: inForce, noEog: sampled < sampling.minNewTokens && inForce === undefined };
+    };
     const leave = this.batcher.enter();
     try {
-      let step = await tokens.next();
-      while (!step.done) {
+      let sampled = 0;
+      let token = await stepper.step([first], rules(sampled));
+      for (;;) {
         sampled++;
-        const inserted: Token[] | undefined = yield step.value;
+        const inserted: Token[] | undefined = yield token;
         // Every decoding session's next token is evaluated in the same llama_decode batch.
-        step = await this.batcher.next(() => tokens.next(inserted ? native(inserted) : undefined));
+        token = await this.batcher.next(() => stepper.step(inserted ?? [token], rules(sampled)));
       }
     } finally {
       leave();
-      await tokens.return();
+      stepper.dispose();
     }
   }
 

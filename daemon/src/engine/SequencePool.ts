@@ -1,4 +1,4 @@
-import { TokenBias, type LlamaContext, type LlamaModel } from "node-llama-cpp";
+import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 import { eogBias } from "./eogBias.js";
 import { fail } from "@nanollm/shared";
 import type { KvSwap } from "./KvSwap.js";
@@ -20,7 +20,7 @@ export class SequencePool {
   private readonly waiters: Waiter[] = [];
   private clock = 0;
   readonly batcher = new StepBatcher();
-  private readonly biases: { noEog: TokenBias; none: TokenBias };
+  private readonly eog: { keys: Uint32Array; values: Float32Array };
 
   constructor(
     private readonly context: LlamaContext,
@@ -29,7 +29,7 @@ export class SequencePool {
     private readonly maxQueue: number,
     private readonly swap: KvSwap,
   ) {
-    this.biases = { noEog: eogBias(model, vocabSize), none: new TokenBias(model.tokenizer) };
+    this.eog = eogBias(model, vocabSize);
   }
 
   /** The owner's sequence, else a free one, else the least recently used idle one; waits if none. */
@@ -78,7 +78,7 @@ export class SequencePool {
     slot.owner = owner;
     slot.busy = true;
     slot.lastUsed = ++this.clock;
-    return new SequenceLease(slot, this.biases, { previous, fresh, swap: this.swap }, () => this.onRelease(), this.batcher);
+    return new SequenceLease(slot, this.eog, { previous, fresh, swap: this.swap }, () => this.onRelease(), this.batcher);
   }
 
   private wait(signal: AbortSignal, front: boolean): Promise<void> {

@@ -6,6 +6,15 @@ import type { Session } from "./Session.js";
 import type { TurnCalls } from "./TurnCalls.js";
 import { toolGrammar } from "./toolGrammar.js";
 
+/**
+ * The shortest time between two text events of a reply. One event per token cost the daemon's
+ * event loop (and the client) a gRPC message each, and on a 2-core machine that work slows
+ * llama_decode on the other core (measured: 1 ms of event-loop work during a step made it
+ * 0.7–1.5 ms longer). 16 ms is one frame of a 60 Hz screen; a first token, or any token that
+ * comes slower than this, still goes out at once.
+ */
+const STREAM_INTERVAL_MS = 16;
+
 /** End-of-turn markers the reference also strips from replies when a model writes them as text. */
 const GLOBAL_STOPS = ["</s>", "<|endoftext|>", "<|im_end|>", "<eos>", "<|end_of_text|>", "<|eot_id|>"];
 
@@ -41,14 +50,15 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
   const replyText = new ReplyText((ids, before) => host.detokenize(ids, before.length > 0 ? before : prompt.slice(-8)), stops);
   const ids: number[] = [];
   let sent = 0;
+  let flushedAt = 0;
   const flush = async (delta: string) => {
     if (!delta && sent === ids.length) return;
+    flushedAt = performance.now();
     await text(delta, ids.slice(sent));
     sent = ids.length;
   };
-  const stopFor = (token: number, stopped: boolean): StopReason | undefined => {
-    if (host.isEog(token)) return StopReason.STOP_REASON_EOS;
-    if (stopped || stops.includes(host.tokenText(token))) return StopReason.STOP_REASON_STOP_STRING;
+  // Checks that need no text, so the next step can go out before the text is worked out.
+  const limitFor = (): StopReason | undefined => {
     if (signal.aborted) return StopReason.STOP_REASON_CANCELLED;
     if (ids.length >= sampling.maxNewTokens) return StopReason.STOP_REASON_MAX_TOKENS;
     if (prompt.length + ids.length >= session.contextSize - 2) return StopReason.STOP_REASON_CONTEXT_FULL;
@@ -63,49 +73,64 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
   let toolState: ReturnType<NonNullable<typeof tool>["state"]> | undefined;
   const grammar = sampling.grammar ? await host.grammar(sampling.grammar) : tool ? () => toolState : undefined;
   const tokens = lease.decode(prompt[prompt.length - 1]!, sampling, grammar);
-  let insert: number[] | undefined;
+  const ask = (insert?: number[]) => {
+    const next = tokens.next(insert);
+    // Should the write fail, the step still settles; its rejection must not go unhandled.
+    next.catch(() => undefined);
+    return next;
+  };
+  // In a plain reply the next step goes out as soon as a token arrives, before its text is
+  // decoded and checked for stop strings: that work then overlaps llama_decode instead of
+  // delaying it. Should a stop string end the reply, the step in flight only evaluates the
+  // reply's own last token (which the history keeps anyway); its sample is dropped. Function
+  // calls and tool grammars decide the next step from the text, so they wait for it.
+  const early = !calls.watching && !tool;
+  let next = ask();
   // Text ready to show goes out while the next token is computed: the next step is dispatched to
   // llama.cpp's thread first (it goes on the next tick), the stream write follows a macrotask later.
+  // A fast model's tokens are sent a few at a time, at most one event per STREAM_INTERVAL_MS.
   let unsent = "";
   try {
     for (;;) {
-      const next = tokens.next(insert);
-      // Should the write fail, the step still settles; its rejection must not go unhandled.
-      next.catch(() => undefined);
-      if (unsent) {
+      if (unsent && performance.now() - flushedAt >= STREAM_INTERVAL_MS) {
         await new Promise((r) => setImmediate(r));
         await flush(unsent);
         unsent = "";
       }
       const step = await next;
-      insert = undefined;
       if (step.done) break;
       const token = step.value;
       firstTokenAt ||= performance.now();
       ids.push(token);
+      const eog = host.isEog(token);
+      const limit = eog ? undefined : limitFor();
+      if (early && !eog && limit === undefined) next = ask();
       const { delta, stopped } = replyText.update(ids);
       unsent += delta;
-      const reason = stopFor(token, stopped);
+      const reason = eog ? StopReason.STOP_REASON_EOS : stopped || stops.includes(host.tokenText(token)) ? StopReason.STOP_REASON_STOP_STRING : limit;
       if (reason !== undefined) {
         stopReason = reason;
         break;
       }
       if (tool && !toolState && host.detokenize(ids.slice(-8), undefined, true).endsWith(tool.opener)) toolState = tool.state();
-      if (!calls.watching) continue;
-      // A call that now ends the reply runs, and its result joins the reply and the cache; the
-      // text before it goes out first.
-      if (unsent) await flush(unsent);
-      unsent = "";
-      const result = await calls.check(replyText.text);
-      if (result !== undefined) {
-        const room = session.contextSize - 2 - prompt.length - ids.length;
-        const extra = host.tokenizeText(result, true).slice(0, Math.max(0, room));
-        ids.push(...extra);
-        insert = [token, ...extra];
-        const shown = replyText.update(ids).delta;
-        calls.settled(replyText.text.length);
-        if (shown) await flush(shown);
+      let insert: number[] | undefined;
+      if (calls.watching) {
+        // A call that now ends the reply runs, and its result joins the reply and the cache; the
+        // text before it goes out first.
+        if (unsent) await flush(unsent);
+        unsent = "";
+        const result = await calls.check(replyText.text);
+        if (result !== undefined) {
+          const room = session.contextSize - 2 - prompt.length - ids.length;
+          const extra = host.tokenizeText(result, true).slice(0, Math.max(0, room));
+          ids.push(...extra);
+          insert = [token, ...extra];
+          const shown = replyText.update(ids).delta;
+          calls.settled(replyText.text.length);
+          if (shown) await flush(shown);
+        }
       }
+      if (!early) next = ask(insert);
     }
   } finally {
     await tokens.return();
