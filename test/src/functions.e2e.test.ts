@@ -83,6 +83,15 @@ describe("function calling on the real engine", () => {
     await assertCacheMatchesTranscript(d, s.sessionId, { clientFunctions: [WEATHER] });
   });
 
+  it("enters a result longer than a decode batch (256 tokens) into the cache intact", async () => {
+    const s = await d.client.createSession({ chatTemplate: "chat-ml", clientFunctions: [WEATHER] });
+    const long = " sunny, then" + " rain and wind, then sun".repeat(30);
+    const r = await run(d, s.sessionId, "Weather?", { grammar: exactly(`WEATHER("Oslo") says`), maxNewTokens: 40 }, async () => ({ result: long, isError: false }));
+    assert.ok(r.end.reply.startsWith(`WEATHER("Oslo")${long}`), r.end.reply.slice(0, 80));
+    assert.ok(r.end.stats!.generatedTokens > 300, `${r.end.stats!.generatedTokens} reply tokens, the result's included`);
+    await assertCacheMatchesTranscript(d, s.sessionId, { clientFunctions: [WEATHER] });
+  });
+
   it("documents the enabled functions in the system prompt like the reference's generate_docs()", async () => {
     const s = await d.client.createSession({ chatTemplate: "chat-ml", builtinFunctions: ["DATE", "TIME"], systemPrompt: "Be kind." });
     const plain = await d.client.createSession({ chatTemplate: "chat-ml", systemPrompt: "Be kind." });

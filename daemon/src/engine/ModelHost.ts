@@ -123,12 +123,12 @@ export class ModelHost {
         contextSize: opts.ctx,
         sequences: opts.parallel,
         threads: opts.threads,
-        // Decode steps go before prompt chunks, and a batch is at most one prefill chunk, so a
-        // long prompt cannot stall the sessions that are generating.
+        // A batch is at most one prefill chunk, so a long prompt holds the context (and the
+        // sessions that are generating) for one chunk at a time: decode steps (the StepBatcher's,
+        // outside this queue) and prompt chunks take turns at the context lock.
         batchSize: 256,
-        // Decodes queued while the microtasks of one step run (the StepBatcher resumes every
-        // session together) go out together, without waiting a macrotask as node-llama-cpp's
-        // default does (a lone session's step: 0.96 → 0.74 ms outside llama_decode).
+        // Prompt chunks queued in one tick go out together, without waiting a macrotask as
+        // node-llama-cpp's default does.
         batching: { itemPrioritizationStrategy: decodeFirst(queuedSequenceOf(() => context)), dispatchSchedule: (dispatch) => process.nextTick(dispatch) },
         // llama.cpp only supports a quantized V cache with flash attention.
         flashAttention: true,

@@ -82,7 +82,7 @@ export class SequenceLease {
    * finished grammar allows nothing but the end, and forbidding it left no token to sample.
    */
   async *decode(first: Token, sampling: Sampling, grammar?: LlamaGrammarEvaluationState | (() => LlamaGrammarEvaluationState | undefined)): AsyncGenerator<Token, void, Token[] | undefined> {
-    const stepper = new TokenStepper(this.slot.seq, sampling, this.eog);
+    const stepper = new TokenStepper(this.slot.seq, sampling, this.eog, this.batcher);
     const rules = (sampled: number) => {
       const inForce = typeof grammar === "function" ? grammar() : grammar;
       return { grammar: inForce, noEog: sampled < sampling.minNewTokens && inForce === undefined };
@@ -94,8 +94,7 @@ export class SequenceLease {
       for (;;) {
         sampled++;
         const inserted: Token[] | undefined = yield token;
-        // Every decoding session's next token is evaluated in the same llama_decode batch.
-        token = await this.batcher.next(() => stepper.step(inserted ?? [token], rules(sampled)));
+        token = await stepper.step(inserted ?? [token], rules(sampled));
       }
     } finally {
       leave();

@@ -19,7 +19,7 @@ export class SequencePool {
   private readonly slots: Slot[] = [];
   private readonly waiters: Waiter[] = [];
   private clock = 0;
-  readonly batcher = new StepBatcher();
+  readonly batcher: StepBatcher;
   private readonly eog: { keys: Uint32Array; values: Float32Array };
 
   constructor(
@@ -30,6 +30,7 @@ export class SequencePool {
     private readonly swap: KvSwap,
   ) {
     this.eog = eogBias(model, vocabSize);
+    this.batcher = new StepBatcher(() => context);
   }
 
   /** The owner's sequence, else a free one, else the least recently used idle one; waits if none. */

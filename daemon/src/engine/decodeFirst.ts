@@ -3,8 +3,9 @@ import type { BatchItem, LlamaContext, PrioritizedBatchItem } from "node-llama-c
 type Strategy = (args: { items: readonly BatchItem[]; size: number }) => PrioritizedBatchItem[];
 
 /**
- * Batch sharing for node-llama-cpp: one-token decode steps go first, prompts fill what is left,
- * and the chosen items go into the batch in sequence-id order.
+ * Batch sharing for node-llama-cpp's queue (prompt chunks; reply tokens go through the
+ * StepBatcher): one-token items go first, prompts fill what is left, and the chosen items go into
+ * the batch in sequence-id order.
  *
  * Priority: the default ("maximumParallelism") lets one long prompt take the whole batch, stalling
  * every generating session for the length of the prefill (measured: 8 decoding sessions plus a
