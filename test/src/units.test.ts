@@ -6,7 +6,7 @@ import { NanoError } from "@nanollm/shared";
 import { renderToString, TemplateRegistry } from "@nanollm/daemon";
 import { ReplyText } from "@nanollm/daemon/dist/sessions/ReplyText.js";
 import { resolveSampling } from "@nanollm/daemon/dist/sessions/params.js";
-import { decodeFirst } from "@nanollm/daemon/dist/engine/decodeFirst.js";
+import { planRound } from "@nanollm/daemon/dist/engine/StepBatcher.js";
 import { tempDir } from "./helpers/fixtures.js";
 
 describe("ReplyText", () => {
@@ -99,23 +99,25 @@ describe("generation settings", () => {
   });
 });
 
-describe("batch plan (decodeFirst)", () => {
-  // A batch item per sequence: one token when it is decoding, many when it is a prompt.
-  const item = (seq: number, tokens: number) => ({ seq, tokens: Array.from({ length: tokens }, () => 7), logits: [], evaluationPriority: 5 });
-  type Item = ReturnType<typeof item>;
-  const plan = (items: Item[], size: number) =>
-    decodeFirst((i) => (i as unknown as Item).seq)({ items: items as never, size }).map((p) => [(p.item as unknown as Item).seq, p.processAmount]);
+describe("batch plan (planRound)", () => {
+  // Work per sequence: one token left when it is a reply step, many when it is a prompt.
+  const work = (seq: number, tokens: number, done = 0) => ({ sequenceId: seq, tokens: Array.from({ length: tokens }, () => 7), done, sampler: undefined });
+  const plan = (items: ReturnType<typeof work>[], size: number) => planRound(items, size).map((s) => [s.work.sequenceId, s.count]);
 
-  it("puts decode steps in the batch before prompt chunks", () => {
-    // Sequence 1's 300-token prompt arrived first, but the three decoding sequences go in whole.
-    assert.deepEqual(plan([item(1, 300), item(4, 1), item(0, 1), item(2, 1)], 256), [[0, 1], [1, 253], [2, 1], [4, 1]]);
+  it("puts reply steps in the batch before prompt chunks", () => {
+    // Sequence 1's 300-token prompt arrived first, but the three generating sequences go in whole.
+    assert.deepEqual(plan([work(1, 300), work(4, 1), work(0, 1), work(2, 1)], 256), [[0, 1], [1, 253], [2, 1], [4, 1]]);
+  });
+
+  it("continues a prompt where the last batch left it", () => {
+    assert.deepEqual(plan([work(1, 300, 253), work(0, 1)], 256), [[0, 1], [1, 47]]);
   });
 
   it("orders the batch by sequence id, so llama.cpp keeps it in one micro-batch", () => {
-    assert.deepEqual(plan([item(3, 1), item(0, 1), item(5, 1), item(1, 1), item(2, 1), item(4, 1)], 256).map(([s]) => s), [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(plan([work(3, 1), work(0, 1), work(5, 1), work(1, 1), work(2, 1), work(4, 1)], 256).map(([s]) => s), [0, 1, 2, 3, 4, 5]);
   });
 
   it("leaves out what does not fit", () => {
-    assert.deepEqual(plan([item(2, 1), item(1, 1), item(0, 1)], 2), [[1, 1], [2, 1]]);
+    assert.deepEqual(plan([work(2, 1), work(1, 1), work(0, 1)], 2), [[1, 1], [2, 1]]);
   });
 });

@@ -6,8 +6,6 @@ import { fail, NanoError } from "@nanollm/shared";
 import { kvCacheBytes } from "./kvBytes.js";
 import { KvSwap } from "./KvSwap.js";
 import { Grammars } from "./Grammars.js";
-import { splitThreads } from "./batchThreads.js";
-import { decodeFirst, queuedSequenceOf } from "./decodeFirst.js";
 import { SequencePool } from "./SequencePool.js";
 import { native, nativeOne, type EngineOptions, type GpuChoice, type ModelFacts, type Segment, type Token } from "./types.js";
 
@@ -69,8 +67,9 @@ export class ModelHost {
     readonly facts: ModelFacts,
     maxQueue: number,
     swap: KvSwap,
+    threads: { decode: number; batch: number },
   ) {
-    this.pool = new SequencePool(context, model, facts.vocabSize, maxQueue, swap);
+    this.pool = new SequencePool(context, model, facts.vocabSize, maxQueue, swap, threads);
     this.grammars = new Grammars(model.llama, model);
   }
 
@@ -123,13 +122,9 @@ export class ModelHost {
         contextSize: opts.ctx,
         sequences: opts.parallel,
         threads: opts.threads,
-        // A batch is at most one prefill chunk, so a long prompt holds the context (and the
-        // sessions that are generating) for one chunk at a time: decode steps (the StepBatcher's,
-        // outside this queue) and prompt chunks take turns at the context lock.
+        // Every evaluation goes through the StepBatcher, at most this many tokens per llama_decode:
+        // a long prompt delays the sessions that are generating by one batch at a time.
         batchSize: 256,
-        // Prompt chunks queued in one tick go out together, without waiting a macrotask as
-        // node-llama-cpp's default does.
-        batching: { itemPrioritizationStrategy: decodeFirst(queuedSequenceOf(() => context)), dispatchSchedule: (dispatch) => process.nextTick(dispatch) },
         // llama.cpp only supports a quantized V cache with flash attention.
         flashAttention: true,
         experimentalKvCacheKeyType: kvType,
@@ -139,12 +134,11 @@ export class ModelHost {
       await model.dispose();
       throw fail.exhausted(`Could not create a ${opts.parallel}×${opts.ctx}-token context for ${path.basename(file)} (${firstLine(err)}); lower --ctx or --parallel.`);
     }
-    splitThreads(context, { decode: opts.threads, batch: opts.batchThreads });
     const facts = describe(model, shape, file, opts, context.contextSize, trainCtx);
     opts.log(`loaded ${facts.name} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     // Without a data dir, parked caches live in a temporary folder removed at dispose.
     const swapDir = opts.swapDir ? path.join(opts.swapDir, facts.name) : fs.mkdtempSync(path.join(os.tmpdir(), "nanollm-kv-"));
-    const host = new ModelHost(model, context, facts, opts.maxQueue, new KvSwap(swapDir, KvSwap.modelId(file), opts.log));
+    const host = new ModelHost(model, context, facts, opts.maxQueue, new KvSwap(swapDir, KvSwap.modelId(file), opts.log), { decode: opts.threads, batch: opts.batchThreads });
     host.tempSwapDir = opts.swapDir ? undefined : swapDir;
     return host;
   }

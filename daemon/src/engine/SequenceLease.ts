@@ -12,8 +12,6 @@ export interface Slot {
   lastUsed: number;
 }
 
-// Prompt evaluation is split so a cancel is noticed between chunks.
-const PREFILL_CHUNK = 256;
 
 /** A session's exclusive use of one KV-cache sequence for the length of a turn. */
 export class SequenceLease {
@@ -60,10 +58,8 @@ export class SequenceLease {
     }
     const keep = Math.min(seq.compareContextTokens(native(tokens)).firstDifferentIndex, tokens.length);
     if (keep < seq.nextTokenIndex) await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
-    for (let at = keep; at < tokens.length; at += PREFILL_CHUNK) {
-      if (signal.aborted) throw fail.cancelled("The turn was cancelled during prompt evaluation.");
-      await seq.evaluateWithoutGeneratingNewTokens(native(tokens.slice(at, at + PREFILL_CHUNK)));
-    }
+    if (signal.aborted) throw fail.cancelled("The turn was cancelled during prompt evaluation.");
+    await this.batcher.evaluate(seq, tokens.slice(keep), { signal });
     return {
       inputTokens,
       reusedTokens: keep,

@@ -28,9 +28,10 @@ export class SequencePool {
     vocabSize: number,
     private readonly maxQueue: number,
     private readonly swap: KvSwap,
+    threads: { decode: number; batch: number },
   ) {
     this.eog = eogBias(model, vocabSize);
-    this.batcher = new StepBatcher(() => context);
+    this.batcher = new StepBatcher(context, threads);
   }
 
   /** The owner's sequence, else a free one, else the least recently used idle one; waits if none. */

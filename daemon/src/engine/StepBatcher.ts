@@ -1,67 +1,87 @@
-import type { LlamaContext } from "node-llama-cpp";
+import type { LlamaContext, LlamaContextSequence } from "node-llama-cpp";
 import { withLock } from "lifecycle-utils";
 import { fail } from "@nanollm/shared";
 import type { Token } from "./types.js";
 
-/** One session's part of a decode step: tokens to evaluate at `first`, then a sample. */
-export interface StepItem {
-  sequenceId: number;
-  first: number;
-  tokens: Token[];
-  /** The native sampler (configured by the session's TokenStepper). */
-  sampler: unknown;
-}
-
 interface NativeContext {
-  removeTokenCellsFromSequence(sequenceId: number, start: number, end: number): boolean;
+  setThreads(threads: number): void;
   initBatch(size: number): void;
   addToBatch(sequenceId: number, first: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
   decodeBatch(): Promise<void>;
   sampleToken(batchLogitIndex: number, sampler: unknown): Promise<number>;
+  removeTokenCellsFromSequence(sequenceId: number, start: number, end: number): boolean;
 }
-// node-llama-cpp internals (pinned 3.22.1): the native context, and the guard that keeps it alive
-// while a decode runs.
+// node-llama-cpp internals (pinned 3.22.1): the native context, the guard that keeps it alive while
+// a decode runs, and each sequence's record of what its cache holds (kept exact here, as its own
+// evaluate() would).
 interface ContextInternals {
   _ctx: NativeContext;
   _batchSize: number;
   _backendContextDisposeGuard: { createPreventDisposalHandle(): { dispose(): void } };
 }
+interface SequenceInternals {
+  _sequenceId: number;
+  _nextTokenIndex: number;
+  _contextTokens: Token[];
+  contextSize: number;
+}
 
-/** A step whose tokens are in the cache now: the sampled token, or why sampling failed. */
+/** An evaluation whose tokens are all in the cache now: the sampled token, or why sampling failed. */
 export type Sampled = { token: Token } | { error: Error };
 
-interface Pending {
-  item: StepItem;
-  resolve: (sampled: Sampled) => void;
+/** Tokens to append to a sequence's cache; with a sampler, the next token is sampled after them. */
+export interface Work {
+  readonly sequenceId: number;
+  readonly tokens: readonly Token[];
+  /** How many of `tokens` are in the cache already. */
+  done: number;
+  readonly sampler: unknown;
+}
+
+interface Pending extends Work {
+  seq: SequenceInternals;
+  signal: AbortSignal | undefined;
+  resolve: (sampled: Sampled | undefined) => void;
   reject: (err: unknown) => void;
 }
 
+/** One item's tokens in a batch: `count` tokens from its `done`. */
+export interface Segment<W extends Work = Work> {
+  work: W;
+  count: number;
+}
+
 /**
- * Continuous batching across sessions: every session that is generating puts its next token into
- * the same llama_decode call. A session asks for its next token with step(); when every decoding
+ * Every evaluation of the context goes through here: prompt chunks and the reply tokens of every
+ * generating session, batched continuously. A round is one llama_decode: each generating session's
+ * next token first, prompt tokens filling the rest of the batch (so a long prompt never stalls the
+ * sessions that are generating for longer than one batch), then one sample per finished reply
+ * step. A generating session asks for its next token with evaluate(); when every generating
  * session has asked, the round goes at once, otherwise it waits one macrotask so a session still
- * handling its last token can join. A round is one decode of all its tokens (in sequence-id order:
- * with one KV stream per sequence llama.cpp cuts a batch wherever the next token's sequence id is
- * not the previous + 1) and then one sample per session.
+ * handling its last token can join.
  *
- * The round drives node-llama-cpp's native context itself, under the same context lock its own
- * batches (prompt chunks) and cache edits take. Going through `sequence.evaluate()` cost every
- * token a generator, two locks, a sampler configuration rebuilt in JS and sent to native code,
- * and a trip through its batch queue; on 2 cores that event-loop work also slows llama_decode on
- * the other core (measured: 1 ms of event-loop work during a step made it 0.7–1.5 ms longer).
+ * The rounds drive node-llama-cpp's native context directly, under the context lock its cache
+ * edits and state saves take. Its `sequence.evaluate()` cost every token a generator, two locks, a
+ * sampler configuration rebuilt in JS and sent to native code, and a trip through its batch queue;
+ * on 2 cores that event-loop work also slows llama_decode on the other core (measured: 1 ms of
+ * event-loop work during a step made it 0.7–1.5 ms longer).
  */
 export class StepBatcher {
   private pending: Pending[] = [];
   private running = false;
-  /** Sessions between their first and last token: those a round may wait for. */
+  /** Sessions between their first and last reply token: those a round may wait for. */
   private decoding = 0;
-  /** Decode steps issued, and the sessions they carried (for stats and tests). */
+  /** Rounds that carried reply steps, and the sessions they carried (for stats and tests). */
   steps = 0;
   carried = 0;
 
-  constructor(private readonly context: () => LlamaContext) {}
+  constructor(
+    private readonly context: LlamaContext,
+    /** Threads for a one-token batch, and for larger ones (README "Threads"). */
+    private readonly threads: { decode: number; batch: number },
+  ) {}
 
-  /** Marks a session as decoding until the returned function is called. */
+  /** Marks a session as generating until the returned function is called. */
   enter(): () => void {
     this.decoding++;
     let left = false;
@@ -73,12 +93,18 @@ export class StepBatcher {
   }
 
   /**
-   * Evaluates the item's tokens together with the other sessions' of this round, then samples.
-   * Rejects when the decode failed (the tokens are then not in the cache).
+   * Appends `tokens` to the sequence's cache, in as many rounds as the batch size needs; with a
+   * sampler, then samples the next token. Rejects when a decode failed (the round's tokens are
+   * then not in the cache) or `signal` aborted between rounds (the tokens evaluated so far stay).
    */
-  step(item: StepItem): Promise<Sampled> {
-    return new Promise<Sampled>((resolve, reject) => {
-      this.pending.push({ item, resolve, reject });
+  evaluate(sequence: LlamaContextSequence, tokens: readonly Token[], opts: { sampler?: unknown; signal?: AbortSignal } = {}): Promise<Sampled | undefined> {
+    const seq = sequence as unknown as SequenceInternals;
+    if (seq._nextTokenIndex + tokens.length >= seq.contextSize) {
+      return Promise.reject(fail.internal(`${tokens.length} more tokens do not fit the sequence's context of ${seq.contextSize}.`));
+    }
+    if (tokens.length === 0) return Promise.resolve(undefined);
+    return new Promise((resolve, reject) => {
+      this.pending.push({ seq, sequenceId: seq._sequenceId, tokens, done: 0, sampler: opts.sampler, signal: opts.signal, resolve, reject });
       if (!this.running) {
         this.running = true;
         void this.loop();
@@ -89,15 +115,26 @@ export class StepBatcher {
   private async loop(): Promise<void> {
     try {
       while (this.pending.length > 0) {
-        if (this.pending.length < this.decoding) await new Promise((r) => setImmediate(r));
-        // A batch holds every session's last token: a round takes at most a batch of sessions.
-        const round = this.pending.splice(0, this.batchSize()).sort((a, b) => a.item.sequenceId - b.item.sequenceId);
-        this.steps++;
-        this.carried += round.length;
+        const steps = () => this.pending.filter((p) => p.sampler !== undefined).length;
+        if (steps() < this.decoding) await new Promise((r) => setImmediate(r));
+        for (const p of this.pending.filter((p) => p.signal?.aborted)) {
+          this.drop(p);
+          p.reject(fail.cancelled("The turn was cancelled during prompt evaluation."));
+        }
+        const round = planRound(this.pending, (this.context as unknown as ContextInternals)._batchSize);
+        if (round.length === 0) continue;
+        const carried = round.filter((s) => s.work.sampler !== undefined && s.work.done + s.count === s.work.tokens.length).length;
+        if (carried > 0) {
+          this.steps++;
+          this.carried += carried;
+        }
         try {
           await this.run(round);
         } catch (err) {
-          for (const p of round) p.reject(err);
+          for (const { work } of round) {
+            this.drop(work);
+            work.reject(err);
+          }
         }
       }
     } finally {
@@ -105,35 +142,54 @@ export class StepBatcher {
     }
   }
 
-  private batchSize(): number {
-    return (this.context() as unknown as ContextInternals)._batchSize;
+  private drop(p: Pending): void {
+    const i = this.pending.indexOf(p);
+    if (i >= 0) this.pending.splice(i, 1);
   }
 
-  private async run(round: Pending[]): Promise<void> {
-    const context = this.context() as unknown as ContextInternals;
+  private async run(round: Segment<Pending>[]): Promise<void> {
+    const context = this.context as unknown as ContextInternals;
     await withLock([context, "context"], async () => {
       const guard = context._backendContextDisposeGuard.createPreventDisposalHandle();
       try {
         const ctx = context._ctx;
-        const items = round.map((p) => p.item);
-        let logitAt: number[];
+        const size = round.reduce((n, s) => n + s.count, 0);
+        ctx.initBatch(size);
+        ctx.setThreads(size > 1 ? this.threads.batch : this.threads.decode);
+        const logitAt = round.map(({ work, count }) => {
+          const last = work.sampler !== undefined && work.done + count === work.tokens.length;
+          const at = ctx.addToBatch(work.sequenceId, work.seq._nextTokenIndex, Uint32Array.from(work.tokens.slice(work.done, work.done + count)), last ? Uint32Array.of(count - 1) : NO_LOGITS);
+          return last ? at[0]! : -1;
+        });
         try {
-          logitAt = await decodeRound(ctx, items, context._batchSize);
+          await ctx.decodeBatch();
         } catch (err) {
-          // Whatever part of the round reached the cache leaves it, so each sequence holds what
-          // its owner believes it holds.
-          for (const it of items) ctx.removeTokenCellsFromSequence(it.sequenceId, it.first, -1);
-          throw fail.internal(`llama.cpp could not evaluate a decode step: ${err instanceof Error ? err.message : String(err)}`);
+          // Whatever part of the batch reached the cache leaves it, so each sequence holds what
+          // its record says.
+          for (const { work } of round) {
+            ctx.removeTokenCellsFromSequence(work.sequenceId, work.seq._nextTokenIndex, -1);
+            this.drop(work);
+            work.reject(fail.internal(`llama.cpp could not evaluate a batch: ${err instanceof Error ? err.message : String(err)}`));
+          }
+          return;
         }
-        // Samples go out together; with one libuv thread they run back to back.
-        await Promise.all(
-          round.map((p, i) =>
-            ctx.sampleToken(logitAt[i]!, p.item.sampler).then(
-              (token) => p.resolve(token >= 0 ? { token } : { error: fail.internal("llama.cpp sampled no token.") }),
-              (err: unknown) => p.resolve({ error: fail.internal(`llama.cpp could not sample a token: ${err instanceof Error ? err.message : String(err)}`) }),
+        const finished: Promise<void>[] = [];
+        round.forEach(({ work, count }, i) => {
+          work.seq._nextTokenIndex += count;
+          work.seq._contextTokens.push(...work.tokens.slice(work.done, work.done + count));
+          work.done += count;
+          if (work.done < work.tokens.length) return;
+          this.drop(work);
+          if (logitAt[i]! < 0) return work.resolve(undefined);
+          // Samples go out together; with one libuv thread they run back to back.
+          finished.push(
+            ctx.sampleToken(logitAt[i]!, work.sampler).then(
+              (token) => work.resolve(token >= 0 ? { token } : { error: fail.internal("llama.cpp sampled no token.") }),
+              (err: unknown) => work.resolve({ error: fail.internal(`llama.cpp could not sample a token: ${err instanceof Error ? err.message : String(err)}`) }),
             ),
-          ),
-        );
+          );
+        });
+        await Promise.all(finished);
       } finally {
         guard.dispose();
       }
@@ -141,39 +197,26 @@ export class StepBatcher {
   }
 }
 
-/**
- * Decodes every item's tokens; returns each item's batch index of its last token's logits. Tokens
- * ahead of an item's last one (a function result entering the cache) go first, in batch-size
- * chunks without logits; then one call evaluates every item's last token, so all the logits to
- * sample are those of the final llama_decode.
- */
-async function decodeRound(ctx: NativeContext, items: StepItem[], batchSize: number): Promise<number[]> {
-  let parts: { sequenceId: number; first: number; tokens: Token[] }[] = [];
-  let size = 0;
-  const decodeParts = async () => {
-    if (size === 0) return;
-    ctx.initBatch(size);
-    for (const p of parts) ctx.addToBatch(p.sequenceId, p.first, Uint32Array.from(p.tokens), NO_LOGITS);
-    parts = [];
-    size = 0;
-    await ctx.decodeBatch();
-  };
-  for (const it of items) {
-    const lead = it.tokens.length - 1;
-    for (let at = 0; at < lead; ) {
-      const n = Math.min(lead - at, batchSize - size);
-      parts.push({ sequenceId: it.sequenceId, first: it.first + at, tokens: it.tokens.slice(at, at + n) });
-      size += n;
-      at += n;
-      if (size === batchSize) await decodeParts();
-    }
-  }
-  await decodeParts();
-  ctx.initBatch(items.length);
-  const logitAt = items.map((it) => ctx.addToBatch(it.sequenceId, it.first + it.tokens.length - 1, Uint32Array.of(it.tokens[it.tokens.length - 1]!), LAST_LOGITS)[0]!);
-  await ctx.decodeBatch();
-  return logitAt;
-}
-
 const NO_LOGITS = new Uint32Array(0);
-const LAST_LOGITS = Uint32Array.of(0);
+
+/**
+ * What one batch of `size` tokens carries: reply steps (one token left) first, then the rest
+ * (prompts, inserted function results) in arrival order, each as much as fits; in sequence-id
+ * order, because with one KV stream per sequence (node-llama-cpp's setting) llama.cpp cuts a batch
+ * wherever the next token's sequence id is not the previous + 1 (tokens in arrival order cut a
+ * 15-session step into many 2–3-token micro-batches, each reading every weight again: 112 ms
+ * instead of 36).
+ */
+export function planRound<W extends Work>(pending: readonly W[], size: number): Segment<W>[] {
+  const left = (w: W) => w.tokens.length - w.done;
+  const ordered = [...pending.filter((w) => left(w) === 1), ...pending.filter((w) => left(w) > 1)];
+  const round: Segment<W>[] = [];
+  let room = size;
+  for (const work of ordered) {
+    if (room === 0) break;
+    const count = Math.min(left(work), room);
+    round.push({ work, count });
+    room -= count;
+  }
+  return round.sort((a, b) => a.work.sequenceId - b.work.sequenceId);
+}

@@ -10,10 +10,7 @@ interface NativeSampler {
   dispose(): void;
 }
 interface SequenceInternals {
-  _sequenceId: number;
-  _nextTokenIndex: number;
   _contextTokens: Token[];
-  contextSize: number;
   model: { _llama: { _bindings: { AddonSampler: new (model: unknown) => NativeSampler } }; _model: unknown };
 }
 
@@ -39,7 +36,7 @@ export class TokenStepper {
   private applied: StepRules | undefined;
 
   constructor(
-    sequence: LlamaContextSequence,
+    private readonly sequence: LlamaContextSequence,
     private readonly sampling: Sampling,
     private readonly eog: { keys: Uint32Array; values: Float32Array },
     private readonly batcher: StepBatcher,
@@ -58,13 +55,9 @@ export class TokenStepper {
 
   /** Evaluates `tokens` (the last sampled token, maybe followed by inserted ones) and samples the next. */
   async step(tokens: Token[], rules: StepRules): Promise<Token> {
-    const seq = this.seq;
-    const first = seq._nextTokenIndex;
-    if (first + tokens.length >= seq.contextSize) throw fail.internal("The reply ran past the end of its sequence's context.");
     this.configure(rules);
-    const sampled = await this.batcher.step({ sequenceId: seq._sequenceId, first, tokens, sampler: this.sampler });
-    seq._nextTokenIndex = first + tokens.length;
-    seq._contextTokens.push(...tokens);
+    const sampled = await this.batcher.evaluate(this.sequence, tokens, { sampler: this.sampler });
+    if (!sampled) throw fail.internal("A decode step ended without a sample.");
     if ("error" in sampled) throw sampled.error;
     return sampled.token;
   }
