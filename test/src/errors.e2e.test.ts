@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { NanoError, StopReason } from "@nanollm/shared";
+import { NanoError, Role, StopReason } from "@nanollm/shared";
 import { writeBadMagicGguf, writeTruncatedGguf } from "./gguf/makeCorruptGguf.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
@@ -48,6 +48,29 @@ describe("bad input gets a clear error and the daemon keeps serving", () => {
     await rejectsWith(turn(d.client, s.sessionId, "hello world ".repeat(400)), "INVALID_ARGUMENT", /more than the session's context of 256/);
     const info = await d.client.getSession(s.sessionId, true);
     assert.equal(info.history.length, 0, "the refused turn left no trace in the history");
+    await stillServes();
+  });
+
+  it("a history that fits only without the functions' docs", async () => {
+    const fns = { builtinFunctions: ["DATE", "TIME"] };
+    const used = async (words: number, extra = {}) => {
+      const history = words ? [{ role: Role.ROLE_USER, text: "tea ".repeat(words), tokenIds: [] }] : [];
+      return (await d.client.createSession({ chatTemplate: "chat-ml", history, ...extra })).contextUsed;
+    };
+    const docs = (await used(0, fns)) - (await used(0));
+    assert.ok(docs > 20, `the docs take ${docs} tokens`);
+    // The longest history that fits without the docs.
+    let lo = 0;
+    let hi = 256;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      const u = await used(mid).catch(() => Infinity);
+      if (u < 256 - docs / 2) lo = mid;
+      else hi = mid;
+    }
+    const history = [{ role: Role.ROLE_USER, text: "tea ".repeat(lo), tokenIds: [] }];
+    assert.ok((await used(lo)) + docs >= 256, "the docs push it past the context");
+    await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", history, ...fns }), "INVALID_ARGUMENT", /more than the context of 256/);
     await stillServes();
   });
 

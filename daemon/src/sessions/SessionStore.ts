@@ -53,10 +53,11 @@ export class SessionStore {
       if (bad !== undefined) throw fail.invalid(`History token id ${bad} is not in the model's vocabulary of ${opts.host.vocabSize}; send bot messages as text only.`);
       session.history.push({ ...msg, tokens: msg.tokens.length ? msg.tokens : opts.host.tokenizeText(msg.text) });
     }
+    session.overflow = opts.overflow ?? "wrap";
+    // Set before the size check: the functions' docs are part of the rendered prompt.
+    session.functions = opts.functions ?? FunctionSet.none;
     const used = session.contextUsed();
     if (used >= session.contextSize) throw fail.invalid(`The given history is ${used} tokens, more than the context of ${session.contextSize}; send a shorter history.`);
-    session.overflow = opts.overflow ?? "wrap";
-    session.functions = opts.functions ?? FunctionSet.none;
     this.track(session);
     await session.persist();
     return session;
