@@ -7,7 +7,7 @@ import { withBoth, type Figure } from "./context.js";
 const N_GEN = 128;
 
 export const p1Decode: Figure = async (ctx) => {
-  const reps = ctx.quick ? 1 : 5;
+  const reps = ctx.quick ? 1 : 9;
   const ours: number[] = [];
   const peer: number[] = [];
   const bench: number[] = [];
