@@ -42,7 +42,7 @@ describe(`load: ${CLIENTS} concurrent clients × ${TURNS} turns over real socket
 });
 
 describe("continuous batching", () => {
-  it("decodes every generating session in the same step, and none starves", async () => {
+  it("steps every generating session in the same round, and none starves", async () => {
     const d = await inProcessDaemon(tinyModel(), { parallel: 4, ctx: 1024 });
     try {
       const host = await d.daemon.state.models.get("");
@@ -62,7 +62,7 @@ describe("continuous batching", () => {
       );
       const steps = host.pool.batcher.steps - before.steps;
       const perStep = (host.pool.batcher.carried - before.carried) / steps;
-      assert.ok(perStep > 3, `${perStep.toFixed(2)} sessions per decode step`);
+      assert.ok(perStep > 3, `${perStep.toFixed(2)} sessions per round`);
       assert.deepEqual(counts, [48, 48, 48, 48]);
       assert.ok(maxLead < 24, `no session ran ahead by more than half a reply (max lead ${maxLead} tokens)`);
     } finally {

@@ -7,6 +7,7 @@ import { renderToString, TemplateRegistry } from "@nanollm/daemon";
 import { ReplyText } from "@nanollm/daemon/dist/sessions/ReplyText.js";
 import { resolveSampling } from "@nanollm/daemon/dist/sessions/params.js";
 import { planRound } from "@nanollm/daemon/dist/engine/StepBatcher.js";
+import { DecodeCosts } from "@nanollm/daemon/dist/engine/DecodeCosts.js";
 import { tempDir } from "./helpers/fixtures.js";
 
 describe("ReplyText", () => {
@@ -119,5 +120,31 @@ describe("batch plan (planRound)", () => {
 
   it("leaves out what does not fit", () => {
     assert.deepEqual(plan([work(2, 1), work(1, 1), work(0, 1)], 2), [[1, 1], [2, 1]]);
+  });
+});
+
+describe("decode costs (when to split a round of reply steps)", () => {
+  it("measures the batch first, then the singles, then picks the cheaper way", () => {
+    const c = new DecodeCosts(0.5, 1000);
+    assert.equal(c.split(2), false, "nothing known: batch, and measure it");
+    c.record(2, 20);
+    assert.equal(c.split(2), true, "one token's cost unknown: try singles");
+    c.record(1, 6.5);
+    assert.equal(c.split(2), true, "2 × 6.5 ms beats 20 ms");
+    c.record(8, 40);
+    assert.equal(c.split(8), false, "8 × 6.5 ms loses to 40 ms");
+    assert.equal(c.split(1), false);
+  });
+
+  it("follows changes: averages new measurements and now and then tries the other way", () => {
+    const c = new DecodeCosts(0.5, 4);
+    c.record(1, 10);
+    c.record(2, 15);
+    assert.deepEqual([1, 2, 3, 4, 5].map(() => c.split(2)), [false, false, false, true, false]);
+    c.record(2, 25);
+    assert.equal(c.estimate(2), 20);
+    assert.equal(c.split(2), false, "2 × 10 × 1.05 is not below 20");
+    c.record(2, 40);
+    assert.equal(c.split(2), true);
   });
 });
