@@ -35,18 +35,27 @@ export class SequenceLease {
   }
 
   /**
-   * Makes the cache hold exactly `tokens` minus the last one, evaluating only what is not cached
-   * already; the last token is left for `decode` so its logits produce the first reply token.
+   * Readies the cache for a prompt: takes the sequence over from its previous owner if needed and
+   * erases what does not match `tokens`. Evaluates nothing: the reply's first decode step evaluates
+   * the rest of the prompt in the same batch that gives the first token's logits, so it always
+   * leaves at least the prompt's last token to evaluate.
    */
-  async prefill(tokens: readonly Token[], signal: AbortSignal): Promise<PrefillStats> {
+  async prepare(tokens: readonly Token[]): Promise<Omit<PrefillStats, "prefillMs">> {
     if (tokens.length === 0) throw fail.invalid("The prompt rendered to no tokens; send some text.");
-    return this.sync(tokens.slice(0, -1), signal, tokens.length);
+    const keep = await this.align(tokens.slice(0, -1));
+    return { inputTokens: tokens.length, reusedTokens: keep, evaluatedTokens: tokens.length - keep };
   }
 
   /** Makes the cache hold exactly `tokens`, erasing a divergent tail and evaluating the rest. */
-  async sync(tokens: readonly Token[], signal: AbortSignal, inputTokens = tokens.length): Promise<PrefillStats> {
+  async sync(tokens: readonly Token[], signal: AbortSignal): Promise<void> {
+    const keep = await this.align(tokens);
+    if (signal.aborted) throw fail.cancelled("The turn was cancelled during prompt evaluation.");
+    await this.batcher.evaluate(this.slot.seq, tokens.slice(keep), { signal });
+  }
+
+  /** Hands the sequence over if needed, then keeps the longest cached prefix of `tokens`; its length. */
+  private async align(tokens: readonly Token[]): Promise<number> {
     const seq = this.slot.seq;
-    const started = performance.now();
     if (this.handover) {
       const { previous, fresh, swap } = this.handover;
       this.handover = undefined;
@@ -58,26 +67,21 @@ export class SequenceLease {
     }
     const keep = Math.min(seq.compareContextTokens(native(tokens)).firstDifferentIndex, tokens.length);
     if (keep < seq.nextTokenIndex) await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
-    if (signal.aborted) throw fail.cancelled("The turn was cancelled during prompt evaluation.");
-    await this.batcher.evaluate(seq, tokens.slice(keep), { signal });
-    return {
-      inputTokens,
-      reusedTokens: keep,
-      evaluatedTokens: inputTokens - keep,
-      prefillMs: performance.now() - started,
-    };
+    return keep;
   }
 
   /**
-   * Samples reply tokens after `first` (the prompt's last token). The consumer stops by breaking
-   * out; the token it last received is then NOT in the cache yet (the next sync adds it), unless
-   * it had asked for the next token already (that step completes first, and its sample is lost). Passing
-   * tokens to next() evaluates them instead of the last token alone (it must lead them): that is
-   * how function results enter the cache mid-reply. Until `minNewTokens` tokens are out, every
-   * end-of-generation token is forbidden in the sampler itself, unless a grammar is in force: a
-   * finished grammar allows nothing but the end, and forbidding it left no token to sample.
+   * Samples reply tokens after `prompt`, whose tokens the cache does not hold yet (after prepare:
+   * at least the last) are evaluated by the first step; `signal` stops that between batches. The
+   * consumer stops by breaking out; the token it last received is then NOT in the cache yet (the
+   * next sync adds it), unless it had asked for the next token already (that step completes first,
+   * and its sample is lost). Passing tokens to next() evaluates them instead of the last token
+   * alone (it must lead them): that is how function results enter the cache mid-reply. Until
+   * `minNewTokens` tokens are out, every end-of-generation token is forbidden in the sampler
+   * itself, unless a grammar is in force: a finished grammar allows nothing but the end, and
+   * forbidding it left no token to sample.
    */
-  async *decode(first: Token, sampling: Sampling, grammar?: LlamaGrammarEvaluationState | (() => LlamaGrammarEvaluationState | undefined)): AsyncGenerator<Token, void, Token[] | undefined> {
+  async *decode(prompt: readonly Token[], sampling: Sampling, signal: AbortSignal, grammar?: LlamaGrammarEvaluationState | (() => LlamaGrammarEvaluationState | undefined)): AsyncGenerator<Token, void, Token[] | undefined> {
     const stepper = new TokenStepper(this.slot.seq, sampling, this.eog, this.batcher);
     const rules = (sampled: number) => {
       const inForce = typeof grammar === "function" ? grammar() : grammar;
@@ -86,7 +90,7 @@ export class SequenceLease {
     const leave = this.batcher.enter();
     try {
       let sampled = 0;
-      let token = await stepper.step([first], rules(sampled));
+      let token = await stepper.step(prompt.slice(this.slot.seq.nextTokenIndex), rules(sampled), signal);
       for (;;) {
         sampled++;
         const inserted: Token[] | undefined = yield token;

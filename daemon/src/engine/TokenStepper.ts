@@ -53,10 +53,13 @@ export class TokenStepper {
     };
   }
 
-  /** Evaluates `tokens` (the last sampled token, maybe followed by inserted ones) and samples the next. */
-  async step(tokens: Token[], rules: StepRules): Promise<Token> {
+  /**
+   * Evaluates `tokens` (the rest of the prompt, or the last sampled token maybe followed by
+   * inserted ones) and samples the next; `signal` stops a long evaluation between batches.
+   */
+  async step(tokens: readonly Token[], rules: StepRules, signal?: AbortSignal): Promise<Token> {
     this.configure(rules);
-    const sampled = await this.batcher.evaluate(this.sequence, tokens, { sampler: this.sampler });
+    const sampled = await this.batcher.evaluate(this.sequence, tokens, { sampler: this.sampler, signal });
     if (!sampled) throw fail.internal("A decode step ended without a sample.");
     if ("error" in sampled) throw sampled.error;
     return sampled.token;

@@ -24,14 +24,16 @@ export interface ReplyPart {
   /** The visible text (before any stop string). */
   text: string;
   stopReason: StopReason;
+  /** When the first token came (the prompt's evaluation ends there). */
   firstTokenAt: number;
+  /** From the first token to the end: the time of the other ids.length − 1 steps. */
   decodeMs: number;
 }
 
 export interface DecodeInput {
   session: Session;
   lease: SequenceLease;
-  /** The prompt; its last token is not evaluated yet (prefill leaves it for decoding). */
+  /** The prompt; the part not in the cache yet (at least its last token) goes with the first step. */
   prompt: readonly number[];
   sampling: Sampling;
   signal: AbortSignal;
@@ -64,7 +66,6 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
     if (prompt.length + ids.length >= session.contextSize - 2) return StopReason.STOP_REASON_CONTEXT_FULL;
     return undefined;
   };
-  const started = performance.now();
   let firstTokenAt = 0;
   let stopReason = StopReason.STOP_REASON_MAX_TOKENS;
   // A request's own grammar rules the whole reply; otherwise a tool call's JSON is constrained
@@ -72,7 +73,7 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
   const tool = sampling.grammar ? undefined : await toolGrammar(session);
   let toolState: ReturnType<NonNullable<typeof tool>["state"]> | undefined;
   const grammar = sampling.grammar ? await host.grammar(sampling.grammar) : tool ? () => toolState : undefined;
-  const tokens = lease.decode(prompt[prompt.length - 1]!, sampling, grammar);
+  const tokens = lease.decode(prompt, sampling, signal, grammar);
   const ask = (insert?: number[]) => {
     const next = tokens.next(insert);
     // Should the write fail, the step still settles; its rejection must not go unhandled.
@@ -136,5 +137,5 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
     await tokens.return();
   }
   await flush(unsent + replyText.flush());
-  return { ids, text: replyText.final, stopReason, firstTokenAt, decodeMs: performance.now() - started };
+  return { ids, text: replyText.final, stopReason, firstTokenAt, decodeMs: firstTokenAt ? performance.now() - firstTokenAt : 0 };
 }

@@ -55,7 +55,8 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
   const started = performance.now();
   const lease = await host.pool.acquire(session.id, signal);
   try {
-    const prefill = await lease.prefill(prompt, signal);
+    const prepared = performance.now();
+    const prefill = await lease.prepare(prompt);
     const calls = new TurnCalls(session.functions, sink);
     // One bot message, or several when the model calls tools the template delimits: each call's
     // result becomes a tool message, and the bot turn resumes after it.
@@ -65,11 +66,13 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
     let generated = 0;
     let firstTokenAt = 0;
     let decodeMs = 0;
+    let steps = 0;
     for (let round = 0; ; round++) {
       part = await decodeReply({ session, lease, prompt: input, sampling, signal, calls, text: (delta, ids) => sink.text(delta, ids) });
       generated += part.ids.length;
       firstTokenAt ||= part.firstTokenAt;
       decodeMs += part.decodeMs;
+      steps += Math.max(0, part.ids.length - 1);
       exchange.push(botMessage(session, part));
       const toolJson = round < MAX_CALLS_PER_TURN ? toolCallIn(session, part) : undefined;
       if (toolJson === undefined) break;
@@ -79,7 +82,7 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
       // No room left to answer after the tool response: the turn ends with what it has.
       if (next.length + 16 >= session.contextSize) break;
       input = next;
-      await lease.prefill(input, signal);
+      await lease.prepare(input);
     }
     session.history.push(...exchange);
     session.updatedAt = Date.now();
@@ -90,10 +93,11 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
       stopReason: part.stopReason,
       reply: part.text,
       stats: {
-        ...prefillStats(prefill),
+        // The prompt's evaluation ends with the first token (the same llama_decode gives it).
+        ...prefillStats({ ...prefill, prefillMs: (firstTokenAt || performance.now()) - prepared }),
         generatedTokens: generated,
         decodeMs,
-        decodeTokensPerSecond: decodeMs > 0 ? (generated * 1000) / decodeMs : 0,
+        decodeTokensPerSecond: decodeMs > 0 ? (steps * 1000) / decodeMs : 0,
         timeToFirstTokenMs: (firstTokenAt || performance.now()) - started,
       },
     };
