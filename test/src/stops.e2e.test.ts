@@ -19,6 +19,23 @@ describe("how replies end, on the real engine", () => {
     await eager.stop();
   });
 
+  it("a strong repetition penalty keeps every reply token out of the 64 tokens before it", async () => {
+    const s = await d.client.createSession({ chatTemplate: "raw" });
+    const prompt = "the the the the the the the the";
+    const ids: number[] = [];
+    for await (const ev of d.client.turn(s.sessionId, prompt, { maxNewTokens: 24, minNewTokens: 24, repetitionPenalty: 10 })) {
+      if (ev.kind?.$case === "text") ids.push(...ev.kind.text.tokenIds);
+    }
+    const info = await d.client.getSession(s.sessionId, true);
+    const promptIds = info.history[0]!.tokenIds;
+    assert.equal(ids.length, 24);
+    // Each reply token was sampled with the 64 tokens before it penalized: none may repeat them.
+    const all = [...promptIds, ...ids];
+    for (let i = promptIds.length; i < all.length; i++) {
+      assert.ok(!all.slice(Math.max(0, i - 64), i).includes(all[i]!), `reply token ${i - promptIds.length} (${all[i]}) repeats one of the 64 before it`);
+    }
+  });
+
   it("stops at a stop string that spans several tokens and never shows it", async () => {
     const plain = await d.client.createSession({ chatTemplate: "raw" });
     const free = await turn(d.client, plain.sessionId, "Once upon a time", 40);

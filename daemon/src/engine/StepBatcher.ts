@@ -25,6 +25,9 @@ interface SequenceInternals {
   _nextTokenIndex: number;
   _contextTokens: Token[];
   contextSize: number;
+  /** Hybrid, recurrent and sliding-window models: KV snapshots that let a cache tail be erased. */
+  needsCheckpoints: boolean;
+  _takeIntervalCheckpointIfNeeded(): Promise<void> | undefined;
 }
 
 /** An evaluation whose tokens are all in the cache now: the sampled token, or why sampling failed. */
@@ -193,10 +196,15 @@ export class StepBatcher {
       return;
     }
     this.costs.record(size, performance.now() - started);
-    const finished: Promise<void>[] = [];
-    segments.forEach(({ work, count }, i) => {
+    for (const { work, count } of segments) {
       work.seq._nextTokenIndex += count;
       work.seq._contextTokens.push(...work.tokens.slice(work.done, work.done + count));
+      // As node-llama-cpp does after each batch: models that cannot erase a cache tail otherwise
+      // keep snapshots now and then (a no-op for others).
+      if (work.seq.needsCheckpoints) await work.seq._takeIntervalCheckpointIfNeeded();
+    }
+    const finished: Promise<void>[] = [];
+    segments.forEach(({ work, count }, i) => {
       work.done += count;
       if (work.done < work.tokens.length) return;
       this.drop(work);

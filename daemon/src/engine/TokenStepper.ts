@@ -58,7 +58,7 @@ export class TokenStepper {
    * inserted ones) and samples the next; `signal` stops a long evaluation between batches.
    */
   async step(tokens: readonly Token[], rules: StepRules, signal?: AbortSignal): Promise<Token> {
-    this.configure(rules);
+    this.configure(rules, tokens);
     const sampled = await this.batcher.evaluate(this.sequence, tokens, { sampler: this.sampler, signal });
     if (!sampled) throw fail.internal("A decode step ended without a sample.");
     if ("error" in sampled) throw sampled.error;
@@ -69,7 +69,8 @@ export class TokenStepper {
     this.sampler.dispose();
   }
 
-  private configure(rules: StepRules): void {
+  /** `next`: the tokens this step evaluates, which the repetition penalty must see too. */
+  private configure(rules: StepRules, next: readonly Token[]): void {
     const penalty = this.sampling.repetitionPenalty !== 1;
     const same = this.applied && this.applied.noEog === rules.noEog && this.applied.grammar === rules.grammar;
     if (same && !penalty) return;
@@ -77,7 +78,8 @@ export class TokenStepper {
     if (rules.noEog && this.eog.keys.length > 0) Object.assign(config, { tokenBiasKeys: this.eog.keys, tokenBiasValues: this.eog.values });
     if (rules.grammar) config.grammarEvaluationState = (rules.grammar as unknown as { _state: unknown })._state;
     if (penalty) {
-      const recent = this.seq._contextTokens.slice(-REPEAT_WINDOW);
+      // The same window the native sampler keeps itself, so it is not rebuilt every token.
+      const recent = [...this.seq._contextTokens.slice(-REPEAT_WINDOW), ...next].slice(-REPEAT_WINDOW);
       Object.assign(config, { repeatPenalty: this.sampling.repetitionPenalty, repeatPenaltyMaxTokens: REPEAT_WINDOW, repeatPenaltyTokens: Uint32Array.from(recent) });
     }
     this.sampler.applyConfig(config);

@@ -93,10 +93,14 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
   let unsent = "";
   try {
     for (;;) {
-      if (unsent && performance.now() - flushedAt >= STREAM_INTERVAL_MS) {
-        await new Promise((r) => setImmediate(r));
-        await flush(unsent);
-        unsent = "";
+      if (unsent) {
+        const wait = STREAM_INTERVAL_MS - (performance.now() - flushedAt);
+        // Held text goes out when its window ends, unless the next token comes first.
+        if (wait <= 0 || (await firstOf(next, wait)) === "timeout") {
+          await new Promise((r) => setImmediate(r));
+          await flush(unsent);
+          unsent = "";
+        }
       }
       const step = await next;
       if (step.done) break;
@@ -138,4 +142,15 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
   }
   await flush(unsent + replyText.flush());
   return { ids, text: replyText.final, stopReason, firstTokenAt, decodeMs: firstTokenAt ? performance.now() - firstTokenAt : 0 };
+}
+
+/** Whether `p` settles within `ms` (either way) or the time runs out first. */
+async function firstOf(p: Promise<unknown>, ms: number): Promise<"settled" | "timeout"> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), ms)));
+  try {
+    return await Promise.race([p.then(() => "settled" as const, () => "settled" as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -54,6 +54,7 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
   const prompt = await fitContext(session, user, sampling.maxNewTokens, sink);
   const started = performance.now();
   const lease = await host.pool.acquire(session.id, signal);
+  let settleStarted = false;
   try {
     const prepared = performance.now();
     const prefill = await lease.prepare(prompt);
@@ -86,6 +87,7 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
     }
     session.history.push(...exchange);
     session.updatedAt = Date.now();
+    settleStarted = true;
     settle(session, lease);
     // The turn is durable before the client hears it ended.
     await session.persist();
@@ -102,7 +104,8 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
       },
     };
   } catch (err) {
-    lease.release();
+    // After settle started, its own end releases the lease (the cache is still being written).
+    if (!settleStarted) lease.release();
     throw err;
   }
 }
