@@ -61,9 +61,10 @@ export interface Segment<W extends Work = Work> {
  * next token first, prompt tokens filling the rest of the batch (so a long prompt never stalls the
  * sessions that are generating for longer than one batch), then one sample per finished reply
  * step. A round of reply steps alone goes as one-token decodes instead where those measured
- * cheaper (DecodeCosts: on CPU, 2 sessions one after the other beat a 2-token batch by 1.7×). A generating session asks for its next token with evaluate(); when every generating
- * session has asked, the round goes at once, otherwise it waits one macrotask so a session still
- * handling its last token can join.
+ * cheaper (DecodeCosts: on CPU, 2 sessions one after the other beat a 2-token batch by 1.7×).
+ * A generating session asks for its next token with evaluate(); when every generating session
+ * has asked, the round goes at once, otherwise it waits one macrotask so a session still handling
+ * its last token can join.
  *
  * The rounds drive node-llama-cpp's native context directly, under the context lock its cache
  * edits and state saves take. Its `sequence.evaluate()` cost every token a generator, two locks, a
@@ -122,8 +123,8 @@ export class StepBatcher {
   private async loop(): Promise<void> {
     try {
       while (this.pending.length > 0) {
-        const steps = () => this.pending.filter((p) => p.sampler !== undefined).length;
-        if (steps() < this.decoding) await new Promise((r) => setImmediate(r));
+        const asked = this.pending.filter((p) => p.sampler !== undefined).length;
+        if (asked < this.decoding) await new Promise((r) => setImmediate(r));
         for (const p of this.pending.filter((p) => p.signal?.aborted)) {
           this.drop(p);
           p.reject(fail.cancelled("The turn was cancelled during prompt evaluation."));
@@ -160,8 +161,8 @@ export class StepBatcher {
       const guard = context._backendContextDisposeGuard.createPreventDisposalHandle();
       try {
         // A round of one-token reply steps only may go as single decodes (DecodeCosts).
-        const steps = round.every(({ work, count }) => count === 1 && work.sampler !== undefined && work.done + 1 === work.tokens.length);
-        if (steps && this.costs.split(round.length)) {
+        const stepsOnly = round.every(({ work, count }) => count === 1 && work.sampler !== undefined && work.done + 1 === work.tokens.length);
+        if (stepsOnly && this.costs.split(round.length)) {
           for (const segment of round) await this.decode(context._ctx, [segment]);
         } else {
           await this.decode(context._ctx, round);
