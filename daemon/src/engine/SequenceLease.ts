@@ -12,7 +12,6 @@ export interface Slot {
   lastUsed: number;
 }
 
-
 /** A session's exclusive use of one KV-cache sequence for the length of a turn. */
 export class SequenceLease {
   private released = false;
@@ -40,7 +39,7 @@ export class SequenceLease {
    * the rest of the prompt in the same batch that gives the first token's logits, so it always
    * leaves at least the prompt's last token to evaluate.
    */
-  async prepare(tokens: readonly Token[]): Promise<Omit<PrefillStats, "prefillMs">> {
+  async prepare(tokens: readonly Token[]): Promise<PrefillStats> {
     if (tokens.length === 0) throw fail.invalid("The prompt rendered to no tokens; send some text.");
     const keep = await this.align(tokens.slice(0, -1));
     return { inputTokens: tokens.length, reusedTokens: keep, evaluatedTokens: tokens.length - keep };

@@ -65,9 +65,9 @@ export interface ModelFacts {
   chatTemplateJinja: string | undefined;
 }
 
+/** What a prompt's preparation found: its tokens, those the cache already held, those to evaluate. */
 export interface PrefillStats {
   inputTokens: number;
   reusedTokens: number;
   evaluatedTokens: number;
-  prefillMs: number;
 }

@@ -1,11 +1,11 @@
 import { fail, StopReason, type GenerationParams, type TurnStats } from "@nanollm/shared";
 import type { SequenceLease } from "../engine/SequenceLease.js";
+import type { PrefillStats } from "../engine/types.js";
 import { checkText } from "./limits.js";
 import { resolveSampling } from "./params.js";
 import { decodeReply, type ReplyPart } from "./decodeReply.js";
 import { MAX_CALLS_PER_TURN, TurnCalls, type CallSink } from "./TurnCalls.js";
 import type { HistoryMessage, Session } from "./Session.js";
-
 
 /** Where a turn's events go as they happen; each resolves once the client can take more. */
 export interface TurnSink extends CallSink {
@@ -96,7 +96,7 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
       reply: part.text,
       stats: {
         // The prompt's evaluation ends with the first token (the same llama_decode gives it).
-        ...prefillStats({ ...prefill, prefillMs: (firstTokenAt || performance.now()) - prepared }),
+        ...prefillStats(prefill, (firstTokenAt || performance.now()) - prepared),
         generatedTokens: generated,
         decodeMs,
         decodeTokensPerSecond: decodeMs > 0 ? (steps * 1000) / decodeMs : 0,
@@ -167,12 +167,6 @@ function settle(session: Session, lease: SequenceLease): void {
     .finally(() => lease.release());
 }
 
-function prefillStats(p: { inputTokens: number; reusedTokens: number; evaluatedTokens: number; prefillMs: number }) {
-  return {
-    inputTokens: p.inputTokens,
-    reusedTokens: p.reusedTokens,
-    evaluatedTokens: p.evaluatedTokens,
-    prefillMs: p.prefillMs,
-    prefillTokensPerSecond: p.prefillMs > 0 ? (p.evaluatedTokens * 1000) / p.prefillMs : 0,
-  };
+function prefillStats(p: PrefillStats, prefillMs: number) {
+  return { ...p, prefillMs, prefillTokensPerSecond: prefillMs > 0 ? (p.evaluatedTokens * 1000) / prefillMs : 0 };
 }
