@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export NODE_LLAMA_CPP_SKIP_DOWNLOAD := true
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: all install build fixtures test fuzz run bench clean
+.PHONY: all install build fixtures test fuzz run bench clean test-asan
 
 all: build
 
@@ -11,7 +11,14 @@ $(NODE_MODULES_STAMP): package.json package-lock.json shared/package.json daemon
 	npm ci --no-audit --no-fund
 	@touch $@
 
-install: $(NODE_MODULES_STAMP)
+# The engine addon (daemon/native, C++ over llama.cpp's prebuilt libraries) builds during `npm ci`;
+# this rebuilds it when its sources change.
+ADDON := daemon/native/build/Release/nanollm.node
+$(ADDON): $(NODE_MODULES_STAMP) $(wildcard daemon/native/src/*) daemon/native/binding.gyp daemon/native/build.mjs
+	cd daemon && node native/build.mjs
+	@touch $@
+
+install: $(NODE_MODULES_STAMP) $(ADDON)
 
 # Generated protobuf code is not committed: `npm run build` runs buf (from npm) and then tsc -b.
 build: install
@@ -27,6 +34,17 @@ test: fixtures
 # The full fuzz run (CI runs FUZZ_COUNT=2000 inside `make test`).
 fuzz: fixtures
 	FUZZ_COUNT=10000 node --test test/dist/fuzz.e2e.test.js
+
+# The engine addon under AddressSanitizer + UBSan, driven by the engine's tests (a separate build in
+# daemon/native/build-asan; Node itself is not instrumented, so the runtime is preloaded and V8's
+# own allocations are not leak-checked).
+ASAN_ADDON := daemon/native/build-asan/nanollm.node
+test-asan: fixtures
+	cd daemon && NANOLLM_SANITIZE=1 NANOLLM_ADDON_OUT=$(CURDIR)/$(ASAN_ADDON) node native/build.mjs
+	NANOLLM_ADDON=$(CURDIR)/$(ASAN_ADDON) LD_PRELOAD="$$(g++ -print-file-name=libasan.so) $$(g++ -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  node --test --test-concurrency=1 test/dist/engine.test.js test/dist/chat.e2e.test.js test/dist/stops.e2e.test.js \
+	    test/dist/functions.e2e.test.js test/dist/durability.e2e.test.js test/dist/load.e2e.test.js
 
 # Daemon + chat. MODEL=path.gguf (or NANOLLM_MODEL) picks the model; default: fetched once.
 run: build
@@ -52,4 +70,4 @@ bench-peer: install
 	scripts/build-peer.sh
 
 clean:
-	rm -rf node_modules */node_modules */dist *.tsbuildinfo */*.tsbuildinfo shared/src/gen test/fixtures/models
+	rm -rf node_modules */node_modules */dist *.tsbuildinfo */*.tsbuildinfo shared/src/gen test/fixtures/models daemon/native/build daemon/native/build-asan daemon/native/llama

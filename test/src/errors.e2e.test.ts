@@ -94,7 +94,7 @@ describe("bad input gets a clear error and the daemon keeps serving", () => {
     writeTruncatedGguf(tinyModel(), truncated, 0.5);
     writeBadMagicGguf(badMagic, { srcPath: tinyModel() });
     await rejectsWith(d.client.createSession({ model: truncated }), "INVALID_ARGUMENT", /not a loadable GGUF model/);
-    await rejectsWith(d.client.createSession({ model: badMagic }), "INVALID_ARGUMENT", /not a loadable GGUF model/);
+    await rejectsWith(d.client.createSession({ model: badMagic }), "INVALID_ARGUMENT", /is not a GGUF file; pass a llama.cpp model/);
     await stillServes();
   });
 

@@ -47,7 +47,7 @@ describe("continuous batching", () => {
     try {
       const host = await d.daemon.state.models.get("");
       const sessions = await Promise.all(Array.from({ length: 4 }, () => d.client.createSession({ chatTemplate: "chat-ml" })));
-      const before = { steps: host.pool.batcher.steps, carried: host.pool.batcher.carried };
+      const before = host.loopStats();
       // Each session records how many tokens the others had when it received each of its own.
       const counts = [0, 0, 0, 0];
       let maxLead = 0;
@@ -60,8 +60,9 @@ describe("continuous batching", () => {
           }
         }),
       );
-      const steps = host.pool.batcher.steps - before.steps;
-      const perStep = (host.pool.batcher.carried - before.carried) / steps;
+      const after = host.loopStats();
+      const steps = after.steps - before.steps;
+      const perStep = (after.carried - before.carried) / steps;
       assert.ok(perStep > 3, `${perStep.toFixed(2)} sessions per round`);
       assert.deepEqual(counts, [48, 48, 48, 48]);
       assert.ok(maxLead < 24, `no session ran ahead by more than half a reply (max lead ${maxLead} tokens)`);

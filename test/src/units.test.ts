@@ -6,8 +6,7 @@ import { NanoError } from "@nanollm/shared";
 import { renderToString, TemplateRegistry } from "@nanollm/daemon";
 import { ReplyText } from "@nanollm/daemon/dist/sessions/ReplyText.js";
 import { resolveSampling } from "@nanollm/daemon/dist/sessions/params.js";
-import { planRound } from "@nanollm/daemon/dist/engine/StepBatcher.js";
-import { DecodeCosts } from "@nanollm/daemon/dist/engine/DecodeCosts.js";
+import { nativeAddon } from "@nanollm/daemon/dist/engine/native.js";
 import { tempDir } from "./helpers/fixtures.js";
 
 describe("ReplyText", () => {
@@ -100,51 +99,40 @@ describe("generation settings", () => {
   });
 });
 
-describe("batch plan (planRound)", () => {
-  // Work per sequence: one token left when it is a reply step, many when it is a prompt.
-  const work = (seq: number, tokens: number, done = 0) => ({ sequenceId: seq, tokens: Array.from({ length: tokens }, () => 7), done, sampler: undefined });
-  const plan = (items: ReturnType<typeof work>[], size: number) => planRound(items, size).map((s) => [s.work.sequenceId, s.count]);
+describe("batch plan (the native loop's planRound)", () => {
+  // Work per sequence in arrival order: one token left when it is a reply step, many when it is a prompt.
+  const plan = (items: [number, number][], size: number) => nativeAddon().planRound(items.map(([seq, left]) => ({ seq, left })), size);
 
   it("puts reply steps in the batch before prompt chunks", () => {
     // Sequence 1's 300-token prompt arrived first, but the three generating sequences go in whole.
-    assert.deepEqual(plan([work(1, 300), work(4, 1), work(0, 1), work(2, 1)], 256), [[0, 1], [1, 253], [2, 1], [4, 1]]);
+    assert.deepEqual(plan([[1, 300], [4, 1], [0, 1], [2, 1]], 256), [[0, 1], [1, 253], [2, 1], [4, 1]]);
   });
 
   it("continues a prompt where the last batch left it", () => {
-    assert.deepEqual(plan([work(1, 300, 253), work(0, 1)], 256), [[0, 1], [1, 47]]);
+    assert.deepEqual(plan([[1, 47], [0, 1]], 256), [[0, 1], [1, 47]]);
   });
 
   it("orders the batch by sequence id, so llama.cpp keeps it in one micro-batch", () => {
-    assert.deepEqual(plan([work(3, 1), work(0, 1), work(5, 1), work(1, 1), work(2, 1), work(4, 1)], 256).map(([s]) => s), [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(plan([[3, 1], [0, 1], [5, 1], [1, 1], [2, 1], [4, 1]], 256).map(([s]) => s), [0, 1, 2, 3, 4, 5]);
   });
 
   it("leaves out what does not fit", () => {
-    assert.deepEqual(plan([work(2, 1), work(1, 1), work(0, 1)], 2), [[1, 1], [2, 1]]);
+    assert.deepEqual(plan([[2, 1], [1, 1], [0, 1]], 2), [[1, 1], [2, 1]]);
   });
 });
 
-describe("decode costs (when to split a round of reply steps)", () => {
+describe("decode costs (when the native loop splits a round of reply steps)", () => {
+  const trace = nativeAddon().decodeCostsTrace;
+
   it("measures the batch first, then the singles, then picks the cheaper way", () => {
-    const c = new DecodeCosts(0.5, 1000);
-    assert.equal(c.split(2), false, "nothing known: batch, and measure it");
-    c.record(2, 20);
-    assert.equal(c.split(2), true, "one token's cost unknown: try singles");
-    c.record(1, 6.5);
-    assert.equal(c.split(2), true, "2 × 6.5 ms beats 20 ms");
-    c.record(8, 40);
-    assert.equal(c.split(8), false, "8 × 6.5 ms loses to 40 ms");
-    assert.equal(c.split(1), false);
+    const out = trace(0.5, 1000, [["split", 2], ["record", 2, 20], ["split", 2], ["record", 1, 6.5], ["split", 2], ["record", 8, 40], ["split", 8], ["split", 1]]);
+    // Nothing known: batch, and measure it; one token's cost unknown: try singles; 2 × 6.5 ms beats
+    // 20 ms; 8 × 6.5 ms loses to 40 ms; one token is never split.
+    assert.deepEqual(out, [false, true, true, false, false]);
   });
 
   it("follows changes: averages new measurements and now and then tries the other way", () => {
-    const c = new DecodeCosts(0.5, 4);
-    c.record(1, 10);
-    c.record(2, 15);
-    assert.deepEqual([1, 2, 3, 4, 5].map(() => c.split(2)), [false, false, false, true, false]);
-    c.record(2, 25);
-    assert.equal(c.estimate(2), 20);
-    assert.equal(c.split(2), false, "2 × 10 × 1.05 is not below 20");
-    c.record(2, 40);
-    assert.equal(c.split(2), true);
+    const out = trace(0.5, 4, [["record", 1, 10], ["record", 2, 15], ["split", 2], ["split", 2], ["split", 2], ["split", 2], ["split", 2], ["record", 2, 25], ["estimate", 2], ["split", 2], ["record", 2, 40], ["split", 2]]);
+    assert.deepEqual(out, [false, false, false, true, false, 20, false, true]);
   });
 });

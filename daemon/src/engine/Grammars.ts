@@ -1,42 +1,47 @@
-import { LlamaGrammarEvaluationState, type Llama, type LlamaGrammar, type LlamaModel } from "node-llama-cpp";
 import { fail } from "@nanollm/shared";
+import type { NativeGrammar, NativeModel } from "./native.js";
+import { checkGbnf } from "../grammar/checkGbnf.js";
+import { jsonSchemaToGbnf } from "../grammar/jsonSchemaToGbnf.js";
 
-/** Compiles GBNF grammars once per text and hands out fresh evaluation states for turns. */
+/** Compiled grammars kept for reuse; the least recently used go first. */
+const CACHE_SIZE = 64;
+
+/** Compiles GBNF grammars once per text (after a pre-check, so llama.cpp's parser never sees a hostile one). */
 export class Grammars {
-  private readonly compiled = new Map<string, Promise<LlamaGrammar>>();
+  private readonly compiled = new Map<string, NativeGrammar>();
 
-  constructor(
-    private readonly llama: Llama,
-    private readonly model: LlamaModel,
-  ) {}
+  constructor(private readonly model: NativeModel) {}
 
   /**
    * A grammar for the JSON of a tool call, `{"name": ..., "arguments": {...}}` with each function's
    * arguments schema, followed by `closing` (the template's end-of-call text, if it is text).
-   * Returns a factory of fresh states, or undefined when a schema cannot be turned into a grammar.
+   * Undefined when a schema cannot be turned into a grammar.
    */
-  async toolCall(schema: object, closing: string): Promise<(() => LlamaGrammarEvaluationState) | undefined> {
+  toolCall(schema: object, closing: string): NativeGrammar | undefined {
     try {
-      const json = await this.llama.createGrammarForJsonSchema(schema as Parameters<Llama["createGrammarForJsonSchema"]>[0]);
-      const gbnf = `${json.grammar.replace(/^root ::=/m, "toolcall ::=")}\nroot ::= toolcall${closing ? ` ${JSON.stringify(closing)}` : ""}\n`;
-      const grammar = await this.llama.createGrammar({ grammar: gbnf });
-      return () => new LlamaGrammarEvaluationState({ model: this.model, grammar });
+      const json = jsonSchemaToGbnf(schema, { rootName: "toolcall" });
+      return this.compile(`${json}\nroot ::= toolcall${closing ? ` ${JSON.stringify(closing)}` : ""}\n`);
     } catch {
       return undefined;
     }
   }
 
-  async state(gbnf: string): Promise<LlamaGrammarEvaluationState> {
-    let grammar = this.compiled.get(gbnf);
-    if (!grammar) {
-      grammar = this.llama.createGrammar({ grammar: gbnf });
-      this.compiled.set(gbnf, grammar);
-      grammar.catch(() => this.compiled.delete(gbnf));
+  compile(gbnf: string): NativeGrammar {
+    const hit = this.compiled.get(gbnf);
+    if (hit) {
+      this.compiled.delete(gbnf);
+      this.compiled.set(gbnf, hit);
+      return hit;
     }
+    checkGbnf(gbnf);
+    let grammar: NativeGrammar;
     try {
-      return new LlamaGrammarEvaluationState({ model: this.model, grammar: await grammar });
+      grammar = this.model.grammar(gbnf);
     } catch (err) {
       throw fail.invalid(`The grammar is not valid GBNF (${(err as Error).message.split("\n")[0]}); fix it and retry.`);
     }
+    this.compiled.set(gbnf, grammar);
+    if (this.compiled.size > CACHE_SIZE) this.compiled.delete(this.compiled.keys().next().value!);
+    return grammar;
   }
 }

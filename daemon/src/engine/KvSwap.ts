@@ -1,12 +1,26 @@
+import crypto from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import type { LlamaContextSequence } from "node-llama-cpp";
+import type { ContextLoop } from "./ContextLoop.js";
+
+/** Bumped whenever what a state file holds changes meaning. */
+const FORMAT = 1;
+
+interface Sidecar {
+  format: number;
+  model: string;
+  tokens: number;
+  bytes: number;
+  sha256: string;
+}
 
 /**
  * Sequence states parked on disk: when a session's sequence is lent to another session, its KV
  * cache is saved here and loaded back on its next turn, bit for bit, instead of re-prefilled.
- * A sidecar names the model file (path, size, mtime) so a state never loads into another model.
+ * A sidecar names the model file (path, size, mtime), the token count, the size and a SHA-256 of
+ * the state: a file that does not verify (truncated, edited, another model's) is discarded and the
+ * session re-prefilled, never handed to llama.cpp, which trusts what it reads.
  */
 export class KvSwap {
   constructor(
@@ -15,6 +29,8 @@ export class KvSwap {
     private readonly log: (line: string) => void,
   ) {
     fs.mkdirSync(dir, { recursive: true });
+    // A crash mid-save leaves a temporary file that nothing will finish.
+    for (const f of fs.readdirSync(dir)) if (f.endsWith(".tmp")) fs.rmSync(path.join(dir, f), { force: true });
   }
 
   /** Identifies a model file's exact contents cheaply. */
@@ -23,29 +39,40 @@ export class KvSwap {
     return `${path.resolve(file)}:${st.size}:${st.mtimeMs}`;
   }
 
-  async save(owner: string, seq: LlamaContextSequence): Promise<void> {
-    if (seq.contextTokens.length === 0) return;
+  async save(owner: string, loop: ContextLoop, seq: number): Promise<void> {
+    const tokens = loop.cachedLength(seq);
+    if (tokens === 0) return;
     const file = this.file(owner);
     try {
-      await seq.saveStateToFile(`${file}.tmp`);
+      const bytes = await loop.save(seq, `${file}.tmp`);
+      const sidecar: Sidecar = { format: FORMAT, model: this.modelId, tokens, bytes, sha256: await sha256(`${file}.tmp`) };
+      await fsp.rm(`${file}.json`, { force: true });
       await fsp.rename(`${file}.tmp`, file);
-      await fsp.writeFile(`${file}.json`, JSON.stringify({ model: this.modelId, tokens: seq.contextTokens.length }));
+      await fsp.writeFile(`${file}.json.tmp`, JSON.stringify(sidecar));
+      await fsp.rename(`${file}.json.tmp`, `${file}.json`);
     } catch (err) {
       this.log(`could not save the KV cache of session ${owner} (${(err as Error).message}); it will be re-prefilled`);
       await this.drop(owner);
     }
   }
 
-  /** Loads the owner's parked state into an empty sequence; false when there is none to load. */
-  async load(owner: string, seq: LlamaContextSequence): Promise<boolean> {
+  /** Loads the owner's parked state into an empty sequence; false when there is none that verifies. */
+  async load(owner: string, loop: ContextLoop, seq: number): Promise<boolean> {
     const file = this.file(owner);
-    if (!this.matches(file)) return false;
     try {
-      await seq.loadStateFromFile(file, { acceptRisk: true });
+      const why = await this.verify(file);
+      if (why === "absent") return false;
+      if (why) {
+        this.log(`discarded the KV cache of session ${owner} (${why}); re-prefilling it`);
+        return false;
+      }
+      const tokens = await loop.load(seq, file);
+      const expected = this.sidecar(file)?.tokens;
+      if (tokens.length !== expected) throw new Error(`it held ${tokens.length} tokens, not ${expected}`);
       return true;
     } catch (err) {
       this.log(`could not load the KV cache of session ${owner} (${(err as Error).message}); re-prefilling it`);
-      await seq.clearHistory();
+      await loop.clear(seq);
       return false;
     } finally {
       await this.drop(owner);
@@ -54,19 +81,43 @@ export class KvSwap {
 
   async drop(owner: string): Promise<void> {
     const file = this.file(owner);
-    await Promise.all([fsp.rm(file, { force: true }), fsp.rm(`${file}.json`, { force: true }), fsp.rm(`${file}.tmp`, { force: true })]);
+    await Promise.all([file, `${file}.json`, `${file}.tmp`, `${file}.json.tmp`].map((f) => fsp.rm(f, { force: true })));
   }
 
-  private matches(file: string): boolean {
+  /** Why a parked state must not be loaded, "absent" when there is none, "" when it verifies. */
+  private async verify(file: string): Promise<string> {
+    if (!fs.existsSync(`${file}.json`) && !fs.existsSync(file)) return "absent";
+    const side = this.sidecar(file);
+    if (!side) return "its description is missing or unreadable";
+    if (side.format !== FORMAT) return `it is of format ${String(side.format)}, not ${FORMAT}`;
+    if (side.model !== this.modelId) return "it was written for another model file";
+    const size = fs.existsSync(file) ? fs.statSync(file).size : -1;
+    if (size !== side.bytes) return `it is ${size} bytes, not ${side.bytes}`;
+    if ((await sha256(file)) !== side.sha256) return "its checksum does not match";
+    return "";
+  }
+
+  private sidecar(file: string): Sidecar | undefined {
     try {
-      const side = JSON.parse(fs.readFileSync(`${file}.json`, "utf8")) as { model?: string };
-      return side.model === this.modelId && fs.existsSync(file);
+      const s = JSON.parse(fs.readFileSync(`${file}.json`, "utf8")) as Partial<Sidecar>;
+      const ok = typeof s.format === "number" && typeof s.model === "string" && Number.isInteger(s.tokens) && Number.isInteger(s.bytes) && typeof s.sha256 === "string";
+      return ok ? (s as Sidecar) : undefined;
     } catch {
-      return false;
+      return undefined;
     }
   }
 
   private file(owner: string): string {
     return path.join(this.dir, `${owner.replace(/[^\w.-]/g, "_")}.kv`);
   }
+}
+
+function sha256(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = crypto.createHash("sha256");
+    fs.createReadStream(file, { highWaterMark: 1 << 20 })
+      .on("data", (chunk) => hash.update(chunk))
+      .on("error", reject)
+      .on("end", () => resolve(hash.digest("hex")));
+  });
 }

@@ -1,84 +1,70 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaModel } from "node-llama-cpp";
-import { fail, NanoError } from "@nanollm/shared";
+import { fail } from "@nanollm/shared";
+import { ContextLoop } from "./ContextLoop.js";
+import { Grammars } from "./Grammars.js";
 import { kvCacheBytes } from "./kvBytes.js";
 import { KvSwap } from "./KvSwap.js";
-import { Grammars } from "./Grammars.js";
+import { loadLlama, nativeAddon, type NativeModel, type NativeModelInfo } from "./native.js";
 import { SequencePool } from "./SequencePool.js";
-import { native, nativeOne, type EngineOptions, type GpuChoice, type ModelFacts, type Segment, type Token } from "./types.js";
+import { Tokenizer } from "./Tokenizer.js";
+import type { EngineOptions, GpuChoice, ModelFacts, Segment, Token } from "./types.js";
 
-// One Llama binding per process: every model shares its backend and thread settings.
-let llamaPromise: Promise<Llama> | undefined;
-
-async function sharedLlama(gpu: GpuChoice, maxThreads: number, log: (line: string) => void): Promise<Llama> {
-  llamaPromise ??= getLlama({
-    build: "never",
-    gpu: gpu === "cpu" ? false : gpu,
-    maxThreads,
-    logLevel: LlamaLogLevel.warn,
-    logger: (level, message) => {
-      const text = message.trim();
-      if (text && (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)) log(`llama.cpp: ${text}`);
-    },
-  });
-  return llamaPromise;
-}
+/** Tokens per llama_decode: a long prompt delays the sessions that are generating by one batch at a time. */
+const BATCH = 256;
 
 export interface EngineInfo {
   /** cpu, cuda, vulkan or metal. */
   backend: string;
-  /** "prebuilt" (from npm) or "native" (`make native`: built here, with OpenMP). */
+  /** "prebuilt" (from npm) or "native" (`make native`: built here). */
   binary: string;
   threads: number;
   batchThreads: number;
 }
 
 /**
- * Loads the llama.cpp binding and settles the thread counts: the given ones, else one-token steps
- * on every core but one, which is left to the event loop, and batches on every core. Measured on 2
- * cores: the prebuilt binary (no OpenMP; its threads spin at a barrier per graph node) decoded the
- * 114M bench model at 124–130 tok/s on 1 thread and 51–58 on 2; a native OpenMP build at 115–124 on
- * either, and the 260K stories model at 773 tok/s on 1 thread, 120–259 on 2. Batches gain from
- * every core (prefill 390 → 650 tok/s, 16 sessions 221 → 272 tok/s at 2 batch threads, prebuilt).
+ * Loads llama.cpp (the variant for `gpu`) and settles the thread counts: the given ones, else
+ * every core for both. With the addon's persistent ggml threadpool, 2 threads decode one stream
+ * faster than 1 on the 2-core bench box (see README "Threads"); node-llama-cpp's per-decode
+ * threads made 1 the better default before.
  */
-export async function startEngine(opts: { gpu: GpuChoice; threads?: number; batchThreads?: number; log: (line: string) => void }): Promise<EngineInfo> {
+export function startEngine(opts: { gpu: GpuChoice; threads?: number; batchThreads?: number; log: (line: string) => void }): EngineInfo {
+  const lib = loadLlama(opts.gpu);
   const cores = os.availableParallelism();
-  const llama = await sharedLlama(opts.gpu, cores, opts.log);
-  const openMp = /OPENMP = 1/.test(llama.systemInfo);
-  const threads = opts.threads ?? Math.max(1, cores - 1);
+  const threads = opts.threads ?? cores;
   const batchThreads = opts.batchThreads ?? cores;
-  llama.maxThreads = Math.max(threads, batchThreads);
-  const binary = llama.buildType === "localBuild" ? `native${openMp ? ", OpenMP" : ""}` : "prebuilt";
-  return { backend: llama.gpu === false ? "cpu" : llama.gpu, binary, threads, batchThreads };
+  const backend = lib.gpu ? lib.variant.backend : "cpu";
+  return { backend, binary: lib.variant.binary, threads, batchThreads };
 }
 
 /** A loaded GGUF model with one context of `parallel` sequences, one per session holding a KV cache. */
 export class ModelHost {
   readonly pool: SequencePool;
   private readonly grammars: Grammars;
+  private readonly tokenizer: Tokenizer;
   private disposed = false;
   private tempSwapDir: string | undefined;
 
   private constructor(
-    private readonly model: LlamaModel,
-    private readonly context: LlamaContext,
+    private readonly model: NativeModel,
+    private readonly loop: ContextLoop,
+    private readonly vocab: NativeModelInfo,
     readonly facts: ModelFacts,
     maxQueue: number,
     swap: KvSwap,
-    threads: { decode: number; batch: number },
   ) {
-    this.pool = new SequencePool(context, model, facts.vocabSize, maxQueue, swap, threads);
-    this.grammars = new Grammars(model.llama, model);
+    this.tokenizer = new Tokenizer(model, vocab);
+    this.pool = new SequencePool(loop, facts.sequences, vocab.eog, maxQueue, swap);
+    this.grammars = new Grammars(model);
   }
 
-  /** A fresh evaluation state for a GBNF grammar (compiled once); bad GBNF is INVALID_ARGUMENT. */
+  /** A compiled GBNF grammar for a turn; bad GBNF is INVALID_ARGUMENT. */
   grammar(gbnf: string) {
-    return this.grammars.state(gbnf);
+    return this.grammars.compile(gbnf);
   }
 
-  /** A factory of grammar states that constrain a tool call's JSON to the functions' schemas. */
+  /** A grammar that constrains a tool call's JSON to the functions' schemas, or undefined. */
   toolCallGrammar(schema: object, closing: string) {
     return this.grammars.toolCall(schema, closing);
   }
@@ -88,95 +74,73 @@ export class ModelHost {
     if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {
       throw fail.notFound(`Model file ${file} does not exist; pass the path of a .gguf file.`);
     }
-    const llama = await sharedLlama(opts.gpu, Math.max(opts.threads, opts.batchThreads), opts.log);
-    llama.maxThreads = Math.max(llama.maxThreads, opts.threads, opts.batchThreads);
-    let model: LlamaModel;
+    checkGguf(file);
+    if (opts.ctx < 16) throw fail.invalid(`--ctx ${opts.ctx} is too small; use at least 16 tokens.`);
+    const lib = loadLlama(opts.gpu);
     const started = performance.now();
     let lastShown = started;
     opts.log(`loading ${file} (${(fs.statSync(file).size / 2 ** 20).toFixed(1)} MiB)`);
+    let model: NativeModel;
     try {
-      model = await llama.loadModel({
-        modelPath: file,
+      model = await nativeAddon().loadModel(file, { gpuLayers: lib.gpu ? 999 : 0 }, (p) => {
         // At most one progress line a second, so big models show progress and small ones stay quiet.
-        onLoadProgress: (p) => {
-          const now = performance.now();
-          if (now - lastShown < 1000 || p >= 1) return;
-          lastShown = now;
-          opts.log(`loading ${path.basename(file)}: ${Math.floor(p * 100)}%`);
-        },
+        const now = performance.now();
+        if (now - lastShown < 1000 || p >= 1) return;
+        lastShown = now;
+        opts.log(`loading ${path.basename(file)}: ${Math.floor(p * 100)}%`);
       });
     } catch (err) {
-      throw fail.invalid(`${file} is not a loadable GGUF model (${firstLine(err)}); check the file is complete and a llama.cpp model.`);
+      throw fail.invalid(`${file} is not a loadable GGUF model (${(err as Error).message}); check the file is complete and a llama.cpp model.`);
     }
-    const trainCtx = model.trainContextSize;
+    const vocab = model.info();
     const shape = modelShape(model);
     if (opts.kvCacheType === "q8_0" && shape.headDim % 32 !== 0) {
-      await model.dispose();
+      model.dispose();
       throw fail.invalid(`--kv-cache-type q8_0 needs an attention head size divisible by 32, and ${path.basename(file)} has ${shape.headDim}; use f16.`);
     }
-    if (opts.ctx < 16) throw fail.invalid(`--ctx ${opts.ctx} is too small; use at least 16 tokens.`);
-    const kvType = opts.kvCacheType === "q8_0" ? "Q8_0" : "F16";
-    let context: LlamaContext | undefined;
-    try {
-      context = await model.createContext({
-        contextSize: opts.ctx,
-        sequences: opts.parallel,
-        threads: opts.threads,
-        // Every evaluation goes through the StepBatcher, at most this many tokens per llama_decode:
-        // a long prompt delays the sessions that are generating by one batch at a time.
-        batchSize: 256,
-        // llama.cpp only supports a quantized V cache with flash attention.
-        flashAttention: true,
-        experimentalKvCacheKeyType: kvType,
-        experimentalKvCacheValueType: kvType,
-      });
-    } catch (err) {
-      await model.dispose();
-      throw fail.exhausted(`Could not create a ${opts.parallel}×${opts.ctx}-token context for ${path.basename(file)} (${firstLine(err)}); lower --ctx or --parallel.`);
+    let ctx = opts.ctx;
+    if (vocab.trainContextSize > 0 && ctx > vocab.trainContextSize) {
+      opts.log(`warning: --ctx ${ctx} is more than ${path.basename(file)} was trained for; using its ${vocab.trainContextSize} tokens`);
+      ctx = vocab.trainContextSize;
     }
-    const facts = describe(model, shape, file, opts, context.contextSize, trainCtx);
+    const loop = new ContextLoop();
+    try {
+      loop.attach(await model.createContext({ ctx, seqs: opts.parallel, batch: BATCH, threads: opts.threads, batchThreads: opts.batchThreads, kvCacheType: opts.kvCacheType, onEvents: loop.onEvents }));
+    } catch (err) {
+      model.dispose();
+      throw fail.exhausted(`Could not create a ${opts.parallel}×${ctx}-token context for ${path.basename(file)} (${(err as Error).message}); lower --ctx or --parallel.`);
+    }
+    const facts = describe(model, vocab, shape, file, opts, loop.contextSize);
     opts.log(`loaded ${facts.name} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     // Without a data dir, parked caches live in a temporary folder removed at dispose.
     const swapDir = opts.swapDir ? path.join(opts.swapDir, facts.name) : fs.mkdtempSync(path.join(os.tmpdir(), "nanollm-kv-"));
-    const host = new ModelHost(model, context, facts, opts.maxQueue, new KvSwap(swapDir, KvSwap.modelId(file), opts.log), { decode: opts.threads, batch: opts.batchThreads });
+    const host = new ModelHost(model, loop, vocab, facts, opts.maxQueue, new KvSwap(swapDir, KvSwap.modelId(file), opts.log));
     host.tempSwapDir = opts.swapDir ? undefined : swapDir;
     return host;
   }
 
   /** Tokens of a rendered prompt; template text may form control tokens, user text never does. */
   tokenize(segments: readonly Segment[]): Token[] {
-    const out: Token[] = [];
-    for (const seg of segments) {
-      if (seg.kind === "tokens") {
-        out.push(...seg.ids);
-        continue;
-      }
-      // Later pieces continue a prompt, so SPM's leading-space marker must not be added to them.
-      const ids = this.model.tokenize(seg.text, seg.kind === "control", out.length > 0 ? "trimLeadingSpace" : undefined);
-      out.push(...ids);
-    }
-    const bos = this.model.tokens.bos;
-    if (this.model.tokens.shouldPrependBosToken && bos !== null && out[0] !== bos) out.unshift(bos as Token);
-    return out;
+    return this.tokenizer.segments(segments);
   }
 
   /** Plain tokenization of text (control strings stay plain); `continuation` for mid-text pieces. */
   tokenizeText(text: string, continuation = false): Token[] {
-    return this.model.tokenize(text, false, continuation ? "trimLeadingSpace" : undefined) as Token[];
+    return this.tokenizer.text(text, false, continuation);
   }
 
   /** Text of `ids`; `before` gives the preceding tokens so leading spaces come out right. */
   detokenize(ids: readonly Token[], before?: readonly Token[], specialTokens = false): string {
-    return this.model.detokenize(native(ids), specialTokens, before && native(before));
+    return this.tokenizer.detokenize(ids, before, specialTokens);
   }
 
   /** The token's text including control tokens' own text. */
   tokenText(id: Token): string {
-    return this.model.detokenize([nativeOne(id)], true);
+    return this.tokenizer.detokenize([id], undefined, true);
   }
 
   isEog(id: Token): boolean {
-    return this.model.isEogToken(nativeOne(id));
+    return this.tokenizer.isEog(id);
   }
 
   /** Whether `id` names a token of this model's vocabulary (client-supplied ids are checked). */
@@ -190,7 +154,13 @@ export class ModelHost {
 
   /** The token that closes a reply cut short (rule 4 of the templates): end-of-turn, else EOS. */
   get endOfReplyToken(): Token | undefined {
-    return (this.model.tokens.eot ?? this.model.tokens.eos ?? undefined) as Token | undefined;
+    const t = this.vocab.eot >= 0 ? this.vocab.eot : this.vocab.eos;
+    return t >= 0 ? t : undefined;
+  }
+
+  /** Decode counters of the context's loop (for tests and benchmarks). */
+  loopStats() {
+    return this.loop.stats();
   }
 
   async dispose(): Promise<void> {
@@ -198,8 +168,22 @@ export class ModelHost {
     this.disposed = true;
     if (this.tempSwapDir) fs.rmSync(this.tempSwapDir, { recursive: true, force: true });
     else await this.pool.saveAll();
-    await this.context.dispose();
-    await this.model.dispose();
+    this.loop.dispose();
+    this.model.dispose();
+  }
+}
+
+/** A file that is not GGUF never reaches llama.cpp. */
+function checkGguf(file: string): void {
+  const fd = fs.openSync(file, "r");
+  try {
+    const head = Buffer.alloc(8);
+    const n = fs.readSync(fd, head, 0, 8, 0);
+    if (n < 8 || head.toString("latin1", 0, 4) !== "GGUF") throw fail.invalid(`${file} is not a GGUF file; pass a llama.cpp model (.gguf).`);
+    const version = head.readUInt32LE(4);
+    if (version < 2 || version > 3) throw fail.invalid(`${file} is GGUF version ${version}, which this llama.cpp does not read; convert it again with a current llama.cpp.`);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -209,40 +193,35 @@ interface ModelShape {
   kvEmbd: number;
 }
 
-function modelShape(model: LlamaModel): ModelShape {
-  const arch = model.fileInfo.architectureMetadata as {
-    block_count?: number;
-    embedding_length?: number;
-    attention?: { head_count?: number; head_count_kv?: number | number[]; key_length?: number };
+function modelShape(model: NativeModel): ModelShape {
+  const arch = model.meta("general.architecture") ?? "";
+  const num = (key: string): number | undefined => {
+    const v = model.meta(`${arch}.${key}`);
+    if (v === undefined) return undefined;
+    // Per-layer arrays come as text; the largest entry bounds the cache.
+    const nums = (v.match(/\d+/g) ?? []).map(Number);
+    return nums.length ? Math.max(...nums.slice(0, 4096)) : undefined;
   };
-  const heads = arch.attention?.head_count ?? 1;
-  const kvHeadsRaw = arch.attention?.head_count_kv ?? heads;
-  const kvHeads = Array.isArray(kvHeadsRaw) ? Math.max(...kvHeadsRaw) : kvHeadsRaw;
-  const headDim = arch.attention?.key_length ?? (arch.embedding_length ?? 0) / heads;
-  return { layers: arch.block_count ?? 0, headDim, kvEmbd: kvHeads * headDim };
+  const heads = num("attention.head_count") ?? 1;
+  const kvHeads = num("attention.head_count_kv") ?? heads;
+  const headDim = num("attention.key_length") ?? (num("embedding_length") ?? 0) / heads;
+  return { layers: num("block_count") ?? 0, headDim, kvEmbd: kvHeads * headDim };
 }
 
-function describe(model: LlamaModel, shape: ModelShape, file: string, opts: EngineOptions, ctx: number, trainCtx: number): ModelFacts {
-  const meta = model.fileInfo.metadata;
-  const parameters = model.fileInfo.tensorInfo?.reduce((sum, t) => sum + t.dimensions.reduce<number>((a, d) => a * Number(d), 1), 0) ?? 0;
+function describe(model: NativeModel, vocab: NativeModelInfo, shape: ModelShape, file: string, opts: EngineOptions, ctx: number): ModelFacts {
   return {
     name: path.basename(file).replace(/\.gguf$/i, ""),
     file,
     sizeBytes: fs.statSync(file).size,
-    architecture: String(meta.general?.architecture ?? "unknown"),
-    parameters,
+    architecture: model.meta("general.architecture") ?? "unknown",
+    parameters: vocab.parameters,
     contextSize: ctx,
     sequences: opts.parallel,
     kvCacheBytes: kvCacheBytes(shape, ctx * opts.parallel, opts.kvCacheType),
     kvCacheType: opts.kvCacheType,
-    trainContextSize: trainCtx,
-    ggufName: String(meta.general?.name ?? ""),
-    vocabSize: Array.isArray(meta.tokenizer?.ggml?.tokens) ? meta.tokenizer.ggml.tokens.length : 0,
-    chatTemplateJinja: typeof meta.tokenizer?.chat_template === "string" ? meta.tokenizer.chat_template : undefined,
+    trainContextSize: vocab.trainContextSize,
+    ggufName: model.meta("general.name") ?? "",
+    vocabSize: vocab.vocabSize,
+    chatTemplateJinja: model.meta("tokenizer.chat_template"),
   };
-}
-
-function firstLine(err: unknown): string {
-  const msg = err instanceof NanoError || err instanceof Error ? err.message : String(err);
-  return msg.split("\n")[0] ?? msg;
 }

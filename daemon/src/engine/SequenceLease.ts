@@ -1,15 +1,24 @@
-import type { LlamaContextSequence, LlamaGrammarEvaluationState } from "node-llama-cpp";
-import type { KvSwap } from "./KvSwap.js";
-import type { StepBatcher } from "./StepBatcher.js";
-import { TokenStepper } from "./TokenStepper.js";
 import { fail } from "@nanollm/shared";
-import { native, type PrefillStats, type Sampling, type Token } from "./types.js";
+import type { ContextLoop, Reply, ReplyEnd } from "./ContextLoop.js";
+import type { KvSwap } from "./KvSwap.js";
+import type { NativeGrammar } from "./native.js";
+import type { PrefillStats, Sampling, Token } from "./types.js";
 
 export interface Slot {
-  seq: LlamaContextSequence;
+  /** The native sequence id. */
+  seq: number;
   owner: string | undefined;
   busy: boolean;
   lastUsed: number;
+}
+
+/** How a reply's tokens come: free-running, or one at a time while JS decides what follows. */
+export interface ReplyOptions {
+  signal: AbortSignal;
+  /** Each token waits for next(): function calls and tool grammars decide from its text. */
+  lockstep: boolean;
+  /** A grammar for the whole reply, or one that JS switches on mid-reply (lockstep only). */
+  grammar?: NativeGrammar | (() => NativeGrammar | undefined);
 }
 
 /** A session's exclusive use of one KV-cache sequence for the length of a turn. */
@@ -18,86 +27,113 @@ export class SequenceLease {
 
   constructor(
     private readonly slot: Slot,
-    private readonly eog: { keys: Uint32Array; values: Float32Array },
+    private readonly loop: ContextLoop,
+    private readonly eog: Int32Array,
     /** How the slot changed hands: whose cache to park first, and whether to load the owner's. */
     private handover: { previous: string | undefined; fresh: boolean; swap: KvSwap } | undefined,
     private readonly onRelease: () => void,
-    private readonly batcher: StepBatcher,
   ) {}
 
   get contextSize(): number {
-    return this.slot.seq.contextSize;
+    return this.loop.contextSize;
   }
 
   get cachedTokens(): readonly Token[] {
-    return this.slot.seq.contextTokens;
+    return this.loop.cached(this.slot.seq);
   }
 
   /**
    * Readies the cache for a prompt: takes the sequence over from its previous owner if needed and
-   * erases what does not match `tokens`. Evaluates nothing: the reply's first decode step evaluates
-   * the rest of the prompt in the same batch that gives the first token's logits, so it always
-   * leaves at least the prompt's last token to evaluate.
+   * erases what does not match `tokens`. Evaluates nothing: the reply's first step evaluates the
+   * rest of the prompt in the same batch that gives the first token's logits, so it always leaves
+   * at least the prompt's last token to evaluate.
    */
   async prepare(tokens: readonly Token[]): Promise<PrefillStats> {
     if (tokens.length === 0) throw fail.invalid("The prompt rendered to no tokens; send some text.");
-    const keep = await this.align(tokens.slice(0, -1));
+    const keep = await this.align(tokens, tokens.length - 1);
     return { inputTokens: tokens.length, reusedTokens: keep, evaluatedTokens: tokens.length - keep };
   }
 
   /** Makes the cache hold exactly `tokens`, erasing a divergent tail and evaluating the rest. */
   async sync(tokens: readonly Token[], signal: AbortSignal): Promise<void> {
-    const keep = await this.align(tokens);
+    const keep = await this.align(tokens, tokens.length);
     if (signal.aborted) throw fail.cancelled("The turn was cancelled during prompt evaluation.");
-    await this.batcher.evaluate(this.slot.seq, tokens.slice(keep), { signal });
+    await this.loop.evaluate(this.slot.seq, tokens.slice(keep), signal);
   }
 
-  /** Hands the sequence over if needed, then keeps the longest cached prefix of `tokens`; its length. */
-  private async align(tokens: readonly Token[]): Promise<number> {
+  /** Hands the sequence over if needed, then keeps the longest cached prefix of `tokens` (at most `max`). */
+  private async align(tokens: readonly Token[], max: number): Promise<number> {
     const seq = this.slot.seq;
     if (this.handover) {
       const { previous, fresh, swap } = this.handover;
       this.handover = undefined;
-      if (previous !== undefined) await swap.save(previous, seq);
+      if (previous !== undefined) await swap.save(previous, this.loop, seq);
       if (fresh) {
-        await seq.clearHistory();
-        await swap.load(this.slot.owner!, seq);
+        await this.loop.clear(seq);
+        await swap.load(this.slot.owner!, this.loop, seq);
       }
     }
-    const keep = Math.min(seq.compareContextTokens(native(tokens)).firstDifferentIndex, tokens.length);
-    if (keep < seq.nextTokenIndex) await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
+    const cached = this.loop.cached(seq);
+    let keep = 0;
+    const limit = Math.min(cached.length, max);
+    while (keep < limit && cached[keep] === tokens[keep]) keep++;
+    if (keep < cached.length) await this.loop.erase(seq, keep);
     return keep;
   }
 
   /**
    * Samples reply tokens after `prompt`, whose tokens the cache does not hold yet (after prepare:
-   * at least the last) are evaluated by the first step; `signal` stops that between batches. The
-   * consumer stops by breaking out; the token it last received is then NOT in the cache yet (the
-   * next sync adds it), unless it had asked for the next token already (that step completes first,
-   * and its sample is lost). Passing tokens to next() evaluates them instead of the last token
-   * alone (it must lead them): that is how function results enter the cache mid-reply. Until
-   * `minNewTokens` tokens are out, every end-of-generation token is forbidden in the sampler
-   * itself, unless a grammar is in force: a finished grammar allows nothing but the end, and
-   * forbidding it left no token to sample.
+   * at least the last) are evaluated by the first step. The consumer stops by breaking out; the
+   * token it last received is then NOT in the cache yet (the next sync adds it). In lockstep,
+   * passing tokens to next() evaluates them instead of the last token alone (it must lead them):
+   * that is how function results enter the cache mid-reply. Until `minNewTokens` tokens are out,
+   * every end-of-generation token is forbidden, unless a grammar is in force (a finished grammar
+   * allows nothing but the end).
    */
-  async *decode(prompt: readonly Token[], sampling: Sampling, signal: AbortSignal, grammar?: LlamaGrammarEvaluationState | (() => LlamaGrammarEvaluationState | undefined)): AsyncGenerator<Token, void, Token[] | undefined> {
-    const stepper = new TokenStepper(this.slot.seq, sampling, this.eog, this.batcher);
-    const rules = (sampled: number) => {
-      const inForce = typeof grammar === "function" ? grammar() : grammar;
-      return { grammar: inForce, noEog: sampled < sampling.minNewTokens && inForce === undefined };
-    };
-    const leave = this.batcher.enter();
+  async *decode(prompt: readonly Token[], sampling: Sampling, opts: ReplyOptions): AsyncGenerator<Token, ReplyEnd | undefined, Token[] | undefined> {
+    const cached = this.loop.cachedLength(this.slot.seq);
+    const grammarNow = typeof opts.grammar === "function" ? opts.grammar() : opts.grammar;
+    let applied = grammarNow;
+    const reply: Reply = this.loop.reply({
+      seq: this.slot.seq,
+      tokens: prompt.slice(cached),
+      history: prompt.slice(Math.max(0, cached - 64), cached),
+      sampling: {
+        doSample: sampling.doSample,
+        temperature: sampling.temperature,
+        topK: sampling.topK,
+        topP: sampling.topP,
+        repetitionPenalty: sampling.repetitionPenalty,
+        seed: Math.max(0, Math.floor(sampling.seed)) >>> 0,
+        minNewTokens: this.eog.length > 0 ? sampling.minNewTokens : 0,
+      },
+      // Inserted tokens count against the limit in JS; the loop's own bound is a backstop.
+      maxSamples: Math.max(1, sampling.maxNewTokens),
+      lockstep: opts.lockstep,
+      grammar: grammarNow,
+    });
+    const onAbort = () => void reply.stop();
+    opts.signal.addEventListener("abort", onAbort, { once: true });
+    let first = true;
     try {
-      let sampled = 0;
-      let token = await stepper.step(prompt.slice(this.slot.seq.nextTokenIndex), rules(sampled), signal);
       for (;;) {
-        sampled++;
+        const token = await reply.next();
+        if (token === undefined) {
+          if (first && reply.end === "cancelled") throw fail.cancelled("The turn was cancelled during prompt evaluation.");
+          return reply.end;
+        }
+        first = false;
         const inserted: Token[] | undefined = yield token;
-        token = await stepper.step(inserted ?? [token], rules(sampled));
+        if (opts.lockstep) {
+          const g = typeof opts.grammar === "function" ? opts.grammar() : undefined;
+          const fresh = g !== undefined && g !== applied ? g : undefined;
+          if (fresh) applied = fresh;
+          reply.resume(inserted, fresh);
+        }
       }
     } finally {
-      leave();
-      stepper.dispose();
+      opts.signal.removeEventListener("abort", onAbort);
+      await reply.stop();
     }
   }
 

@@ -1,8 +1,6 @@
-import type { LlamaContext, LlamaModel } from "node-llama-cpp";
-import { eogBias } from "./eogBias.js";
 import { fail } from "@nanollm/shared";
+import type { ContextLoop } from "./ContextLoop.js";
 import type { KvSwap } from "./KvSwap.js";
-import { StepBatcher } from "./StepBatcher.js";
 import { SequenceLease, type Slot } from "./SequenceLease.js";
 
 interface Waiter {
@@ -11,27 +9,23 @@ interface Waiter {
 
 /**
  * Lends the context's sequences (KV caches) to sessions. A session keeps its sequence between
- * turns; when all are taken, the least recently used idle one is cleared and lent to the newcomer
- * (its session re-prefills on its next turn). When every sequence is generating, turns wait in a
- * bounded first-come-first-served queue; past its bound they are refused.
+ * turns; when all are taken, the least recently used idle one is parked on disk and lent to the
+ * newcomer. When every sequence is generating, turns wait in a bounded first-come-first-served
+ * queue; past its bound they are refused.
  */
 export class SequencePool {
-  private readonly slots: Slot[] = [];
+  private readonly slots: Slot[];
   private readonly waiters: Waiter[] = [];
   private clock = 0;
-  readonly batcher: StepBatcher;
-  private readonly eog: { keys: Uint32Array; values: Float32Array };
 
   constructor(
-    private readonly context: LlamaContext,
-    model: LlamaModel,
-    vocabSize: number,
+    private readonly loop: ContextLoop,
+    sequences: number,
+    private readonly eog: Int32Array,
     private readonly maxQueue: number,
     private readonly swap: KvSwap,
-    threads: { decode: number; batch: number },
   ) {
-    this.eog = eogBias(model, vocabSize);
-    this.batcher = new StepBatcher(context, threads);
+    this.slots = Array.from({ length: sequences }, (_, seq) => ({ seq, owner: undefined, busy: false, lastUsed: 0 }));
   }
 
   /** The owner's sequence, else a free one, else the least recently used idle one; waits if none. */
@@ -51,9 +45,16 @@ export class SequencePool {
     }
   }
 
+  /** How many tokens the owner's sequence holds now (0 when it holds none). */
+  cachedLength(owner: string): number {
+    const slot = this.slots.find((s) => s.owner === owner);
+    return slot ? this.loop.cachedLength(slot.seq) : 0;
+  }
+
   /** Tokens the owner's sequence holds now (empty when it holds none). */
   cachedTokens(owner: string): readonly number[] {
-    return this.slots.find((s) => s.owner === owner)?.seq.contextTokens ?? [];
+    const slot = this.slots.find((s) => s.owner === owner);
+    return slot ? this.loop.cached(slot.seq) : [];
   }
 
   /** Frees the owner's sequence, e.g. when its session is deleted or reset. */
@@ -62,25 +63,25 @@ export class SequencePool {
     const slot = this.slots.find((s) => s.owner === owner);
     if (!slot || slot.busy) return;
     slot.owner = undefined;
-    await slot.seq.clearHistory();
+    await this.loop.clear(slot.seq);
   }
 
   /** Parks every idle session's cache on disk (at shutdown), so a restart resumes without re-prefill. */
   async saveAll(): Promise<void> {
-    for (const slot of this.slots) if (slot.owner !== undefined && !slot.busy) await this.swap.save(slot.owner, slot.seq);
+    for (const slot of this.slots) if (slot.owner !== undefined && !slot.busy) await this.swap.save(slot.owner, this.loop, slot.seq);
   }
 
   private tryAcquire(owner: string): SequenceLease | undefined {
     const own = this.slots.find((s) => s.owner === owner);
     if (own?.busy) throw fail.precondition(`Session ${owner} already has a turn running; wait for it to end or cancel it.`);
-    const slot = own ?? this.freeSlot() ?? this.leastRecentlyUsedIdle();
+    const slot = own ?? this.slots.find((s) => s.owner === undefined) ?? this.leastRecentlyUsedIdle();
     if (!slot) return undefined;
     const previous = slot.owner !== owner ? slot.owner : undefined;
     const fresh = slot.owner !== owner;
     slot.owner = owner;
     slot.busy = true;
     slot.lastUsed = ++this.clock;
-    return new SequenceLease(slot, this.eog, { previous, fresh, swap: this.swap }, () => this.onRelease(), this.batcher);
+    return new SequenceLease(slot, this.loop, this.eog, { previous, fresh, swap: this.swap }, () => this.onRelease());
   }
 
   private wait(signal: AbortSignal, front: boolean): Promise<void> {
@@ -107,15 +108,6 @@ export class SequencePool {
 
   private onRelease(): void {
     this.waiters.shift()?.wake();
-  }
-
-  private freeSlot(): Slot | undefined {
-    const idle = this.slots.find((s) => s.owner === undefined);
-    if (idle) return idle;
-    if (this.context.sequencesLeft === 0) return undefined;
-    const slot: Slot = { seq: this.context.getSequence(), owner: undefined, busy: false, lastUsed: 0 };
-    this.slots.push(slot);
-    return slot;
   }
 
   private leastRecentlyUsedIdle(): Slot | undefined {

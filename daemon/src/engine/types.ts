@@ -1,11 +1,6 @@
-// Engine-neutral types: the rest of the daemon never sees node-llama-cpp's own.
+// Engine-neutral types: the rest of the daemon never sees llama.cpp's own.
 
 export type Token = number;
-
-/** node-llama-cpp brands its token ids; ours are plain numbers from the wire and the history. */
-export type NativeToken = import("node-llama-cpp").Token;
-export const native = (ids: readonly Token[]): NativeToken[] => ids as NativeToken[];
-export const nativeOne = (id: Token): NativeToken => id as NativeToken;
 
 /** A piece of a rendered prompt. Template text may hold control tokens; user text never does. */
 export type Segment =

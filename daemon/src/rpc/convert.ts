@@ -19,7 +19,7 @@ export function sessionInfo(s: Session, withHistory: boolean): SessionInfo {
     messageCount: s.history.length,
     contextUsed: s.contextUsed(),
     contextSize: s.contextSize,
-    cachedTokens: s.host.pool.cachedTokens(s.id).length,
+    cachedTokens: s.host.pool.cachedLength(s.id),
     busy: s.running !== undefined,
     createdAtMs: s.createdAt,
     updatedAtMs: s.updatedAt,

@@ -73,19 +73,19 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
   const tool = sampling.grammar ? undefined : await toolGrammar(session);
   let toolState: ReturnType<NonNullable<typeof tool>["state"]> | undefined;
   const grammar = sampling.grammar ? await host.grammar(sampling.grammar) : tool ? () => toolState : undefined;
-  const tokens = lease.decode(prompt, sampling, signal, grammar);
+  // In a plain reply the loop samples ahead freely: the text of a token is decoded and checked for
+  // stop strings while the next ones are computed. Should a stop string end the reply, the
+  // tokens sampled past it stay out of the history (the next turn's cache alignment drops
+  // them). Function calls and tool grammars decide the next step from the text, so their tokens
+  // come one at a time (lockstep).
+  const early = !calls.watching && !tool;
+  const tokens = lease.decode(prompt, sampling, { signal, lockstep: !early, grammar });
   const ask = (insert?: number[]) => {
     const next = tokens.next(insert);
     // Should the write fail, the step still settles; its rejection must not go unhandled.
     next.catch(() => undefined);
     return next;
   };
-  // In a plain reply the next step goes out as soon as a token arrives, before its text is
-  // decoded and checked for stop strings: that work then overlaps llama_decode instead of
-  // delaying it. Should a stop string end the reply, the step in flight only evaluates the
-  // reply's own last token (which the history keeps anyway); its sample is dropped. Function
-  // calls and tool grammars decide the next step from the text, so they wait for it.
-  const early = !calls.watching && !tool;
   let next = ask();
   // Text ready to show goes out while the next token is computed: the next step is dispatched to
   // llama.cpp's thread first (it goes on the next tick), the stream write follows a macrotask later.
@@ -103,7 +103,10 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
         }
       }
       const step = await next;
-      if (step.done) break;
+      if (step.done) {
+        stopReason = signal.aborted || step.value === "cancelled" ? StopReason.STOP_REASON_CANCELLED : step.value === "ctx" ? StopReason.STOP_REASON_CONTEXT_FULL : StopReason.STOP_REASON_MAX_TOKENS;
+        break;
+      }
       const token = step.value;
       firstTokenAt ||= performance.now();
       ids.push(token);
@@ -138,7 +141,7 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
       if (!early) next = ask(insert);
     }
   } finally {
-    await tokens.return();
+    await tokens.return(undefined);
   }
   await flush(unsent + replyText.flush());
   return { ids, text: replyText.final, stopReason, firstTokenAt, decodeMs: firstTokenAt ? performance.now() - firstTokenAt : 0 };

@@ -1,13 +1,13 @@
 import type { FunctionSet } from "../functions/FunctionSet.js";
 import type { Session } from "./Session.js";
 
-type Factory = NonNullable<Awaited<ReturnType<Session["host"]["toolCallGrammar"]>>>;
+type Grammar = NonNullable<ReturnType<Session["host"]["toolCallGrammar"]>>;
 
 export interface ToolGrammar {
   /** Text that opens a tool call in this template (e.g. "<tool_call>"). */
   opener: string;
-  /** Fresh grammar state constraining the call's JSON (and its closing text). */
-  state: Factory;
+  /** The grammar constraining the call's JSON (and its closing text); each use starts fresh. */
+  state: () => Grammar;
 }
 
 const cache = new WeakMap<FunctionSet, Map<string, Promise<ToolGrammar | undefined>>>();
@@ -36,8 +36,8 @@ async function build(session: Session, pattern: string): Promise<ToolGrammar | u
   if (!opener || closing === undefined) return undefined;
   // A closing control token (e.g. <|eom_id|>) ends generation by itself once the JSON is done.
   const closingText = /^<\|.*\|>$/.test(closing) ? "" : closing;
-  const state = await session.host.toolCallGrammar(session.functions.toolCallSchema(), closingText);
-  return state && { opener, state };
+  const grammar = session.host.toolCallGrammar(session.functions.toolCallSchema(), closingText);
+  return grammar && { opener, state: () => grammar };
 }
 
 /** The literal text a regex piece matches, ignoring optional newlines; undefined if not literal. */

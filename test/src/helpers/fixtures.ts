@@ -12,7 +12,7 @@ export function tinyModel(name = "tiny-chatml", seed = 1, extra: Partial<TinyLla
   if (!fs.existsSync(file)) {
     fs.mkdirSync(FIXTURE_DIR, { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
-    makeTinyLlama(tmp, { seed, name, chatTemplate: CHATML_TEMPLATE, contextLength: 4096, ...extra });
+    makeTinyLlama(tmp, { seed, name, chatTemplate: CHATML_TEMPLATE, contextLength: 32768, ...extra });
     fs.renameSync(tmp, file);
   }
   return file;

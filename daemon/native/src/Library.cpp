@@ -1,0 +1,70 @@
+#include "Library.h"
+#include <dlfcn.h>
+#include <mutex>
+
+namespace {
+Api g_api;
+bool g_loaded = false;
+std::string g_paths;
+std::mutex g_logMu;
+std::string g_errors;
+
+// The prebuilt libraries log every load step to stderr; keep only errors, for error messages.
+void onLog(ggml_log_level level, const char* text, void*) {
+  if (level != GGML_LOG_LEVEL_ERROR || text == nullptr) return;
+  std::lock_guard<std::mutex> lock(g_logMu);
+  if (g_errors.size() > 4096) g_errors.erase(0, g_errors.size() - 2048);
+  g_errors += text;
+}
+
+std::string dlerr() {
+  const char* e = dlerror();
+  return e ? e : "unknown error";
+}
+}  // namespace
+
+const Api& api() { return g_api; }
+bool libraryLoaded() { return g_loaded; }
+
+std::string takeLoggedErrors() {
+  std::lock_guard<std::mutex> lock(g_logMu);
+  std::string out;
+  out.swap(g_errors);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+std::string loadLibrary(const std::string& llamaPath, const std::string& ggmlPath, const std::string& backendDir) {
+  const std::string paths = llamaPath + "|" + ggmlPath + "|" + backendDir;
+  if (g_loaded) {
+    if (paths == g_paths) return "";
+    return "llama.cpp is already loaded from " + g_paths.substr(0, g_paths.find('|')) + "; one process runs one llama.cpp variant.";
+  }
+  // Never closed: llama.cpp keeps global state (backends, loggers) for the life of the process.
+  void* ggml = dlopen(ggmlPath.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!ggml) return "Could not load " + ggmlPath + " (" + dlerr() + ").";
+  void* llama = dlopen(llamaPath.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!llama) return "Could not load " + llamaPath + " (" + dlerr() + ").";
+  Api a;
+#define NANOLLM_RESOLVE(lib, name)                                                              \
+  a.name = reinterpret_cast<decltype(a.name)>(dlsym(lib, #name));                               \
+  if (!a.name) return std::string(#name) + " is missing from " + (lib == llama ? llamaPath : ggmlPath) + \
+                      "; the library does not match the llama.cpp headers this addon was built with.";
+#define NANOLLM_RESOLVE_LLAMA(name) NANOLLM_RESOLVE(llama, name)
+#define NANOLLM_RESOLVE_GGML(name) NANOLLM_RESOLVE(ggml, name)
+  NANOLLM_LLAMA_FNS(NANOLLM_RESOLVE_LLAMA)
+  NANOLLM_GGML_FNS(NANOLLM_RESOLVE_GGML)
+#undef NANOLLM_RESOLVE
+  a.llama_log_set(onLog, nullptr);
+  a.llama_backend_init();
+  a.ggml_backend_load_all_from_path(backendDir.c_str());
+  if (ggml_backend_reg_t cpu = a.ggml_backend_reg_by_name("CPU")) {
+    a.threadpool_new = reinterpret_cast<decltype(a.threadpool_new)>(a.ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_new"));
+    a.threadpool_free = reinterpret_cast<decltype(a.threadpool_free)>(a.ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_free"));
+  }
+  if (a.ggml_backend_dev_count() == 0) return "No llama.cpp backend could be loaded from " + backendDir + "; the folder lacks its libggml-*.so backends.";
+  g_api = a;
+  g_loaded = true;
+  g_paths = paths;
+  return "";
+}

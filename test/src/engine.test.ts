@@ -1,0 +1,158 @@
+// The native engine itself: how llama.cpp is loaded, the KV operations and state files the daemon
+// relies on, and hostile inputs that must never reach llama.cpp.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { ModelHost } from "@nanollm/daemon/dist/engine/ModelHost.js";
+import { tempDir, tinyModel } from "./helpers/fixtures.js";
+import { nanollm } from "./helpers/daemon.js";
+
+const run = promisify(execFile);
+const NATIVE = fileURLToPath(new URL("../../daemon/dist/engine/native.js", import.meta.url));
+const PREBUILT = fileURLToPath(new URL("../../node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/", import.meta.url));
+
+/** Runs `body` (an ES module's text, with `native` imported) in a fresh Node process: llama.cpp loads once per process. */
+async function inFreshProcess(body: string): Promise<string> {
+  const { stdout } = await run(process.execPath, ["--input-type=module", "-e", `import * as native from ${JSON.stringify(NATIVE)};\n${body}`]);
+  return stdout.trim();
+}
+
+describe("loading llama.cpp by path", () => {
+  it("loads the prebuilt CPU variant from node-llama-cpp's package", async () => {
+    const out = JSON.parse(await inFreshProcess(`const l = native.loadLlama("cpu"); console.log(JSON.stringify({ ...l.variant, gpu: l.gpu, threadpool: l.threadpool }));`));
+    assert.equal(out.backend, "cpu");
+    assert.equal(out.binary, "prebuilt");
+    assert.equal(path.resolve(out.dir), path.resolve(PREBUILT));
+    assert.match(path.basename(out.llama), /^libllama\.v[\d.]+\.so$/);
+    assert.equal(out.gpu, false);
+    assert.equal(out.threadpool, true, "the CPU backend offers a persistent threadpool");
+  });
+
+  it("refuses a missing library with one sentence naming it", async () => {
+    const out = await inFreshProcess(`try { native.nativeAddon().loadLibrary("/nonexistent/libllama.so", "/nonexistent/libggml.so", "/nonexistent"); } catch (e) { console.log(e.message); }`);
+    assert.match(out, /^Could not load \/nonexistent\/libggml\.so \(.*\)\.$/);
+    assert.equal(out.split("\n").length, 1);
+  });
+
+  it("refuses a library that is not llama.cpp's (a missing function) with one sentence", async () => {
+    const base = path.join(PREBUILT, "libggml-base.so");
+    const out = await inFreshProcess(`try { native.nativeAddon().loadLibrary(${JSON.stringify(base)}, ${JSON.stringify(path.join(PREBUILT, "libggml.v0.5.0.so"))}, ${JSON.stringify(PREBUILT)}); } catch (e) { console.log(e.message); }`);
+    assert.match(out, /^llama_backend_init is missing from .*libggml-base\.so; the library does not match the llama\.cpp headers this addon was built with\.$/);
+  });
+
+  it("serve --gpu cuda without CUDA says so in one line, no stack trace", async () => {
+    const r = await nanollm(["serve", "--model", tinyModel(), "--gpu", "cuda", "--listen", "127.0.0.1:0", "--ephemeral"]);
+    assert.notEqual(r.code, 0);
+    const lines = r.stderr.trim().split("\n").filter((l) => !/^nanollm|^\s*$/.test(l));
+    assert.match(r.stderr, /cuda/i);
+    assert.match(r.stderr, /--gpu cpu/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+    assert.ok(lines.length <= 2, `one sentence, got:\n${r.stderr}`);
+  });
+});
+
+describe("the engine on a real model", () => {
+  let host: ModelHost;
+  let swap: string;
+  const logs: string[] = [];
+  before(async () => {
+    swap = tempDir("engine");
+    host = await ModelHost.load({ modelPath: tinyModel(), gpu: "cpu", threads: 1, batchThreads: 1, parallel: 1, ctx: 512, kvCacheType: "f16", maxQueue: 4, swapDir: swap, log: (l) => logs.push(l) });
+  });
+  after(async () => {
+    await host.dispose();
+    fs.rmSync(swap, { recursive: true, force: true });
+  });
+
+  const prompt = (text: string) => host.tokenize([{ kind: "text", text }]);
+
+  async function greedy(owner: string, tokens: number[], n = 12) {
+    const lease = await host.pool.acquire(owner, new AbortController().signal);
+    try {
+      const stats = await lease.prepare(tokens);
+      const out: number[] = [];
+      const gen = lease.decode(tokens, { maxNewTokens: n, minNewTokens: 0, doSample: false, temperature: 1, topP: 1, topK: 0, repetitionPenalty: 1, seed: 0 }, { signal: new AbortController().signal, lockstep: false });
+      for await (const t of gen) {
+        out.push(t);
+        if (out.length >= n) break;
+      }
+      return { out, stats };
+    } finally {
+      lease.release();
+    }
+  }
+
+  it("a parked cache comes back bit for bit: the same reply, no re-prefill", async () => {
+    const tokens = prompt("Once upon a time there was a small robot who");
+    const first = await greedy("a", tokens);
+    await greedy("b", prompt("Something else entirely"));
+    const again = await greedy("a", tokens);
+    assert.deepEqual(again.out, first.out);
+    assert.equal(again.stats.reusedTokens, tokens.length - 1, "restored from the state file");
+  });
+
+  for (const [name, tamper] of [
+    ["truncated", (f: string) => fs.truncateSync(f, Math.floor(fs.statSync(f).size / 2))],
+    ["flipped payload bits", (f: string) => {
+      const fd = fs.openSync(f, "r+");
+      const b = Buffer.alloc(1);
+      const at = fs.statSync(f).size - 100;
+      fs.readSync(fd, b, 0, 1, at);
+      b[0] = b[0]! ^ 0x40;
+      fs.writeSync(fd, b, 0, 1, at);
+      fs.closeSync(fd);
+    }],
+    ["a huge token count in the header", (f: string) => {
+      const fd = fs.openSync(f, "r+");
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(0x7fffffff);
+      fs.writeSync(fd, b, 0, 4, 8);
+      fs.closeSync(fd);
+    }],
+    ["its description deleted", (f: string) => fs.rmSync(`${f}.json`)],
+  ] as const) {
+    it(`a parked cache ${name} is discarded and re-prefilled: the same reply`, async () => {
+      const tokens = prompt(`A story about ${name}, told slowly`);
+      const first = await greedy("c", tokens);
+      await greedy("d", prompt("Another conversation"));
+      const file = fs.readdirSync(path.join(swap, "tiny-chatml")).find((f) => f.startsWith("c.kv") && !f.endsWith(".json"));
+      assert.ok(file, "c's cache was parked");
+      tamper(path.join(swap, "tiny-chatml", file));
+      logs.length = 0;
+      const again = await greedy("c", tokens);
+      assert.equal(again.stats.reusedTokens, 0, "nothing loaded from the tampered file");
+      assert.deepEqual(again.out, first.out, "re-prefill gives the same greedy reply");
+      if (name !== "its description deleted") assert.ok(logs.some((l) => /discarded the KV cache of session c/.test(l)), logs.join("\n"));
+    });
+  }
+
+  it("refuses a grammar nested 20,000 deep before llama.cpp parses it", () => {
+    const deep = `root ::= ${"(".repeat(20000)}"a"${")".repeat(20000)}`;
+    assert.throws(() => host.grammar(deep), (e: Error) => /nest/i.test(e.message) && !/\n/.test(e.message));
+  });
+
+  it("refuses GBNF llama.cpp cannot parse with llama.cpp's reason", () => {
+    assert.throws(() => host.grammar('root ::= "\\x"'), /The grammar is not valid GBNF \(.+\); fix it and retry\.$/);
+  });
+
+  it("a grammar rules the reply", async () => {
+    const tokens = prompt("Say something:");
+    const lease = await host.pool.acquire("g", new AbortController().signal);
+    try {
+      await lease.prepare(tokens);
+      const grammar = host.grammar('root ::= "yes" | "no"');
+      const out: number[] = [];
+      for await (const t of lease.decode(tokens, { maxNewTokens: 8, minNewTokens: 0, doSample: false, temperature: 1, topP: 1, topK: 0, repetitionPenalty: 1, seed: 0 }, { signal: new AbortController().signal, lockstep: false, grammar })) {
+        if (host.isEog(t)) break;
+        out.push(t);
+      }
+      assert.match(host.detokenize(out), /^(yes|no)$/);
+    } finally {
+      lease.release();
+    }
+  });
+});
