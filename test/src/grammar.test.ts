@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
 import { describe, it } from "node:test";
 import { NanoError } from "@nanollm/shared";
 import { jsonSchemaToGbnf } from "@nanollm/daemon/dist/grammar/jsonSchemaToGbnf.js";
@@ -39,6 +41,7 @@ const cases: Case[] = [
   { name: "type as a list", schema: { type: ["integer", "null", "string"], maxLength: 2 }, good: [7, null, "ab"], bad: ['"abc"', "1.5", "true"] },
   { name: "recursive $ref in $defs", schema: { $ref: "#/$defs/node", $defs: { node } }, good: [{ value: 1, children: [] }, { value: 1, children: [{ value: 2, children: [{ value: 3, children: [] }] }] }], bad: ['{"value":1}', '{"value":1,"children":[{"value":2}]}'] },
   { name: "$ref into definitions", schema: { type: "object", properties: { when: { $ref: "#/definitions/day" } }, required: ["when"], definitions: { day: { type: "string", format: "date" } } }, good: [{ when: "2026-11-26" }], bad: ['{"when":"2026-13-01"}', '{"when":"26-11-2026"}'] },
+  { name: "recursive $ref to the whole schema", schema: { type: "object", properties: { name: { type: "string" }, parent: { $ref: "#" } }, required: ["name"] }, good: [{ name: "a" }, { name: "a", parent: { name: "b", parent: { name: "c" } } }], bad: ['{"name":"a","parent":{}}', '{"parent":{"name":"b"}}'] },
   { name: "empty schema is any value", schema: {}, good: [1, "s", null, true, [], { a: [{ b: null }] }, -1.5e-7], bad: ["", "tru", "{a:1}", "[1 2]", "01"] },
   { name: "string formats and lengths", schema: { type: "object", properties: { id: { type: "string", format: "uuid" }, at: { type: "string", format: "date-time" }, t: { type: "string", format: "time" }, code: { type: "string", minLength: 2, maxLength: 4 } }, required: ["id", "at", "t", "code"] }, good: [{ id: "123e4567-e89b-12d3-a456-426614174000", at: "2026-11-26T01:02:03Z", t: "23:59:60.5+01:00", code: "ab" }], bad: ['{"id":"123e4567","at":"2026-11-26T01:02:03Z","t":"00:00:00Z","code":"ab"}', '{"id":"123e4567-e89b-12d3-a456-426614174000","at":"2026-11-26","t":"00:00:00Z","code":"ab"}', '{"id":"123e4567-e89b-12d3-a456-426614174000","at":"2026-11-26T01:02:03Z","t":"00:00:00Z","code":"abcde"}'] },
   { name: "map with typed additionalProperties", schema: { type: "object", additionalProperties: { type: "number" } }, good: [{}, { a: 1, "b c": 2.5 }], bad: ['{"a":"1"}', '{"a":1,}'] },
@@ -80,6 +83,9 @@ describe("jsonSchemaToGbnf", () => {
     invalid(() => jsonSchemaToGbnf({ type: "object", properties: { a: {} }, required: ["b"] }), /"required"/);
     invalid(() => jsonSchemaToGbnf({ type: "string", maxLength: 5000 }), /"maxLength" at # is 5000, more than the grammar limit of 1000/);
     invalid(() => jsonSchemaToGbnf({}, { rootName: "tool_call" }), /rule name "tool_call"/);
+    invalid(() => jsonSchemaToGbnf({ $ref: "#" }), /allows no finite value/);
+    invalid(() => jsonSchemaToGbnf({ anyOf: [{ type: "string" }], type: "string" }), /combines "anyOf" with "type"/);
+    invalid(() => jsonSchemaToGbnf({ type: "array", items: { type: "string" }, uniqueItems: true }), /"uniqueItems"/);
   });
 
   it("bounds the work: depth, subschemas, grammar length", () => {
@@ -90,6 +96,10 @@ describe("jsonSchemaToGbnf", () => {
     invalid(() => jsonSchemaToGbnf(wide), /more than 10000 subschemas/);
     const long = { enum: Array.from({ length: 2000 }, (_, i) => `${i}`.padEnd(1000, "x")) };
     invalid(() => jsonSchemaToGbnf(long), /longer than 1000000 characters/);
+    const optional = { type: "object", properties: Object.fromEntries(Array.from({ length: 1200 }, (_, i) => [`p${i}`, { type: "integer" }])) };
+    invalid(() => jsonSchemaToGbnf(optional), /too complex a grammar: The grammar chains \d+ rules/);
+    const lengths = { type: "object", properties: Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`p${i}`, { type: "string", maxLength: 1000 }])) };
+    invalid(() => jsonSchemaToGbnf(lengths), /too complex a grammar: The grammar's repetitions add up to more than 100000/);
   });
 });
 
@@ -139,6 +149,14 @@ describe("checkGbnf", () => {
       if (name !== "tokens") assert.ok(gbnfAccepts(gbnf, sample), "the oracle agrees the grammar is what we think");
     });
   }
+
+  // The sample grammars llama.cpp ships (c, chess, english, japanese, json ...), while its sources are installed.
+  const shipped = path.join(import.meta.dirname, "../../node_modules/node-llama-cpp/llama/grammars");
+  it("accepts every grammar llama.cpp ships", { skip: !fs.existsSync(shipped) && "llama.cpp's grammars are not installed" }, () => {
+    const files = fs.readdirSync(shipped).filter((f) => f.endsWith(".gbnf"));
+    assert.ok(files.length >= 5, files.join(" "));
+    for (const f of files) checkGbnf(fs.readFileSync(path.join(shipped, f), "utf8"));
+  });
 
   it("refuses the shapes that crash or stall llama.cpp's parser, fast", () => {
     const deep = `root ::= ${"(".repeat(20_000)}"a"${")".repeat(20_000)}`;

@@ -1,5 +1,6 @@
 import { fail } from "@nanollm/shared";
 import { MAX_GRAMMAR_REPEAT, MAX_SCHEMA_DEPTH, MAX_SCHEMA_GRAMMAR_CHARS, MAX_SCHEMA_NODES } from "../sessions/limits.js";
+import { checkGbnf } from "./checkGbnf.js";
 import { gbnfLiteral, SHARED_RULES, sharedDeps } from "./gbnfRules.js";
 
 type Schema = Record<string, unknown>;
@@ -37,6 +38,12 @@ class Converter {
     for (const name of order) lines.push(`${this.rootName}-${name} ::= ${SHARED_RULES[name]!.replaceAll("@", this.rootName)}`);
     const text = `${lines.join("\n")}\n`;
     if (text.length > MAX_SCHEMA_GRAMMAR_CHARS) this.tooLong();
+    // The limits llama.cpp needs (rule chains, repetition totals) are checkGbnf's to keep.
+    try {
+      checkGbnf(this.rootName === "root" ? text : `${text}root ::= ${this.rootName}\n`, { maxChars: 2 * MAX_SCHEMA_GRAMMAR_CHARS });
+    } catch (err) {
+      throw fail.invalid(`The JSON Schema makes too complex a grammar: ${(err as Error).message}`);
+    }
     return text;
   }
 
@@ -179,7 +186,8 @@ class Converter {
     // Properties come in declared order; each optional one may be left out, so a comma is due
     // before a pair only once an earlier pair was written. tails[i]: pairs i.. after a written
     // pair; firsts[i]: pairs i.. when none was written yet. Built from the end, as named rules,
-    // so the grammar stays linear in the number of properties.
+    // so the grammar stays linear in the number of properties. An empty alternative goes first:
+    // llama.cpp reads past the newline after a trailing "|" into the next rule.
     const n = keys.length;
     const tails: string[] = new Array<string>(n + 1).fill("");
     const firsts: string[] = new Array<string>(n + 1).fill("");
@@ -190,7 +198,7 @@ class Converter {
       restRequired &&= isRequired[i]!;
       tails[i] = i === n - 1 || restRequired ? tail : this.add(this.fresh(`${hint}-after-${keys[i]}`), tail);
       const first = `${pairs[i]} ${tails[i + 1]}`.trim();
-      firsts[i] = isRequired[i] ? first : this.add(this.fresh(`${hint}-from-${keys[i]}`), `${first} | ${firsts[i + 1]}`.trim());
+      firsts[i] = isRequired[i] ? first : this.add(this.fresh(`${hint}-from-${keys[i]}`), firsts[i + 1] ? `${first} | ${firsts[i + 1]}` : `| ${first}`);
     }
     return this.add(name, `"{" ${sp} ${firsts[0]} "}" ${sp}`);
   }
@@ -211,6 +219,7 @@ class Converter {
   }
 
   private ref(ref: unknown, depth: number, path: string): string {
+    if (ref === "#" && depth === 0) throw fail.invalid(`The JSON Schema at # is only "$ref": "#", which allows no finite value; describe the value itself.`);
     if (ref === "#") return this.rootName;
     const known = typeof ref === "string" ? this.refs.get(ref) : undefined;
     if (known) return known;

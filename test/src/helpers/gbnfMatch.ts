@@ -37,6 +37,9 @@ function parseRules(text: string): Map<string, Node> {
       let node: Node;
       if (c === "|") {
         i++;
+        skip();
+        // As llama.cpp: a newline after "|" does not end the rule, so a trailing "|" swallows the next one.
+        if (/^[a-zA-Z0-9-]+\s*::=/.test(text.slice(i, i + 200))) throw new Error(`"|" at the end of a rule before ${text.slice(i, i + 40)}`);
         out.push([]);
         continue;
       } else if (c === '"') {
