@@ -163,8 +163,10 @@ class Checker {
   private repeat(tok: { min: number; max: number; line: number }, seq: Item[], rule: string, product: number): void {
     const last = seq.pop();
     if (!last) throw fail.invalid(`The grammar has a repetition with nothing before it in rule "${rule}" on line ${tok.line}; put it after the item it repeats.`);
-    if (Math.max(tok.min, Number.isFinite(tok.max) ? tok.max : 0) > MAX_GRAMMAR_REPEAT) {
-      throw fail.invalid(`Rule "${rule}" repeats an item up to ${Math.max(tok.min, tok.max)} times on line ${tok.line}, more than the limit of ${MAX_GRAMMAR_REPEAT}; use * or + or a smaller bound.`);
+    const bound = Number.isFinite(tok.max) ? tok.max : tok.min;
+    if (bound > MAX_GRAMMAR_REPEAT) {
+      const times = Number.isFinite(tok.max) ? `up to ${bound}` : `at least ${bound}`;
+      throw fail.invalid(`Rule "${rule}" repeats an item ${times} times on line ${tok.line}, more than the limit of ${MAX_GRAMMAR_REPEAT}; use * or + or a smaller bound.`);
     }
     if (tok.min > tok.max) throw fail.invalid(`Rule "${rule}" has the repetition {${tok.min},${tok.max}} on line ${tok.line}, whose minimum is above its maximum; swap them.`);
     const factor = Number.isFinite(tok.max) ? Math.max(tok.max, 1) : 1;
