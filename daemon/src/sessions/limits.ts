@@ -9,3 +9,30 @@ export function checkText(what: string, text: string | undefined): void {
     throw fail.invalid(`${what} is ${text.length} characters, more than the limit of ${MAX_MESSAGE_CHARS}; shorten it or send it in parts.`);
   }
 }
+
+/** Longest GBNF grammar accepted from a request, in characters. */
+export const MAX_GRAMMAR_CHARS = 100_000;
+
+/** Deepest nesting of parenthesized groups in a GBNF grammar (llama.cpp's parser recurses per level). */
+export const MAX_GRAMMAR_DEPTH = 64;
+
+/** Largest bound of one `{m,n}` repetition in a GBNF grammar (llama.cpp expands each into rules). */
+export const MAX_GRAMMAR_REPEAT = 1000;
+
+/** Largest product of the repetition bounds nested inside one rule of a GBNF grammar. */
+export const MAX_GRAMMAR_REPEAT_PRODUCT = 10_000;
+
+/** Largest sum of all repetition bounds in a GBNF grammar (about the rules llama.cpp generates for them). */
+export const MAX_GRAMMAR_REPEAT_TOTAL = 100_000;
+
+/** Longest chain of rule references from `root` (llama.cpp follows them recursively). */
+export const MAX_GRAMMAR_RULE_CHAIN = 1000;
+
+/** Deepest nesting of a JSON Schema turned into a grammar. */
+export const MAX_SCHEMA_DEPTH = 64;
+
+/** Most subschemas in a JSON Schema turned into a grammar. */
+export const MAX_SCHEMA_NODES = 10_000;
+
+/** Longest GBNF text a JSON Schema may turn into, in characters. */
+export const MAX_SCHEMA_GRAMMAR_CHARS = 1_000_000;
