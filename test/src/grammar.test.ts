@@ -73,11 +73,15 @@ describe("jsonSchemaToGbnf", () => {
     assert.ok(gbnfAccepts(joined, '{"root": "x", "space": 1}\n</tool_call>'));
   });
 
+  it("keeps numeric bounds as annotations: a tool with them still gets its grammar", () => {
+    const gbnf = jsonSchemaToGbnf({ type: "object", properties: { n: { type: "integer", minimum: 1, maximum: 10 } }, required: ["n"] });
+    assert.match(gbnf, /^root ::= /);
+  });
+
   it("refuses unsupported keywords, naming them", () => {
     invalid(() => jsonSchemaToGbnf({ type: "string", pattern: "^a+$" }), /keyword "pattern" at #.*remove it/);
     invalid(() => jsonSchemaToGbnf({ type: "object", patternProperties: { "^x": {} } }), /"patternProperties"/);
     invalid(() => jsonSchemaToGbnf({ type: "object", properties: { a: { if: { type: "string" }, then: {} } } }), /"if" at #\/properties\/a/);
-    invalid(() => jsonSchemaToGbnf({ type: "integer", minimum: 1 }), /"minimum"/);
     invalid(() => jsonSchemaToGbnf({ $ref: "https://example.com/s.json" }), /\$ref.*#\/\$defs/);
     invalid(() => jsonSchemaToGbnf({ $ref: "#/$defs/missing", $defs: {} }), /points at nothing/);
     invalid(() => jsonSchemaToGbnf({ type: "object", properties: { a: {} }, required: ["b"] }), /"required"/);

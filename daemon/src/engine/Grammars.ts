@@ -2,6 +2,7 @@ import { fail } from "@nanollm/shared";
 import type { NativeGrammar, NativeModel } from "./native.js";
 import { checkGbnf } from "../grammar/checkGbnf.js";
 import { jsonSchemaToGbnf } from "../grammar/jsonSchemaToGbnf.js";
+import { MAX_SCHEMA_GRAMMAR_CHARS } from "../sessions/limits.js";
 
 /** Compiled grammars kept for reuse; the least recently used go first. */
 const CACHE_SIZE = 64;
@@ -20,20 +21,22 @@ export class Grammars {
   toolCall(schema: object, closing: string): NativeGrammar | undefined {
     try {
       const json = jsonSchemaToGbnf(schema, { rootName: "toolcall" });
-      return this.compile(`${json}\nroot ::= toolcall${closing ? ` ${JSON.stringify(closing)}` : ""}\n`);
+      // Made here from checked schemas: only the converter's own size bound applies.
+      return this.compile(`${json}\nroot ::= toolcall${closing ? ` ${JSON.stringify(closing)}` : ""}\n`, MAX_SCHEMA_GRAMMAR_CHARS + 1000);
     } catch {
       return undefined;
     }
   }
 
-  compile(gbnf: string): NativeGrammar {
+  /** Compiles `gbnf` (a request's, so checked against the request limits unless `maxChars` says otherwise). */
+  compile(gbnf: string, maxChars?: number): NativeGrammar {
     const hit = this.compiled.get(gbnf);
     if (hit) {
       this.compiled.delete(gbnf);
       this.compiled.set(gbnf, hit);
       return hit;
     }
-    checkGbnf(gbnf);
+    checkGbnf(gbnf, maxChars ? { maxChars } : undefined);
     let grammar: NativeGrammar;
     try {
       grammar = this.model.grammar(gbnf);

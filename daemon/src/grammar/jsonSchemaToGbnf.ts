@@ -5,7 +5,9 @@ import { gbnfLiteral, SHARED_RULES, sharedDeps } from "./gbnfRules.js";
 
 type Schema = Record<string, unknown>;
 
-const ANNOTATIONS = ["title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly", "$defs", "definitions"];
+// Numeric bounds are common in tool schemas; a grammar cannot check them cheaply, so they stay
+// annotations (the model sees them in the function docs) rather than costing the tool its grammar.
+const ANNOTATIONS = ["title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly", "$defs", "definitions", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
 const VALIDATION = ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "uniqueItems", "enum", "const", "anyOf", "oneOf", "$ref", "minLength", "maxLength", "format"];
 const KNOWN = new Set([...ANNOTATIONS, ...VALIDATION]);
 /** Formats the grammar enforces; other formats are annotations in JSON Schema and allow any string. */
