@@ -28,10 +28,19 @@ llama_token Sampler::sample(llama_context* ctx, int32_t i, int32_t sampledSoFar)
   const Api& a = api();
   const float* logits = a.llama_get_logits_ith(ctx, i);
   if (!logits) throw std::runtime_error("llama.cpp returned no logits for the step");
+  const bool ban = !grammar_ && sampledSoFar < settings_.minNewTokens && eog_ && !eog_->empty();
+  if (!settings_.doSample && !penalties_ && !grammar_ && !ban) {
+    // Plain greedy: the largest logit, without building the candidate array (what llama.cpp's
+    // greedy sampler would pick: the first of equal maxima).
+    llama_token best = 0;
+    for (int32_t id = 1; id < nVocab_; id++)
+      if (logits[id] > logits[best]) best = id;
+    return best;
+  }
   for (int32_t id = 0; id < nVocab_; id++) cur_[id] = llama_token_data{id, logits[id], 0.0f};
   llama_token_data_array arr{cur_.data(), cur_.size(), -1, false};
   // A grammar in force decides when the reply may end: a finished grammar allows only the end.
-  if (!grammar_ && sampledSoFar < settings_.minNewTokens && eog_) {
+  if (ban) {
     for (llama_token id : *eog_) cur_[id].logit = -INFINITY;
   }
   if (penalties_) a.llama_sampler_apply(penalties_.get(), &arr);
