@@ -47,7 +47,7 @@ export interface RunningDaemon {
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const info = await startEngine({ gpu: opts.gpu, threads: opts.threads, batchThreads: opts.batchThreads, log });
-  const engine = { gpu: opts.gpu, threads: info.threads, batchThreads: info.batchThreads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, swapDir: opts.dataDir && path.join(opts.dataDir, "kv"), log };
+  const engine = { gpu: opts.gpu, threads: info.threads, batchThreads: info.batchThreads, adaptiveThreads: info.adaptiveThreads, adaptiveBatchThreads: info.adaptiveBatchThreads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, swapDir: opts.dataDir && path.join(opts.dataDir, "kv"), log };
   const { host, port } = parseAddress(opts.listen);
   const models = new ModelRegistry(engine);
   const defaultHost = await models.loadDefault(opts.modelPath);
@@ -80,7 +80,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     throw fail.unavailable(`Cannot listen on ${opts.listen} (${err.message}); pick another address with --listen.`);
   });
   const address = formatAddress(host, boundPort);
-  log(`nanollm daemon listening on ${address} (backend ${info.backend}, ${info.binary} llama.cpp binary, ${plural(info.threads, "thread")} per decode step, ${info.batchThreads} per batch, ${opts.parallel} sequences × ${opts.ctx} tokens)`);
+  log(`nanollm daemon listening on ${address} (backend ${info.backend}, ${info.binary} llama.cpp binary, ${threadsText(info.threads, info.adaptiveThreads)} per decode step, ${threadsText(info.batchThreads, info.adaptiveBatchThreads)} per batch, ${opts.parallel} sequences × ${opts.ctx} tokens)`);
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 5000) =>
@@ -106,4 +106,9 @@ function restoreSessions(journal: SessionJournal, sessions: SessionStore, host: 
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** "2 threads", or "1 or 2 threads (measured)" when the loop chooses. */
+function threadsText(n: number, adaptive: boolean): string {
+  return adaptive && n > 1 ? `1 or ${n} threads (measured)` : plural(n, "thread");
 }

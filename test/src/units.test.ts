@@ -136,3 +136,27 @@ describe("decode costs (when the native loop splits a round of reply steps)", ()
     assert.deepEqual(out, [false, false, false, true, false, 20, false, true]);
   });
 });
+
+describe("thread counts (the native loop's ThreadChoice)", () => {
+  const trace = nativeAddon().threadChoiceTrace;
+
+  it("tries each count once, then keeps the faster per kind of decode", () => {
+    const picks = trace([1, 2], 0.5, 1000, [["pick", 1], ["record", 1, 1, 6], ["pick", 1], ["record", 1, 2, 4], ["pick", 1], ["pick", 1], ["pick", 16], ["record", 16, 1, 80], ["pick", 16], ["record", 16, 2, 40], ["pick", 16]]);
+    // One token: 1 thread measured first, then 2; 2 wins (4 ms vs 6). Batches are their own kind.
+    assert.deepEqual(picks, [1, 2, 2, 2, 1, 2, 2]);
+  });
+
+  it("follows a change of load: a count that got slow loses its place", () => {
+    const picks = trace([1, 2], 0.5, 1000, [["record", 1, 1, 6], ["record", 1, 2, 4], ["pick", 1], ["record", 1, 2, 30], ["pick", 1]]);
+    assert.deepEqual(picks, [2, 1]);
+  });
+
+  it("now and then tries the other count", () => {
+    const picks = trace([1, 2], 0.5, 4, [["record", 1, 1, 6], ["record", 1, 2, 4], ["pick", 1], ["pick", 1], ["pick", 1], ["pick", 1], ["pick", 1]]);
+    assert.deepEqual(picks, [2, 2, 2, 1, 2]);
+  });
+
+  it("a fixed count is never changed", () => {
+    assert.deepEqual(trace([2], 0.5, 2, [["record", 1, 2, 99], ["pick", 1], ["pick", 1], ["pick", 1]]), [2, 2, 2]);
+  });
+});

@@ -22,8 +22,14 @@ namespace {
 struct ContextOptions {
   int32_t ctxPerSeq, seqs, batch, threads, batchThreads;
   bool q8;
-  bool gpu;
+  /** The counts were not given: the loop learns per kind of decode whether 1 or that many is faster. */
+  bool adaptiveThreads, adaptiveBatchThreads;
 };
+
+std::vector<int> candidates(int32_t n, bool adaptive) {
+  if (adaptive && n > 1) return {1, n};
+  return {n};
+}
 
 ggml_threadpool* newPool(int32_t threads) {
   const Api& a = api();
@@ -68,13 +74,14 @@ class CreateWorker : public Napi::AsyncWorker {
       SetError(why.empty() ? "llama.cpp could not create it" : why);
       return;
     }
-    pool_ = newPool(o_.threads);
-    batchPool_ = o_.batchThreads == o_.threads ? nullptr : newPool(o_.batchThreads);
-    if (pool_ || batchPool_) a.llama_attach_threadpool(ctx_, pool_, batchPool_);
+    // One persistent pool for every decode; a decode may use fewer of its threads.
+    pool_ = newPool(std::max(o_.threads, o_.batchThreads));
+    if (pool_) a.llama_attach_threadpool(ctx_, pool_, nullptr);
   }
   void OnOK() override {
     Napi::Object obj = g_contextCtor.New({});
-    Context::Unwrap(obj)->start(Env(), model_, modelRef_.Value(), ctx_, pool_, batchPool_, o_.batch, o_.seqs, onEvents_.Value());
+    LoopThreads threads{candidates(o_.threads, o_.adaptiveThreads), candidates(o_.batchThreads, o_.adaptiveBatchThreads)};
+    Context::Unwrap(obj)->start(Env(), model_, modelRef_.Value(), ctx_, pool_, o_.batch, o_.seqs, threads, onEvents_.Value());
     deferred_.Resolve(obj);
   }
   void OnError(const Napi::Error& e) override {
@@ -90,7 +97,6 @@ class CreateWorker : public Napi::AsyncWorker {
   ContextOptions o_;
   llama_context* ctx_ = nullptr;
   ggml_threadpool* pool_ = nullptr;
-  ggml_threadpool* batchPool_ = nullptr;
 };
 
 int32_t intOf(Napi::Object o, const char* key) { return o.Get(key).As<Napi::Number>().Int32Value(); }
@@ -107,20 +113,20 @@ std::vector<llama_token> tokensOf(Napi::Value v) {
 Napi::Value Context::Create(const Napi::CallbackInfo& info, Model* model) {
   Napi::Object o = info[0].As<Napi::Object>();
   ContextOptions opts{intOf(o, "ctx"), intOf(o, "seqs"), intOf(o, "batch"), intOf(o, "threads"), intOf(o, "batchThreads"),
-                      o.Get("kvCacheType").As<Napi::String>().Utf8Value() == "q8_0", false};
+                      o.Get("kvCacheType").As<Napi::String>().Utf8Value() == "q8_0", o.Get("adaptiveThreads").ToBoolean(),
+                      o.Get("adaptiveBatchThreads").ToBoolean()};
   auto* worker = new CreateWorker(info.Env(), model, info.This().As<Napi::Object>(), opts, o.Get("onEvents").As<Napi::Function>());
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;
 }
 
-void Context::start(Napi::Env env, Model* model, Napi::Object modelObj, llama_context* ctx, ggml_threadpool* pool, ggml_threadpool* batchPool,
-                    int32_t nBatch, int32_t seqs, Napi::Function onEvents) {
+void Context::start(Napi::Env env, Model* model, Napi::Object modelObj, llama_context* ctx, ggml_threadpool* pool,
+                    int32_t nBatch, int32_t seqs, LoopThreads threads, Napi::Function onEvents) {
   model_ = model;
   modelRef_ = Napi::Persistent(modelObj);
   ctx_ = ctx;
   pool_ = pool;
-  batchPool_ = batchPool;
   seqs_ = seqs;
   tsfn_ = Napi::ThreadSafeFunction::New(env, onEvents, "nanollm-loop", 0, 1);
   // The loop must not keep the process alive when JS has nothing else to do.
@@ -128,7 +134,7 @@ void Context::start(Napi::Env env, Model* model, Napi::Object modelObj, llama_co
   auto tsfn = tsfn_;
   std::shared_ptr<std::weak_ptr<Loop>> weak = std::make_shared<std::weak_ptr<Loop>>();
   Context* self = this;
-  loop_ = std::make_shared<Loop>(ctx, api().llama_model_get_vocab(model->model()), nBatch, seqs, [tsfn, weak, self]() mutable {
+  loop_ = std::make_shared<Loop>(ctx, api().llama_model_get_vocab(model->model()), nBatch, seqs, std::move(threads), [tsfn, weak, self]() mutable {
     tsfn.NonBlockingCall([weak, self](Napi::Env env, Napi::Function fn) {
       // A live loop means a live context: release() drops the loop first.
       std::shared_ptr<Loop> loop = weak->lock();
@@ -166,8 +172,7 @@ void Context::release() {
     if (model_) model_->contexts--;
   }
   if (pool_) a.threadpool_free(pool_);
-  if (batchPool_) a.threadpool_free(batchPool_);
-  pool_ = batchPool_ = nullptr;
+  pool_ = nullptr;
   if (!modelRef_.IsEmpty()) modelRef_.Reset();
 }
 
@@ -263,7 +268,7 @@ Napi::Value Context::Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("contextSize", loop(env).nCtxSeq());
   o.Set("sequences", seqs_);
-  o.Set("threadpool", pool_ != nullptr || batchPool_ != nullptr);
+  o.Set("threadpool", pool_ != nullptr);
   return o;
 }
 
@@ -276,6 +281,8 @@ Napi::Value Context::Stats(const Napi::CallbackInfo& info) {
   o.Set("decodeMs", s.decodeMs);
   o.Set("steps", (double)s.steps);
   o.Set("carried", (double)s.carried);
+  o.Set("stepThreads", s.stepThreads);
+  o.Set("batchThreads", s.batchThreads);
   return o;
 }
 

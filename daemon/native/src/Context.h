@@ -15,8 +15,8 @@ class Context : public Napi::ObjectWrap<Context> {
   explicit Context(const Napi::CallbackInfo& info);
   ~Context() override;
 
-  void start(Napi::Env env, Model* model, Napi::Object modelObj, llama_context* ctx, ggml_threadpool* pool, ggml_threadpool* batchPool,
-             int32_t nBatch, int32_t seqs, Napi::Function onEvents);
+  void start(Napi::Env env, Model* model, Napi::Object modelObj, llama_context* ctx, ggml_threadpool* pool,
+             int32_t nBatch, int32_t seqs, LoopThreads threads, Napi::Function onEvents);
 
  private:
   Napi::Value Submit(const Napi::CallbackInfo& info);
@@ -34,7 +34,6 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::ObjectReference modelRef_;
   llama_context* ctx_ = nullptr;
   ggml_threadpool* pool_ = nullptr;
-  ggml_threadpool* batchPool_ = nullptr;
   std::shared_ptr<Loop> loop_;
   Napi::ThreadSafeFunction tsfn_;
   int32_t seqs_ = 0;

@@ -2,8 +2,8 @@
 #include <algorithm>
 #include <chrono>
 
-Loop::Loop(llama_context* ctx, const llama_vocab* vocab, int32_t nBatch, int32_t seqs, std::function<void()> notify)
-    : ctx_(ctx), vocab_(vocab), nBatch_(nBatch), notify_(std::move(notify)), cache_(seqs) {
+Loop::Loop(llama_context* ctx, const llama_vocab* vocab, int32_t nBatch, int32_t seqs, LoopThreads threads, std::function<void()> notify)
+    : ctx_(ctx), vocab_(vocab), nBatch_(nBatch), notify_(std::move(notify)), stepThreads_(threads.steps), batchThreads_(threads.batches), cache_(seqs) {
   const Api& a = api();
   mem_ = a.llama_get_memory(ctx);
   nCtxSeq_ = (int32_t)a.llama_n_ctx_seq(ctx);
@@ -219,6 +219,9 @@ void Loop::decode(const std::vector<Segment>& segments) {
     }
   }
   const int32_t size = batch_.n_tokens;
+  ThreadChoice& choice = size == 1 ? stepThreads_ : batchThreads_;
+  const int threads = choice.pick(size);
+  a.llama_set_n_threads(ctx_, threads, threads);
   auto t0 = std::chrono::steady_clock::now();
   int32_t rc;
   try {
@@ -238,6 +241,7 @@ void Loop::decode(const std::vector<Segment>& segments) {
     return;
   }
   costs_.record(size, ms);
+  choice.record(size, threads, ms);
   {
     std::lock_guard<std::mutex> lock(cacheMu_);
     for (const Segment& seg : segments) {
@@ -260,6 +264,7 @@ void Loop::decode(const std::vector<Segment>& segments) {
   stats_.decodes++;
   stats_.tokens += size;
   stats_.decodeMs += ms;
+  (size == 1 ? stats_.stepThreads : stats_.batchThreads) = threads;
 }
 
 void Loop::afterStep(Job& job, int32_t logitIndex) {

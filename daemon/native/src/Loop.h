@@ -14,6 +14,7 @@
 #include <vector>
 #include "DecodeCosts.h"
 #include "Plan.h"
+#include "ThreadChoice.h"
 #include "Sampler.h"
 
 /** What the loop tells JS: a job's new tokens and/or its end, or a finished KV operation. */
@@ -41,11 +42,19 @@ enum class OpKind { Erase, Clear, Save, Load };
 struct LoopStats {
   uint64_t rounds = 0, steps = 0, carried = 0, decodes = 0, tokens = 0;
   double decodeMs = 0;
+  /** Threads the last one-token decode and the last batch ran on. */
+  int stepThreads = 0, batchThreads = 0;
+};
+
+/** Thread counts to choose from: one count each when the user fixed them. */
+struct LoopThreads {
+  std::vector<int> steps;
+  std::vector<int> batches;
 };
 
 class Loop {
  public:
-  Loop(llama_context* ctx, const llama_vocab* vocab, int32_t nBatch, int32_t seqs, std::function<void()> notify);
+  Loop(llama_context* ctx, const llama_vocab* vocab, int32_t nBatch, int32_t seqs, LoopThreads threads, std::function<void()> notify);
   ~Loop();
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;
@@ -106,6 +115,8 @@ class Loop {
   std::function<void()> notify_;
   llama_batch batch_;
   DecodeCosts costs_;
+  ThreadChoice stepThreads_;
+  ThreadChoice batchThreads_;
 
   std::mutex mu_;  // commands, events, stats
   std::condition_variable wake_;

@@ -4,6 +4,7 @@
 #include "Library.h"
 #include "Model.h"
 #include "Plan.h"
+#include "ThreadChoice.h"
 
 namespace {
 // loadLibrary(llamaPath, ggmlPath, backendDir) => {systemInfo, devices: [{name, type}]}
@@ -64,6 +65,24 @@ Napi::Value DecodeCostsTrace(const Napi::CallbackInfo& info) {
   }
   return out;
 }
+// threadChoiceTrace([1, 2], alpha, explore, [["record", tokens, threads, ms] | ["pick", tokens]]) => picks
+Napi::Value ThreadChoiceTrace(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array c = info[0].As<Napi::Array>();
+  std::vector<int> candidates;
+  for (uint32_t i = 0; i < c.Length(); i++) candidates.push_back(c.Get(i).As<Napi::Number>().Int32Value());
+  ThreadChoice choice(candidates, info[1].As<Napi::Number>().DoubleValue(), info[2].As<Napi::Number>().Int32Value());
+  Napi::Array steps = info[3].As<Napi::Array>();
+  Napi::Array out = Napi::Array::New(env);
+  for (uint32_t i = 0; i < steps.Length(); i++) {
+    Napi::Array step = steps.Get(i).As<Napi::Array>();
+    std::string what = step.Get(0u).As<Napi::String>();
+    int tokens = step.Get(1u).As<Napi::Number>().Int32Value();
+    if (what == "record") choice.record(tokens, step.Get(2u).As<Napi::Number>().Int32Value(), step.Get(3u).As<Napi::Number>().DoubleValue());
+    else out[out.Length()] = Napi::Number::New(env, choice.pick(tokens));
+  }
+  return out;
+}
 }  // namespace
 
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
@@ -74,6 +93,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeGrammar", Grammar::Init(env));
   exports.Set("planRound", Napi::Function::New(env, PlanRound));
   exports.Set("decodeCostsTrace", Napi::Function::New(env, DecodeCostsTrace));
+  exports.Set("threadChoiceTrace", Napi::Function::New(env, ThreadChoiceTrace));
   return exports;
 }
 

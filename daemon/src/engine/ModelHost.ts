@@ -21,13 +21,15 @@ export interface EngineInfo {
   binary: string;
   threads: number;
   batchThreads: number;
+  /** The counts were not given: each decode runs on 1 or that many threads, whichever measured faster. */
+  adaptiveThreads: boolean;
+  adaptiveBatchThreads: boolean;
 }
 
 /**
  * Loads llama.cpp (the variant for `gpu`) and settles the thread counts: the given ones, else
- * every core for both. With the addon's persistent ggml threadpool, 2 threads decode one stream
- * faster than 1 on the 2-core bench box (see README "Threads"); node-llama-cpp's per-decode
- * threads made 1 the better default before.
+ * every core, with the loop choosing per kind of decode between 1 thread and all of them by
+ * measurement (README "Threads": which wins depends on the model and the machine's other load).
  */
 export function startEngine(opts: { gpu: GpuChoice; threads?: number; batchThreads?: number; log: (line: string) => void }): EngineInfo {
   const lib = loadLlama(opts.gpu);
@@ -35,7 +37,7 @@ export function startEngine(opts: { gpu: GpuChoice; threads?: number; batchThrea
   const threads = opts.threads ?? cores;
   const batchThreads = opts.batchThreads ?? cores;
   const backend = lib.gpu ? lib.variant.backend : "cpu";
-  return { backend, binary: lib.variant.binary, threads, batchThreads };
+  return { backend, binary: lib.variant.binary, threads, batchThreads, adaptiveThreads: opts.threads === undefined, adaptiveBatchThreads: opts.batchThreads === undefined };
 }
 
 /** A loaded GGUF model with one context of `parallel` sequences, one per session holding a KV cache. */
@@ -105,7 +107,7 @@ export class ModelHost {
     }
     const loop = new ContextLoop();
     try {
-      loop.attach(await model.createContext({ ctx, seqs: opts.parallel, batch: BATCH, threads: opts.threads, batchThreads: opts.batchThreads, kvCacheType: opts.kvCacheType, onEvents: loop.onEvents }));
+      loop.attach(await model.createContext({ ctx, seqs: opts.parallel, batch: BATCH, threads: opts.threads, batchThreads: opts.batchThreads, adaptiveThreads: opts.adaptiveThreads ?? false, adaptiveBatchThreads: opts.adaptiveBatchThreads ?? false, kvCacheType: opts.kvCacheType, onEvents: loop.onEvents }));
     } catch (err) {
       model.dispose();
       throw fail.exhausted(`Could not create a ${opts.parallel}×${ctx}-token context for ${path.basename(file)} (${(err as Error).message}); lower --ctx or --parallel.`);

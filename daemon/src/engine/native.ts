@@ -30,7 +30,7 @@ export interface NativeModel {
   detokenize(ids: Int32Array, special: boolean): string;
   /** Compiles GBNF (throws Error with llama.cpp's reason); every use gets a fresh state. */
   grammar(gbnf: string): NativeGrammar;
-  createContext(opts: { ctx: number; seqs: number; batch: number; threads: number; batchThreads: number; kvCacheType: string; onEvents: (events: LoopEvent[]) => void }): Promise<NativeContext>;
+  createContext(opts: { ctx: number; seqs: number; batch: number; threads: number; batchThreads: number; adaptiveThreads: boolean; adaptiveBatchThreads: boolean; kvCacheType: string; onEvents: (events: LoopEvent[]) => void }): Promise<NativeContext>;
   dispose(): void;
 }
 
@@ -63,13 +63,15 @@ export interface NativeContext {
   op(kind: "erase" | "clear" | "save" | "load", seq: number, from: number, file?: string): number;
   cached(seq: number): Int32Array;
   info(): { contextSize: number; sequences: number; threadpool: boolean };
-  stats(): { decodes: number; tokens: number; decodeMs: number; steps: number; carried: number };
+  stats(): { decodes: number; tokens: number; decodeMs: number; steps: number; carried: number; stepThreads: number; batchThreads: number };
   dispose(): void;
 }
 
 interface Addon {
   loadLibrary(llama: string, ggml: string, dir: string): { systemInfo: string; devices: { name: string; type: string }[]; threadpool: boolean };
   loadModel(file: string, opts: { gpuLayers: number }, onProgress?: (p: number) => void): Promise<NativeModel>;
+  /** The loop's thread-count policy driven by a script, for unit tests. */
+  threadChoiceTrace(candidates: number[], alpha: number, explore: number, steps: (["record", number, number, number] | ["pick", number])[]): number[];
   /** The loop's batch plan, for unit tests: [[seq, count]] in batch order. */
   planRound(items: { seq: number; left: number }[], size: number): [number, number][];
   /** The loop's decode-cost policy driven by a script, for unit tests. */

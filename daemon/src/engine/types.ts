@@ -17,6 +17,9 @@ export interface EngineOptions {
   threads: number;
   /** Threads for batches of several tokens (prompt chunks, multi-session steps). */
   batchThreads: number;
+  /** Counts the user did not fix: the loop then learns per kind of decode whether 1 or that many is faster. */
+  adaptiveThreads?: boolean;
+  adaptiveBatchThreads?: boolean;
   /** Sequences in the context: sessions that can hold a KV cache at once. */
   parallel: number;
   /** Context tokens per sequence. */

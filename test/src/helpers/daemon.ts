@@ -14,15 +14,16 @@ export interface TestDaemon {
 }
 
 /** The real daemon in this process on 127.0.0.1:0, one compute thread (the box has two cores). */
-export async function inProcessDaemon(modelPath: string, opts: { parallel?: number; ctx?: number; dataDir?: string; maxQueue?: number; functionTimeoutMs?: number; batchThreads?: number } = {}): Promise<TestDaemon & { daemon: RunningDaemon }> {
+export async function inProcessDaemon(modelPath: string, opts: { parallel?: number; ctx?: number; dataDir?: string; maxQueue?: number; functionTimeoutMs?: number; batchThreads?: number; adaptiveThreads?: boolean } = {}): Promise<TestDaemon & { daemon: RunningDaemon }> {
   const daemon = await startDaemon({
     dataDir: opts.dataDir ?? tempDir("data"),
     maxQueue: opts.maxQueue,
     functionTimeoutMs: opts.functionTimeoutMs,
     modelPath,
     listen: "127.0.0.1:0",
-    threads: 1,
-    batchThreads: opts.batchThreads ?? 1,
+    // Adaptive: no counts given, the loop measures 1 thread against every core.
+    threads: opts.adaptiveThreads ? undefined : 1,
+    batchThreads: opts.adaptiveThreads ? undefined : (opts.batchThreads ?? 1),
     parallel: opts.parallel ?? 4,
     ctx: opts.ctx ?? 1024,
     gpu: "cpu",
