@@ -9,8 +9,8 @@ import { Child } from "./proc.js";
 
 export interface ServeOptions {
   model: string;
-  /** Threads for every step, one-token or batched (llama-server gets the same as -t and -tb). */
-  threads: number;
+  /** Threads for every step, one-token or batched (llama-server gets the same as -t and -tb); undefined: the daemon's defaults. */
+  threads: number | undefined;
   parallel: number;
   ctx: number;
   kvCacheType?: "f16" | "q8_0";
@@ -37,7 +37,7 @@ export class OurDaemon {
   static async start(opts: ServeOptions): Promise<OurDaemon> {
     // A private data dir, so journaled sessions of earlier runs (or the user's) never load here.
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "nanollm-bench-"));
-    const args = [CLI_MAIN, "serve", "--model", opts.model, "--listen", "127.0.0.1:0", "--threads", String(opts.threads), "--batch-threads", String(opts.threads),
+    const args = [CLI_MAIN, "serve", "--model", opts.model, "--listen", "127.0.0.1:0", ...(opts.threads === undefined ? [] : ["--threads", String(opts.threads), "--batch-threads", String(opts.threads)]),
       "--parallel", String(opts.parallel), "--ctx", String(opts.ctx), "--gpu", "cpu", "--kv-cache-type", opts.kvCacheType ?? "f16"];
     const child = Child.start("nanollm serve", process.execPath, args, { ...process.env, NANOLLM_DATA_DIR: dataDir, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true" });
     try {

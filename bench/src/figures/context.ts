@@ -29,7 +29,7 @@ export async function withBoth<T>(
   body: (ours: OurDaemon, peer: LlamaServer) => Promise<T>,
 ): Promise<T> {
   const serve: ServeOptions = { model: ctx.model, threads: ctx.threads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType };
-  const peerOpts: PeerOptions = { ...serve, slotSavePath: opts.slotSavePath };
+  const peerOpts: PeerOptions = { ...serve, threads: ctx.threads, slotSavePath: opts.slotSavePath };
   const ours = await OurDaemon.start(serve);
   let peer: LlamaServer | undefined;
   try {
