@@ -45,6 +45,13 @@ export interface EnvConfig {
   maxQueue: number;
   /** NANOLLM_MAX_SESSIONS: sessions the daemon keeps (default 1024). */
   maxSessions: number;
+  /** NANOLLM_TOKEN: the bearer token clients send (from `nanollm tokens add`; default none). */
+  token: string | undefined;
+  /** NANOLLM_TLS_CA: PEM file of the CA clients trust for the daemon's certificate (default: plaintext). */
+  tlsCa: string | undefined;
+  /** NANOLLM_TLS_CERT, NANOLLM_TLS_KEY: the client's certificate and key for mutual TLS (default none). */
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
 }
 
 /** Reads the environment once; flags override these values. */
@@ -64,6 +71,10 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     dataDir: env.NANOLLM_DATA_DIR || path.join(env.XDG_STATE_HOME ?? path.join(os.homedir(), ".local", "state"), "nanollm"),
     maxQueue: positiveInt(env.NANOLLM_MAX_QUEUE) ?? 256,
     maxSessions: positiveInt(env.NANOLLM_MAX_SESSIONS) ?? 1024,
+    token: env.NANOLLM_TOKEN || undefined,
+    tlsCa: env.NANOLLM_TLS_CA || undefined,
+    tlsCert: env.NANOLLM_TLS_CERT || undefined,
+    tlsKey: env.NANOLLM_TLS_KEY || undefined,
   };
 }
 

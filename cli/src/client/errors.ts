@@ -8,6 +8,8 @@ const FROM_STATUS: Partial<Record<status, ErrorCode>> = {
   [status.RESOURCE_EXHAUSTED]: "RESOURCE_EXHAUSTED",
   [status.CANCELLED]: "CANCELLED",
   [status.UNAVAILABLE]: "UNAVAILABLE",
+  [status.UNAUTHENTICATED]: "UNAUTHENTICATED",
+  [status.PERMISSION_DENIED]: "PERMISSION_DENIED",
 };
 
 /** A gRPC failure as the daemon's own sentence; "nothing listening" says how to start one. */
