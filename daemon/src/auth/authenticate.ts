@@ -17,17 +17,23 @@ export interface AuthOptions {
   tokens: TokenFile | undefined;
   /** Client certificates are verified against a CA (mutual TLS); a verified one is an identity. */
   clientCertificates: boolean;
-  /** Demand credentials even while the tokens file is empty (e.g. all were revoked). */
+  /** Demand credentials even while the tokens file is empty. */
   required: boolean;
 }
 
 /** Turns a call's headers and transport into an Identity, or throws UNAUTHENTICATED. */
 export class Authenticator {
-  constructor(private readonly opts: AuthOptions) {}
+  private locked: boolean;
+
+  constructor(private readonly opts: AuthOptions) {
+    this.locked = opts.required;
+  }
 
   /** Whether callers must present a token or a client certificate. */
   get enabled(): boolean {
-    return this.opts.required || this.opts.clientCertificates || this.count() > 0;
+    // Once tokens have existed, revoking them all locks the daemon rather than opening it.
+    this.locked ||= this.count() > 0;
+    return this.locked || this.opts.clientCertificates;
   }
 
   /** Tokens issued now. */

@@ -52,7 +52,8 @@ export class Metrics {
     this.generated.inc({ model }, stats.generatedTokens);
     this.evaluated.inc({ model }, stats.evaluatedTokens);
     this.reused.inc({ model }, stats.reusedTokens);
-    if (warm && stats.reusedTokens === 0) this.evictions.inc({ model });
+    // inc by 0 still creates the series, so a scrape shows 0 rather than nothing.
+    this.evictions.inc({ model }, warm && stats.reusedTokens === 0 ? 1 : 0);
     if (stats.generatedTokens > 0) this.ttft.observe({ model }, stats.timeToFirstTokenMs / 1000);
     if (stats.decodeTokensPerSecond > 0) this.decodeRate.observe({ model }, stats.decodeTokensPerSecond);
   }
