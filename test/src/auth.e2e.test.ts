@@ -51,6 +51,18 @@ describe("tokens and session ownership (loopback)", () => {
     assert.equal(seen?.owner, "local");
   });
 
+  it("health and reflection answer without a token (probes and grpcurl), nothing else does", async () => {
+    assert.ok((await reflectedServices(d.address)).includes("nanollm.v1.SessionService"));
+    const health = healthClient(d.address);
+    try {
+      const checked = await new Promise<string>((resolve, reject) => health.check({ service: "" }, (err, res) => (err ? reject(err) : resolve(res.status))));
+      assert.equal(checked, "SERVING");
+    } finally {
+      health.close();
+    }
+    await rejectsWith(d.client.listModels(), "UNAUTHENTICATED", /requires a token/);
+  });
+
   it("an owner runs turns in its session; another identity cannot update or truncate it either", async () => {
     const s = await as.alice!.createSession({ chatTemplate: "chat-ml" });
     assert.equal(s.owner, "alice");
