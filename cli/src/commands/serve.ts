@@ -11,7 +11,7 @@ export function serveCommand(): Command {
   return new Command("serve")
     .description("start the daemon: load a model and serve the gRPC API")
     .option("-m, --model <path|hf:uri>", `GGUF model file or hf: URI (env NANOLLM_MODEL; default ${DEFAULT_MODEL_URI})`, env.model)
-    .option("-l, --listen <host:port>", `address to bind (env NANOLLM_LISTEN; use 0.0.0.0:PORT for the LAN)`, env.listen)
+    .option("-l, --listen <host:port>", `address to bind (env NANOLLM_LISTEN); off loopback it needs --tls-cert/--tls-key and a token (\`nanollm tokens add\`), or --insecure`, env.listen)
     .option("-t, --threads <n>", "threads per one-token decode step (env NANOLLM_THREADS; default: 1 or every core, whichever measures faster)", intArg(1, 1024), env.threads)
     .option("--batch-threads <n>", "threads for prompts and multi-session steps (env NANOLLM_BATCH_THREADS; default: 1 or every core, whichever measures faster)", intArg(1, 1024), env.batchThreads)
     .option("-p, --parallel <n>", "sessions holding a KV cache at once (env NANOLLM_PARALLEL)", intArg(1, 256), env.parallel)
