@@ -45,6 +45,7 @@ describe("tokens and session ownership (loopback)", () => {
 
   it("once tokens exist, a call without one is UNAUTHENTICATED, and a session from before belongs to the local owner: only an admin sees it", async () => {
     await rejectsWith(d.client.listSessions(), "UNAUTHENTICATED", /^This daemon requires a token: pass --token/);
+    await rejectsWith(turn(d.client, preAuthSession, "hi"), "UNAUTHENTICATED", /^This daemon requires a token/);
     assert.ok(!(await as.alice!.listSessions()).some((s) => s.sessionId === preAuthSession));
     await rejectsWith(as.alice!.getSession(preAuthSession), "NOT_FOUND", /There is no session/);
     const seen = (await as.root!.listSessions()).find((s) => s.sessionId === preAuthSession);
@@ -71,6 +72,22 @@ describe("tokens and session ownership (loopback)", () => {
     await rejectsWith(as.bob!.updateSession(s.sessionId, { systemPrompt: "x" }), "NOT_FOUND", /There is no session/);
     await rejectsWith(as.bob!.truncateSession(s.sessionId, 0), "NOT_FOUND", /There is no session/);
     assert.equal((await as.bob!.serverInfo()).sessions, 0, "the session count does not leak others' sessions");
+  });
+
+  it("ownership survives a restart; a journal record from before ownership belongs to the local owner", async () => {
+    const mine = await as.alice!.createSession({ chatTemplate: "chat-ml" });
+    const old = await as.root!.createSession({ chatTemplate: "chat-ml" });
+    const file = path.join(data, "sessions", `${old.sessionId}.json`);
+    const record = JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
+    delete record.owner;
+    await d.stop();
+    fs.writeFileSync(file, JSON.stringify(record));
+    d = await inProcessDaemon(tinyModel(), { dataDir: data, ctx: 512 });
+    for (const c of Object.values(as)) c.close();
+    for (const [name, token] of Object.entries(issued)) as[name] = new NanoClient(d.address, { token });
+    assert.equal((await as.alice!.getSession(mine.sessionId)).owner, "alice");
+    await rejectsWith(as.bob!.getSession(mine.sessionId), "NOT_FOUND", /There is no session/);
+    assert.equal((await as.root!.getSession(old.sessionId)).owner, "local");
   });
 
   it("a revoked token is refused from the next call, without a restart; revoking every token keeps the daemon locked", async () => {
