@@ -42,7 +42,7 @@ export class Metrics {
     new Gauge({ name: "nanollm_sessions", help: "Sessions the daemon keeps.", labelNames: ["model"], registers, collect() { perModel(this, () => 1); } });
     new Gauge({ name: "nanollm_running_turns", help: "Turns running now (generating or queued).", labelNames: ["model"], registers, collect() { perModel(this, (s) => (s.running ? 1 : 0)); } });
     new Gauge({ name: "nanollm_queue_depth", help: "Turns waiting for a free KV-cache sequence.", labelNames: ["model"], registers, collect() { perModel(this, (s) => (s.running?.waiting ? 1 : 0)); } });
-    new Gauge({ name: "nanollm_kv_cells_used", help: "KV-cache cells (tokens) the sessions' sequences hold.", labelNames: ["model"], registers, collect() { perModel(this, (s) => s.host.pool.cachedTokens(s.id).length); } });
+    new Gauge({ name: "nanollm_kv_cells_used", help: "KV-cache cells (tokens) the sessions' sequences hold.", labelNames: ["model"], registers, collect() { perModel(this, (s) => s.host.pool.cachedLength(s.id)); } });
   }
 
   /** Counts a finished turn; `warm` says the session had history before it. */
