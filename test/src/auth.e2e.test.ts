@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -278,6 +279,57 @@ describe("exposure: a non-loopback address without TLS and authentication", () =
       assert.match(r.stdout, /^plaintext · no authentication · you are local \(admin\)$/m);
     } finally {
       await d.stop();
+    }
+  });
+});
+
+describe("client config file and certificates", () => {
+  it("the client config file supplies the token (refused while others can read it); flags win over it", async () => {
+    const dir = tempDir("client-config");
+    const d = await inProcessDaemon(tinyModel(), { dataDir: path.join(dir, "data"), ctx: 256 });
+    try {
+      const token = new TokenFile(path.join(dir, "data", "tokens.json")).add("erin", false);
+      const config = path.join(dir, "client.json");
+      fs.writeFileSync(config, JSON.stringify({ host: d.address, token }), { mode: 0o644 });
+      const env = { NANOLLM_CLIENT_CONFIG: config, NANOLLM_HOST: "", NANOLLM_TOKEN: "" };
+      const open = await nanollm(["models"], "", env);
+      assert.equal(open.code, 1);
+      assert.equal(open.stderr, `nanollm: ${config} holds a token but others can read it; run \`chmod 600 ${config}\`.\n`);
+      fs.chmodSync(config, 0o600);
+      const ok = await nanollm(["models"], "", env);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(ok.stdout, /you are erin$/m);
+      const flag = await nanollm(["models", "--token", "nllm_wrong"], "", env);
+      assert.match(flag.stderr, /did not accept this token/);
+    } finally {
+      await d.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("certs init keeps its CA: a second run issues more certificates from the same CA, keys 0600", async () => {
+    const dir = tempDir("certs");
+    try {
+      const first = await nanollm(["certs", "init", dir, "--name", "box.lan", "--name", "192.168.1.20"]);
+      assert.equal(first.code, 0, first.stderr);
+      const ca = fs.readFileSync(path.join(dir, "ca.pem"), "utf8");
+      const second = await nanollm(["certs", "init", dir, "--client", "kim"]);
+      assert.equal(second.code, 0, second.stderr);
+      assert.equal(second.stdout, `${path.join(dir, "client-kim.pem")}\n${path.join(dir, "client-kim-key.pem")}\n`, "only the new client's files were written");
+      assert.equal(fs.readFileSync(path.join(dir, "ca.pem"), "utf8"), ca);
+      const caCert = new X509Certificate(ca);
+      const server = new X509Certificate(fs.readFileSync(path.join(dir, "server.pem")));
+      const client = new X509Certificate(fs.readFileSync(path.join(dir, "client-kim.pem")));
+      assert.ok(server.verify(caCert.publicKey) && client.verify(caCert.publicKey));
+      assert.equal(server.subjectAltName, "DNS:box.lan, IP Address:192.168.1.20");
+      assert.equal(server.checkHost("box.lan"), "box.lan");
+      assert.equal(client.subject, "CN=kim");
+      for (const key of ["ca-key.pem", "server-key.pem", "client-kim-key.pem"]) assert.equal(fs.statSync(path.join(dir, key)).mode & 0o777, 0o600, key);
+      const bad = await nanollm(["certs", "init", dir, "--client", "../evil"]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /^nanollm: "\.\.\/evil" is not a client name; use NAME or NAME:admin/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

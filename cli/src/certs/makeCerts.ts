@@ -2,6 +2,7 @@
 import "reflect-metadata";
 import fs from "node:fs";
 import { isIP } from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
@@ -16,7 +17,7 @@ type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 export interface CertRequest {
-  /** Host names and IP addresses clients will connect to (the server certificate's names). */
+  /** Host names and IP addresses clients will connect to (the server certificate's names); none keeps an existing server certificate. */
   names: string[];
   /** Common names of client certificates to issue; "NAME:admin" marks an admin (OU=admin). */
   clients: string[];
@@ -38,7 +39,7 @@ export async function makeCerts(dir: string, req: CertRequest): Promise<string[]
   const ca = await loadOrMakeCa(dir, out);
   const serverFile = path.join(dir, "server.pem");
   if (req.names.length > 0 || !fs.existsSync(serverFile)) {
-    const names = req.names.length > 0 ? req.names : ["localhost", "127.0.0.1"];
+    const names = req.names.length > 0 ? req.names : defaultNames();
     const san = names.map((n) => ({ type: isIP(n) ? ("ip" as const) : ("dns" as const), value: n }));
     const { cert, key } = await issue(ca, `CN=${names[0]}`, [x509.ExtendedKeyUsage.serverAuth], [new x509.SubjectAlternativeNameExtension(san)]);
     out("server.pem", cert);
@@ -110,4 +111,10 @@ async function issue(ca: Ca, subject: string, usages: x509.ExtendedKeyUsage[], e
 
 async function pemKey(key: CryptoKey): Promise<string> {
   return x509.PemConverter.encode(await subtle.exportKey("pkcs8", key ), "PRIVATE KEY") + "\n";
+}
+
+/** This host's name, localhost, and every address of its interfaces. */
+function defaultNames(): string[] {
+  const addresses = Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address.split("%")[0]!));
+  return [...new Set([os.hostname(), "localhost", "127.0.0.1", "::1", ...addresses])];
 }

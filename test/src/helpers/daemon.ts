@@ -84,9 +84,9 @@ export async function spawnDaemon(modelPath: string, extra: string[] = []): Prom
 }
 
 /** Runs the nanollm CLI to completion, feeding it `stdin`. */
-export function nanollm(args: string[], stdin = ""): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function nanollm(args: string[], stdin = "", env?: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
     let stdout = "";
     let stderr = "";
     proc.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
