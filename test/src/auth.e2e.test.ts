@@ -114,6 +114,7 @@ describe("tokens and session ownership (loopback)", () => {
       await rejectsWith(e.client.serverInfo(), "UNAUTHENTICATED", /requires a token/);
     } finally {
       await e.stop();
+      fs.rmSync(locked, { recursive: true, force: true });
     }
   });
 
