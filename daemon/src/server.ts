@@ -1,7 +1,15 @@
 import path from "node:path";
 import { setMaxListeners } from "node:events";
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server } from "@grpc/grpc-js";
 import { ChatServiceService, fail, formatAddress, ModelServiceService, parseAddress, SessionServiceService } from "@nanollm/shared";
+import { Authenticator } from "./auth/authenticate.js";
+import { checkExposure, serverCredentials, type TlsFiles } from "./auth/exposure.js";
+import { guard } from "./auth/guard.js";
+import { TokenFile } from "./auth/TokenFile.js";
+import { advertise } from "./discovery/advertise.js";
+import { Metrics } from "./metrics/Metrics.js";
+import { TurnObserver } from "./metrics/TurnObserver.js";
+import { addStandardServices, setHealth } from "./rpc/standard.js";
 import { startEngine } from "./engine/ModelHost.js";
 import type { GpuChoice, KvCacheType } from "./engine/types.js";
 import { ModelRegistry } from "./models/ModelRegistry.js";
@@ -31,6 +39,20 @@ export interface DaemonOptions {
   maxSessions?: number;
   /** How long a turn waits for a client's function result (default 30 s). */
   functionTimeoutMs?: number;
+  /** The tokens file (default DATA_DIR/tokens.json; none when there is no data dir). */
+  tokensFile?: string;
+  /** PEM files to serve TLS with; a client CA makes it mutual. */
+  tls?: TlsFiles;
+  /** Serve a non-loopback address without TLS and authentication anyway. */
+  insecure?: boolean;
+  /** HOST:PORT of the Prometheus /metrics listener (default: none). */
+  metrics?: string;
+  /** Announce the daemon on the LAN with mDNS/DNS-SD. */
+  advertise?: boolean;
+  /** Put the user's text in the per-turn log lines. */
+  logText?: boolean;
+  /** Where models named by clients are looked up as NAME.gguf. */
+  modelsDir?: string;
   log?: (line: string) => void;
 }
 
@@ -38,6 +60,8 @@ export interface RunningDaemon {
   /** The bound address, with the real port when 0 was asked for. */
   address: string;
   port: number;
+  /** The bound address of the /metrics listener, when --metrics was given. */
+  metricsAddress: string | undefined;
   state: DaemonState;
   /** Stops accepting, lets running turns end for `graceMs`, then cancels them and frees the models. */
   close(graceMs?: number): Promise<void>;
@@ -49,11 +73,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const info = await startEngine({ gpu: opts.gpu, threads: opts.threads, batchThreads: opts.batchThreads, log });
   const engine = { gpu: opts.gpu, threads: info.threads, batchThreads: info.batchThreads, adaptiveThreads: info.adaptiveThreads, adaptiveBatchThreads: info.adaptiveBatchThreads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, swapDir: opts.dataDir && path.join(opts.dataDir, "kv"), log };
   const { host, port } = parseAddress(opts.listen);
-  const models = new ModelRegistry(engine);
+  // Checked before the model loads, so a refused setup fails fast.
+  const credentials = serverCredentials(opts.tls ?? {});
+  const tokensFile = opts.tokensFile ?? (opts.dataDir && path.join(opts.dataDir, "tokens.json"));
+  const tokens = tokensFile ? new TokenFile(tokensFile) : undefined;
+  const tls = Boolean(opts.tls?.cert);
+  const clientCertificates = Boolean(opts.tls?.clientCa);
+  const auth = new Authenticator({ tokens, clientCertificates, required: false });
+  const warning = checkExposure(host, opts.listen, { tls, auth: auth.enabled, insecure: opts.insecure === true });
+  const models = new ModelRegistry(engine, opts.modelsDir);
   const defaultHost = await models.loadDefault(opts.modelPath);
   const journal = opts.dataDir ? new SessionJournal(opts.dataDir, log) : undefined;
   const sessions = new SessionStore(new TemplateRegistry(), journal, opts.maxSessions);
   if (journal) restoreSessions(journal, sessions, defaultHost, log);
+  const metrics = new Metrics(sessions);
   const state: DaemonState = {
     models,
     sessions,
@@ -64,35 +97,56 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     parallel: opts.parallel,
     startedAt: Date.now(),
     functionTimeoutMs: opts.functionTimeoutMs ?? 30_000,
+    exposure: { tls, auth: () => auth.enabled, insecure: warning !== undefined },
+    turns: new TurnObserver(metrics, log, opts.logText === true),
     log,
   };
   const shutdown = new AbortController();
   // Every open Chat stream listens for shutdown; there may be hundreds.
   setMaxListeners(0, shutdown.signal);
-  const server = new Server({ "grpc.max_receive_message_length": 16 * 1024 * 1024 });
-  server.addService(tolerant(SessionServiceService), sessionHandlers(state));
-  server.addService(tolerant(ModelServiceService), modelHandlers(state));
-  server.addService(tolerant(ChatServiceService), { chat: chatHandler(state, shutdown.signal) });
+  const server = new Server({
+    "grpc.max_receive_message_length": 16 * 1024 * 1024,
+    // Pings find a client that vanished with a Wi-Fi link within ~1.5 min, not at TCP's hours.
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+  });
+  const services = [
+    [SessionServiceService, sessionHandlers(state)],
+    [ModelServiceService, modelHandlers(state)],
+    [ChatServiceService, { chat: chatHandler(state, shutdown.signal) }],
+  ] as const;
+  for (const [service, handlers] of services) server.addService(tolerant(service), guard(service, handlers, auth, log));
+  const health = addStandardServices(server);
   const boundPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(formatAddress(host, port), ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(formatAddress(host, port), credentials, (err, p) => (err ? reject(err) : resolve(p))),
   ).catch(async (err: Error) => {
     await models.dispose();
     throw fail.unavailable(`Cannot listen on ${opts.listen} (${err.message}); pick another address with --listen.`);
   });
   const address = formatAddress(host, boundPort);
+  const metricsServer = opts.metrics ? await metrics.serve(opts.metrics) : undefined;
+  const announced = opts.advertise
+    ? advertise({ port: boundPort, host: host === "0.0.0.0" || host === "::" ? undefined : host, model: defaultHost.facts.name, tls, auth: auth.enabled }, log)
+    : undefined;
+  setHealth(health, true);
+  if (warning) log(warning);
+  log(`security: ${tls ? `TLS${clientCertificates ? " with client certificates" : ""}` : "plaintext"}, ${auth.enabled ? `authentication on (${auth.count()} tokens${tokens ? ` in ${tokens.file}` : ""})` : "no authentication"}${metricsServer ? `; metrics on http://${metricsServer.address}/metrics` : ""}`);
   log(`nanollm daemon listening on ${address} (backend ${info.backend}, ${info.binary} llama.cpp binary, ${threadsText(info.threads, info.adaptiveThreads)} per decode step, ${threadsText(info.batchThreads, info.adaptiveBatchThreads)} per batch, ${opts.parallel} sequences × ${opts.ctx} tokens)`);
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 5000) =>
     (closing ??= (async () => {
+      setHealth(health, false);
+      await announced?.();
       const graceful = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
       await Promise.race([graceful, timer]);
       shutdown.abort();
       server.forceShutdown();
+      await metricsServer?.close();
       await models.dispose();
     })());
-  return { address, port: boundPort, state, close };
+  return { address, port: boundPort, metricsAddress: metricsServer?.address, state, close };
 }
 
 /** Restores the journaled sessions of the default model; others stay on disk for their model. */

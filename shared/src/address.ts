@@ -14,3 +14,9 @@ export function parseAddress(address: string, defaultHost = "127.0.0.1"): { host
 export function formatAddress(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/** Whether a host name or IP (bare or in brackets) is this machine's loopback. */
+export function isLoopback(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  return bare === "localhost" || bare === "::1" || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(bare);
+}

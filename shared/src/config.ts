@@ -1,6 +1,8 @@
 // Every environment variable nanollm reads, with its default, lives in this file.
+import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { NanoError } from "./errors.js";
 
 /** Default daemon port (documented in the README). */
 export const DEFAULT_PORT = 7433;
@@ -45,6 +47,18 @@ export interface EnvConfig {
   maxQueue: number;
   /** NANOLLM_MAX_SESSIONS: sessions the daemon keeps (default 1024). */
   maxSessions: number;
+  /** NANOLLM_TOKEN: the bearer token clients send (from `nanollm tokens add`; default none). */
+  token: string | undefined;
+  /** NANOLLM_TLS_CA: PEM file of the CA clients trust for the daemon's certificate (default: plaintext). */
+  tlsCa: string | undefined;
+  /** NANOLLM_TLS_CERT, NANOLLM_TLS_KEY: the client's certificate and key for mutual TLS (default none). */
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  /**
+   * NANOLLM_CLIENT_CONFIG: a JSON file of client defaults {host, token, tlsCa, tlsCert, tlsKey},
+   * below flags and environment variables (default $XDG_CONFIG_HOME/nanollm/client.json).
+   */
+  clientConfig: string;
 }
 
 /** Reads the environment once; flags override these values. */
@@ -64,7 +78,47 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     dataDir: env.NANOLLM_DATA_DIR || path.join(env.XDG_STATE_HOME ?? path.join(os.homedir(), ".local", "state"), "nanollm"),
     maxQueue: positiveInt(env.NANOLLM_MAX_QUEUE) ?? 256,
     maxSessions: positiveInt(env.NANOLLM_MAX_SESSIONS) ?? 1024,
+    token: env.NANOLLM_TOKEN || undefined,
+    tlsCa: env.NANOLLM_TLS_CA || undefined,
+    tlsCert: env.NANOLLM_TLS_CERT || undefined,
+    tlsKey: env.NANOLLM_TLS_KEY || undefined,
+    clientConfig: env.NANOLLM_CLIENT_CONFIG || path.join(env.XDG_CONFIG_HOME ?? path.join(os.homedir(), ".config"), "nanollm", "client.json"),
   };
+}
+
+/** What a client config file may set; relative paths in it are relative to the file. */
+export interface ClientFile {
+  host?: string;
+  token?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+/** Reads the client config file; absent means {}; a token in a file others can read is refused. */
+export function readClientFile(file: string): ClientFile {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch {
+    return {};
+  }
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(text) as Record<string, unknown>;
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not a JSON object");
+  } catch (err) {
+    throw new NanoError("INVALID_ARGUMENT", `${file} is not valid JSON (${(err as Error).message}); fix it or remove it.`);
+  }
+  const out: ClientFile = {};
+  for (const key of ["host", "token", "tlsCa", "tlsCert", "tlsKey"] as const) {
+    const value = parsed[key];
+    if (value === undefined) continue;
+    if (typeof value !== "string") throw new NanoError("INVALID_ARGUMENT", `"${key}" in ${file} must be a string.`);
+    out[key] = key.startsWith("tls") ? path.resolve(path.dirname(file), value) : value;
+  }
+  if (out.token && (fs.statSync(file).mode & 0o077) !== 0) throw new NanoError("FAILED_PRECONDITION", `${file} holds a token but others can read it; run \`chmod 600 ${file}\`.`);
+  return out;
 }
 
 function positiveInt(value: string | undefined): number | undefined {

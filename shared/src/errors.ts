@@ -6,6 +6,8 @@ export type ErrorCode =
   | "RESOURCE_EXHAUSTED"
   | "CANCELLED"
   | "UNAVAILABLE"
+  | "UNAUTHENTICATED"
+  | "PERMISSION_DENIED"
   | "INTERNAL";
 
 /** An error whose message is one sentence for the user: what was wrong and what to do. */
@@ -27,5 +29,7 @@ export const fail = {
   exhausted: (msg: string) => new NanoError("RESOURCE_EXHAUSTED", msg),
   cancelled: (msg: string) => new NanoError("CANCELLED", msg),
   unavailable: (msg: string) => new NanoError("UNAVAILABLE", msg),
+  unauthenticated: (msg: string) => new NanoError("UNAUTHENTICATED", msg),
+  denied: (msg: string) => new NanoError("PERMISSION_DENIED", msg),
   internal: (msg: string) => new NanoError("INTERNAL", msg),
 };

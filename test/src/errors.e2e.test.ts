@@ -3,19 +3,9 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { NanoError, Role, StopReason } from "@nanollm/shared";
 import { writeBadMagicGguf, writeTruncatedGguf } from "./gguf/makeCorruptGguf.js";
+import { rejectsWith } from "./helpers/assertions.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
-
-/** Asserts the promise fails with `code` and a one-sentence message matching `pattern`. */
-async function rejectsWith(p: Promise<unknown>, code: NanoError["code"], pattern: RegExp) {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof NanoError, `expected a NanoError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    assert.match(err.message, pattern);
-    assert.ok(!err.message.includes("\n    at "), "no stack trace reaches the user");
-    return true;
-  });
-}
 
 describe("bad input gets a clear error and the daemon keeps serving", () => {
   let d: TestDaemon;

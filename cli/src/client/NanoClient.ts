@@ -1,4 +1,5 @@
-import { credentials, Metadata, status, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import fs from "node:fs";
+import { credentials, Metadata, status, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import {
   ChatServiceClient,
   ModelServiceClient,
@@ -18,6 +19,17 @@ import { toClientError } from "./errors.js";
 
 type Callback<T> = (err: ServiceError | null, res: T) => void;
 
+/** How to reach a daemon beyond its address: TLS files and the bearer token. */
+export interface Connection {
+  /** PEM CA that signed the daemon's certificate; set means TLS. */
+  tlsCa?: string;
+  /** PEM client certificate and key, for a daemon that asks for one (mutual TLS). */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Sent as `authorization: Bearer TOKEN` on every call. */
+  token?: string;
+}
+
 /** Runs one of this client's declared functions for the model. */
 export type FunctionHandler = (call: FunctionCall) => Promise<{ result: string; isError: boolean }>;
 
@@ -29,9 +41,18 @@ export class NanoClient {
   /** Answers calls of this client's functions when a turn is given no handler of its own. */
   functionHandler: FunctionHandler | undefined;
 
-  constructor(readonly host: string) {
-    const creds = credentials.createInsecure();
-    const options = { "grpc.max_receive_message_length": 16 * 1024 * 1024 };
+  constructor(
+    readonly host: string,
+    private readonly connection: Connection = {},
+  ) {
+    const creds = channelCredentials(connection);
+    const options = {
+      "grpc.max_receive_message_length": 16 * 1024 * 1024,
+      // A chat left open over Wi-Fi notices a dead link in ~40 s instead of hanging.
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.keepalive_timeout_ms": 10_000,
+      "grpc.keepalive_permit_without_calls": 1,
+    };
     this.sessions = new SessionServiceClient(host, creds, options);
     this.models = new ModelServiceClient(host, creds, options);
     this.chat = new ChatServiceClient(host, creds, options);
@@ -87,7 +108,7 @@ export class NanoClient {
    */
   async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal, onFunctionCall?: FunctionHandler): AsyncGenerator<ChatEvent> {
     const turnId = `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-    const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat();
+    const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta());
     const onAbort = () => call.write({ kind: { $case: "cancel", cancel: { turnId } } });
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
@@ -117,7 +138,9 @@ export class NanoClient {
   }
 
   private meta(): Metadata {
-    return new Metadata();
+    const meta = new Metadata();
+    if (this.connection.token) meta.set("authorization", `Bearer ${this.connection.token}`);
+    return meta;
   }
 
   private opts() {
@@ -126,6 +149,24 @@ export class NanoClient {
 
   private unary<T>(fn: (cb: Callback<T>) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => fn((err, res) => (err ? reject(toClientError(err, this.host)) : resolve(res))));
+  }
+}
+
+/** Plaintext, or TLS trusting `tlsCa` (with a client certificate when one is given). */
+function channelCredentials(c: Connection): ChannelCredentials {
+  if (!c.tlsCa) {
+    if (c.tlsCert || c.tlsKey) throw new NanoError("INVALID_ARGUMENT", "--tls-cert and --tls-key need --tls-ca too (the CA that signed the daemon's certificate).");
+    return credentials.createInsecure();
+  }
+  if (Boolean(c.tlsCert) !== Boolean(c.tlsKey)) throw new NanoError("INVALID_ARGUMENT", "A client certificate needs both --tls-cert and --tls-key.");
+  return credentials.createSsl(readPem(c.tlsCa, "--tls-ca"), c.tlsKey ? readPem(c.tlsKey, "--tls-key") : null, c.tlsCert ? readPem(c.tlsCert, "--tls-cert") : null);
+}
+
+function readPem(file: string, flag: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new NanoError("INVALID_ARGUMENT", `Cannot read ${flag} ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the path of a PEM file.`);
   }
 }
 

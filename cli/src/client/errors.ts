@@ -8,15 +8,30 @@ const FROM_STATUS: Partial<Record<status, ErrorCode>> = {
   [status.RESOURCE_EXHAUSTED]: "RESOURCE_EXHAUSTED",
   [status.CANCELLED]: "CANCELLED",
   [status.UNAVAILABLE]: "UNAVAILABLE",
+  [status.UNAUTHENTICATED]: "UNAUTHENTICATED",
+  [status.PERMISSION_DENIED]: "PERMISSION_DENIED",
 };
 
 /** A gRPC failure as the daemon's own sentence; "nothing listening" says how to start one. */
 export function toClientError(err: unknown, host: string): NanoError {
   if (err instanceof NanoError) return err;
   const e = err as Partial<ServiceError>;
-  if (e.code === status.UNAVAILABLE && /ECONNREFUSED|No connection established|connect|Name resolution/i.test(e.details ?? "")) {
+  const details = e.details ?? "";
+  if (e.code === status.UNAVAILABLE && /certificate|SSL|TLS|handshake|EPROTO|self.signed|altname|IP: .* is not in the cert/i.test(details)) {
+    return new NanoError("UNAVAILABLE", `The TLS handshake with ${host} failed (${lastError(details)}); check --tls-ca (the daemon's CA) and, for mutual TLS, --tls-cert/--tls-key.`);
+  }
+  if (e.code === status.UNAVAILABLE && /ECONNREFUSED|Name resolution/i.test(details)) {
     return new NanoError("UNAVAILABLE", `Nothing is listening at ${host}; start the daemon with \`nanollm serve\` (or pass --host).`);
+  }
+  if (e.code === status.UNAVAILABLE && /No connection established|Connection dropped|connect|protocol|closed/i.test(details)) {
+    return new NanoError("UNAVAILABLE", `Could not talk to a daemon at ${host} (${lastError(details)}); if it serves TLS, pass --tls-ca; otherwise check --host.`);
   }
   if (typeof e.code === "number") return new NanoError(FROM_STATUS[e.code as status] ?? "INTERNAL", e.details || `gRPC error ${e.code}`);
   return new NanoError("INTERNAL", err instanceof Error ? err.message : String(err));
+}
+
+/** The innermost reason grpc-js gives, without its "No connection established. Last error:" wrapping. */
+function lastError(details: string): string {
+  const inner = /Last error: (?:Error: )?(.*?)\.?\s*(?:Resolution note:.*)?$/s.exec(details)?.[1] ?? details;
+  return inner.replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)/, "").replace(/[.\s]+$/, "").slice(0, 200) || "the connection failed";
 }

@@ -1,12 +1,13 @@
 import { Command } from "commander";
-import { readEnv, Role } from "@nanollm/shared";
-import { NanoClient } from "../client/NanoClient.js";
+import { Role } from "@nanollm/shared";
+import type { NanoClient } from "../client/NanoClient.js";
+import { connect, connectionOptions, type ConnectionFlags } from "./connection.js";
 
 /** Runs `fn` with a client for --host and closes it after. */
 function withClient(fn: (client: NanoClient, ...args: string[]) => Promise<void>) {
   return async (...args: unknown[]) => {
     const cmd = args[args.length - 1] as Command;
-    const client = new NanoClient((cmd.optsWithGlobals() as { host: string }).host);
+    const client = await connect(cmd.optsWithGlobals() as ConnectionFlags);
     try {
       await fn(client, ...(args.slice(0, -2) as string[]));
     } finally {
@@ -19,29 +20,26 @@ const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 const ROLE_NAMES: Record<number, string> = { [Role.ROLE_USER]: "user", [Role.ROLE_BOT]: "bot", [Role.ROLE_TOOL]: "tool", [Role.ROLE_SYSTEM]: "system" };
 
 export function adminCommands(): Command[] {
-  const env = readEnv();
-  const host = ["-H, --host <host:port>", "daemon address (env NANOLLM_HOST)", env.host] as const;
-
-  const models = new Command("models")
-    .description("show the daemon and its loaded models")
-    .option(...host)
+  const models = connectionOptions(new Command("models").description("show the daemon and its loaded models"))
     .action(
       withClient(async (client) => {
         const info = await client.serverInfo();
+        if (info.insecure) console.log(`WARNING: this daemon serves the network without ${[info.tls ? "" : "TLS", info.auth ? "" : "authentication"].filter(Boolean).join(" and ")} (--insecure): anyone who can reach it can read and drive every session.`);
         console.log(`nanollm ${info.version} · backend ${info.backend} (${info.binary} llama.cpp) · threads ${info.threads} per step, ${info.batchThreads} per batch · ${info.parallel} sequences · ${info.sessions} sessions`);
         for (const m of await client.listModels()) {
           console.log(`${m.name}  ${m.architecture}  ${(m.parameters / 1e6).toFixed(1)}M params  ${mb(m.sizeBytes)}  ctx ${m.contextSize}×${m.sequences}  KV ${mb(m.kvCacheBytes)} ${m.kvCacheType}  template ${m.defaultTemplate}`);
           console.log(`  ${m.file}`);
         }
+        console.log(`${info.tls ? "TLS" : "plaintext"} · ${info.auth ? "authentication on" : "no authentication"} · you are ${info.identity}${info.admin ? " (admin)" : ""}`);
       }),
     );
 
-  const sessions = new Command("sessions").description("list, show and remove sessions").option(...host);
+  const sessions = connectionOptions(new Command("sessions").description("list, show and remove sessions"));
   sessions.command("list", { isDefault: true }).description("list sessions").action(
     withClient(async (client) => {
       const list = await client.listSessions();
       if (list.length === 0) console.log("no sessions");
-      for (const s of list) console.log(`${s.sessionId}  ${s.model}  ${s.chatTemplate}  ${s.messageCount} messages  ${s.contextUsed}/${s.contextSize} tokens${s.busy ? "  (busy)" : ""}`);
+      for (const s of list) console.log(`${s.sessionId}  ${s.model}  ${s.chatTemplate}  ${s.messageCount} messages  ${s.contextUsed}/${s.contextSize} tokens${s.busy ? "  (busy)" : ""}${s.owner !== "local" ? `  owner ${s.owner}` : ""}`);
     }),
   );
   sessions.command("show <id>").description("print a session's history").action(

@@ -1,12 +1,12 @@
 import { Command } from "commander";
-import { ChatEvent, NanoError, readEnv, type CreateSessionRequest, type GenerationParams, type SessionInfo } from "@nanollm/shared";
-import { NanoClient } from "../client/NanoClient.js";
+import { ChatEvent, NanoError, type CreateSessionRequest, type GenerationParams, type SessionInfo } from "@nanollm/shared";
+import type { NanoClient } from "../client/NanoClient.js";
+import { connect, connectionOptions, type ConnectionFlags } from "./connection.js";
 import { statsLine } from "./format.js";
 import { loadFunctions } from "./loadFunctions.js";
 import { intArg, numArg, paramsFromFlags, textOrFile, type SamplingFlags } from "./options.js";
 
-interface ChatFlags extends SamplingFlags {
-  host: string;
+interface ChatFlags extends SamplingFlags, ConnectionFlags {
   model?: string;
   chatTemplate?: string;
   systemPrompt?: string;
@@ -18,10 +18,7 @@ interface ChatFlags extends SamplingFlags {
 }
 
 export function chatCommand(): Command {
-  const env = readEnv();
-  return new Command("chat")
-    .description("chat with the daemon: an interactive TUI, or one turn per --prompt (or piped stdin)")
-    .option("-H, --host <host:port>", "daemon address (env NANOLLM_HOST)", env.host)
+  return connectionOptions(new Command("chat").description("chat with the daemon: an interactive TUI, or one turn per --prompt (or piped stdin)"))
     .option("-m, --model <name|path>", "model for the session (default: the daemon's)")
     .option("--chat-template <name|file>", "chat template name or JSON file (default: chosen from the model)")
     .option("--system-prompt <text|file>", "system prompt, or a file holding it", textOrFile)
@@ -40,7 +37,7 @@ export function chatCommand(): Command {
     .option("--functions <module.mjs>", "offer the model the upper-case functions this ES module exports (they run here)")
     .option("--builtins <names>", "enable the daemon's built-in functions, e.g. DATE,TIME", (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean))
     .action(async (flags: ChatFlags) => {
-      const client = new NanoClient(flags.host);
+      const client = await connect(flags);
       try {
         const params = paramsFromFlags(flags);
         const prompts = flags.prompt.length > 0 ? flags.prompt : process.stdin.isTTY ? undefined : [await readStdin()];

@@ -1,3 +1,4 @@
+import path from "node:path";
 import { Command } from "commander";
 import { DEFAULT_LISTEN, DEFAULT_MODEL_URI, readEnv } from "@nanollm/shared";
 import { choiceArg, intArg } from "./options.js";
@@ -10,7 +11,7 @@ export function serveCommand(): Command {
   return new Command("serve")
     .description("start the daemon: load a model and serve the gRPC API")
     .option("-m, --model <path|hf:uri>", `GGUF model file or hf: URI (env NANOLLM_MODEL; default ${DEFAULT_MODEL_URI})`, env.model)
-    .option("-l, --listen <host:port>", `address to bind (env NANOLLM_LISTEN; use 0.0.0.0:PORT for the LAN)`, env.listen)
+    .option("-l, --listen <host:port>", `address to bind (env NANOLLM_LISTEN); off loopback it needs --tls-cert/--tls-key and a token (\`nanollm tokens add\`), or --insecure`, env.listen)
     .option("-t, --threads <n>", "threads per one-token decode step (env NANOLLM_THREADS; default: 1 or every core, whichever measures faster)", intArg(1, 1024), env.threads)
     .option("--batch-threads <n>", "threads for prompts and multi-session steps (env NANOLLM_BATCH_THREADS; default: 1 or every core, whichever measures faster)", intArg(1, 1024), env.batchThreads)
     .option("-p, --parallel <n>", "sessions holding a KV cache at once (env NANOLLM_PARALLEL)", intArg(1, 256), env.parallel)
@@ -20,11 +21,28 @@ export function serveCommand(): Command {
     .option("--data-dir <dir>", "where sessions are journaled and restored from (env NANOLLM_DATA_DIR)", env.dataDir)
     .option("--ephemeral", "keep sessions in memory only (nothing written, nothing restored)")
     .option("--max-queue <n>", "turns that may wait for a free sequence (env NANOLLM_MAX_QUEUE)", intArg(0, 1 << 20), env.maxQueue)
-    .action(async (opts: { model?: string; listen: string; threads?: number; batchThreads?: number; parallel: number; ctx: number; gpu: (typeof GPUS)[number]; kvCacheType: (typeof KV_TYPES)[number]; dataDir: string; ephemeral?: boolean; maxQueue: number }) => {
+    .option("--tls-cert <pem>", "serve TLS with this certificate (e.g. server.pem from `nanollm certs init`)")
+    .option("--tls-key <pem>", "the certificate's private key")
+    .option("--tls-client-ca <pem>", "require client certificates signed by this CA (mutual TLS); a certificate's CN is its identity")
+    .option("--insecure", "serve a non-loopback address without TLS and authentication anyway (loudly warned)")
+    .option("--metrics <host:port>", "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9433)")
+    .option("--advertise", "announce the daemon on the LAN (mDNS/DNS-SD) for `nanollm discover` and `chat --host auto`")
+    .option("--log-text", "include the users' messages and the replies in the per-turn log lines")
+    .action(async (opts: ServeFlags) => {
       // The daemon (and node-llama-cpp) load only for `serve`, so `chat` starts fast.
       const { startDaemon, resolveModel } = await import("@nanollm/daemon");
       const modelPath = await resolveModel(opts.model ?? DEFAULT_MODEL_URI, env.modelsDir);
-      const daemon = await startDaemon({ ...opts, listen: opts.listen || DEFAULT_LISTEN, modelPath, dataDir: opts.ephemeral ? undefined : opts.dataDir, maxSessions: env.maxSessions });
+      const daemon = await startDaemon({
+        ...opts,
+        listen: opts.listen || DEFAULT_LISTEN,
+        modelPath,
+        dataDir: opts.ephemeral ? undefined : opts.dataDir,
+        // Tokens outlive --ephemeral: they are the daemon's configuration, not its sessions.
+        tokensFile: path.join(opts.dataDir, "tokens.json"),
+        tls: { cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.tlsClientCa },
+        modelsDir: env.modelsDir,
+        maxSessions: env.maxSessions,
+      });
       const stop = (signal: string) => {
         process.stderr.write(`${signal}: finishing running turns, then exiting\n`);
         daemon.close().then(
@@ -35,4 +53,25 @@ export function serveCommand(): Command {
       process.once("SIGINT", () => stop("SIGINT"));
       process.once("SIGTERM", () => stop("SIGTERM"));
     });
+}
+
+interface ServeFlags {
+  model?: string;
+  listen: string;
+  threads?: number;
+  batchThreads?: number;
+  parallel: number;
+  ctx: number;
+  gpu: (typeof GPUS)[number];
+  kvCacheType: (typeof KV_TYPES)[number];
+  dataDir: string;
+  ephemeral?: boolean;
+  maxQueue: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  insecure?: boolean;
+  metrics?: string;
+  advertise?: boolean;
+  logText?: boolean;
 }

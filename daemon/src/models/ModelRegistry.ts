@@ -1,14 +1,23 @@
+import fs from "node:fs";
 import path from "node:path";
 import { fail } from "@nanollm/shared";
 import { ModelHost } from "../engine/ModelHost.js";
 import type { EngineOptions } from "../engine/types.js";
 
-/** Loaded models by name: the daemon's default, plus any a client names by .gguf path. */
+/**
+ * Loaded models by name: the daemon's default, plus any a client names: by name from the models
+ * folder, or by .gguf path (a path only from the daemon's own host or an admin, so a remote
+ * client cannot make the daemon open files of its choosing).
+ */
 export class ModelRegistry {
   private readonly loaded = new Map<string, Promise<ModelHost>>();
   private defaultName = "";
 
-  constructor(private readonly engine: Omit<EngineOptions, "modelPath">) {}
+  constructor(
+    private readonly engine: Omit<EngineOptions, "modelPath">,
+    /** Where models named without a path are looked up (NAME.gguf). */
+    private readonly modelsDir: string | undefined = undefined,
+  ) {}
 
   async loadDefault(file: string): Promise<ModelHost> {
     const host = await this.load(file);
@@ -16,14 +25,22 @@ export class ModelRegistry {
     return host;
   }
 
-  /** "" is the default model; a loaded model's name finds it; a .gguf path loads it once. */
-  async get(nameOrPath: string): Promise<ModelHost> {
+  /**
+   * "" is the default model; a loaded model's name finds it; another name loads NAME.gguf from
+   * the models folder; a .gguf path loads it once, when `mayOpenPaths`.
+   */
+  async get(nameOrPath: string, mayOpenPaths = false): Promise<ModelHost> {
     const key = nameOrPath || this.defaultName;
     const byName = this.loaded.get(key);
     if (byName) return byName;
-    if (/\.gguf$/i.test(nameOrPath)) return this.load(nameOrPath);
+    if (/[\\/]/.test(nameOrPath) || /\.gguf$/i.test(nameOrPath)) {
+      if (!mayOpenPaths) throw fail.denied(`Only an admin or a client on the daemon's host may load a model by path; name a model from the daemon's models folder instead (see \`nanollm models\`).`);
+      return this.load(nameOrPath);
+    }
     if (!key) throw fail.notFound("The daemon has no default model; name a .gguf file when creating the session.");
-    throw fail.notFound(`No model named "${nameOrPath}" is loaded; use one of ${[...this.loaded.keys()].join(", ") || "(none)"} or a path to a .gguf file.`);
+    const inFolder = this.modelsDir && path.join(this.modelsDir, `${nameOrPath}.gguf`);
+    if (inFolder && fs.existsSync(inFolder)) return this.load(inFolder);
+    throw fail.notFound(`No model named "${nameOrPath}" is loaded or in ${this.modelsDir ?? "the models folder"}; use one of ${[...this.loaded.keys()].join(", ") || "(none)"}.`);
   }
 
   async list(): Promise<ModelHost[]> {

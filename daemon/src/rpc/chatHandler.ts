@@ -7,6 +7,7 @@ import type { CallOutcome } from "../sessions/TurnCalls.js";
 import { toServiceError } from "./errors.js";
 import { checkDecoded } from "./malformed.js";
 import type { DaemonState } from "./handlers.js";
+import { identityOf } from "../auth/guard.js";
 
 type Stream = ServerDuplexStream<ChatRequest, ChatEvent>;
 
@@ -17,6 +18,7 @@ type Stream = ServerDuplexStream<ChatRequest, ChatEvent>;
  */
 export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServiceServer["chat"] {
   return (call: Stream) => {
+    const who = identityOf(call);
     const streamAbort = new AbortController();
     const turns = new Map<string, AbortController>();
     // Client-side function calls waiting for this stream's FunctionResult.
@@ -50,11 +52,12 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
     const startTurn = (turn: UserTurn) => {
       const turnId = turn.turnId || randomUUID();
       if (turns.has(turnId)) throw fail.invalid(`Turn id ${turnId} is already running on this stream; use a new id.`);
-      const session = state.sessions.get(turn.sessionId);
+      const session = state.sessions.get(turn.sessionId, who);
       const abort = new AbortController();
       streamAbort.signal.addEventListener("abort", () => abort.abort(), { once: true });
       turns.set(turnId, abort);
       const base = { turnId, sessionId: session.id };
+      const observed = { who, session, text: turn.text, warm: session.history.length > 0, startedAt: performance.now() };
       runTurn(session, { turnId, text: turn.text, params: turn.params, signal: abort.signal }, {
         text: (text, tokenIds) => write({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
         wrapped: (info) => write({ ...base, kind: { $case: "wrapped", wrapped: info } }),
@@ -74,7 +77,16 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
             pendingCalls.set(callId, done);
           }),
       })
-        .then((result) => write({ ...base, kind: { $case: "end", end: result } }))
+        .then(
+          (result) => {
+            state.turns.ended(observed, result);
+            return write({ ...base, kind: { $case: "end", end: result } });
+          },
+          (err: unknown) => {
+            state.turns.failed(observed, err);
+            throw err;
+          },
+        )
         .then(
           () => {
             turns.delete(turnId);

@@ -27,6 +27,7 @@ export function sessionInfo(s: Session, withHistory: boolean): SessionInfo {
     overflow: s.overflow === "wrap" ? OverflowPolicy.OVERFLOW_POLICY_WRAP : OverflowPolicy.OVERFLOW_POLICY_ERROR,
     wrappedMessages: s.windowStart,
     functions: s.functions.decls(),
+    owner: s.owner,
   };
 }
 

@@ -6,6 +6,9 @@ import { messageFromWire, modelInfo, overflowFromWire, sessionInfo } from "./con
 import { toServiceError } from "./errors.js";
 import { checkDecoded } from "./malformed.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
+import { identityOf } from "../auth/guard.js";
+import type { Identity } from "../auth/Identity.js";
+import type { TurnObserver } from "../metrics/TurnObserver.js";
 
 export interface DaemonState {
   models: ModelRegistry;
@@ -18,16 +21,20 @@ export interface DaemonState {
   startedAt: number;
   /** How long a turn waits for a client to answer its function call. */
   functionTimeoutMs: number;
+  /** How the daemon is exposed, for ServerInfo. */
+  exposure: { tls: boolean; auth: () => boolean; insecure: boolean };
+  /** Logs and counts each turn. */
+  turns: TurnObserver;
   log: (line: string) => void;
 }
 
-/** Wraps an async handler so its result or its typed error becomes the unary reply. */
-function unary<Req, Res>(log: DaemonState["log"], fn: (req: Req) => Promise<Res> | Res) {
+/** Wraps an async handler so its result or its typed error becomes the unary reply; it gets the caller the guard established. */
+function unary<Req, Res>(log: DaemonState["log"], fn: (req: Req, who: Identity) => Promise<Res> | Res) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     Promise.resolve()
       .then(() => {
         checkDecoded(call.request, call.getPath());
-        return fn(call.request);
+        return fn(call.request, identityOf(call));
       })
       .then(
         (res) => callback(null, res),
@@ -39,8 +46,8 @@ function unary<Req, Res>(log: DaemonState["log"], fn: (req: Req) => Promise<Res>
 export function sessionHandlers(state: DaemonState): SessionServiceServer & UntypedServiceImplementation {
   const { sessions, models, log } = state;
   return {
-    createSession: unary(log, async (req) => {
-      const host = await models.get(req.model);
+    createSession: unary(log, async (req, who) => {
+      const host = await models.get(req.model, who.admin || who.loopback);
       const session = await sessions.create({
         host,
         template: req.chatTemplate,
@@ -49,15 +56,16 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
         history: req.history.map(messageFromWire),
         overflow: overflowFromWire(req.overflow),
         functions: FunctionSet.build(req.builtinFunctions, req.clientFunctions),
+        owner: who.name,
       });
       return sessionInfo(session, true);
     }),
-    getSession: unary(log, (req) => sessionInfo(sessions.get(req.sessionId), req.withHistory)),
-    listSessions: unary(log, () => ({ sessions: sessions.list().map((s) => sessionInfo(s, false)) })),
-    resetSession: unary(log, async (req) => sessionInfo(await sessions.reset(req.sessionId), false)),
-    updateSession: unary(log, async (req) =>
+    getSession: unary(log, (req, who) => sessionInfo(sessions.get(req.sessionId, who), req.withHistory)),
+    listSessions: unary(log, (_req, who) => ({ sessions: sessions.list(who).map((s) => sessionInfo(s, false)) })),
+    resetSession: unary(log, async (req, who) => sessionInfo(await sessions.reset(req.sessionId, who), false)),
+    updateSession: unary(log, async (req, who) =>
       sessionInfo(
-        await sessions.update(req.sessionId, {
+        await sessions.update(req.sessionId, who, {
           systemPrompt: req.systemPrompt,
           template: req.chatTemplate,
           defaults: req.defaults,
@@ -66,9 +74,9 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
         false,
       ),
     ),
-    truncateSession: unary(log, async (req) => sessionInfo(await sessions.truncate(req.sessionId, req.keepMessages), false)),
-    deleteSession: unary(log, async (req) => {
-      await sessions.delete(req.sessionId);
+    truncateSession: unary(log, async (req, who) => sessionInfo(await sessions.truncate(req.sessionId, who, req.keepMessages), false)),
+    deleteSession: unary(log, async (req, who) => {
+      await sessions.delete(req.sessionId, who);
       return {};
     }),
   };
@@ -77,15 +85,20 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
 export function modelHandlers(state: DaemonState): ModelServiceServer & UntypedServiceImplementation {
   return {
     listModels: unary(state.log, async () => ({ models: (await state.models.list()).map((m) => modelInfo(m, state.sessions.templates)) })),
-    getServerInfo: unary(state.log, () => ({
+    getServerInfo: unary(state.log, (_req, who) => ({
       version: VERSION,
       backend: state.backend,
       threads: state.threads,
       batchThreads: state.batchThreads,
       binary: state.binary,
       parallel: state.parallel,
-      sessions: state.sessions.size,
+      sessions: state.sessions.list(who).length,
       startedAtMs: state.startedAt,
+      tls: state.exposure.tls,
+      auth: state.exposure.auth(),
+      insecure: state.exposure.insecure,
+      identity: who.name,
+      admin: who.admin,
     })),
   };
 }

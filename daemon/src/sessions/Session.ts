@@ -15,6 +15,14 @@ export type OverflowPolicy = "wrap" | "error";
 
 export interface RunningTurn {
   turnId: string;
+  /** Waiting in the model's queue for a free KV-cache sequence. */
+  waiting?: boolean;
+}
+
+/** Whoever asks for a session: an owner sees their own, an admin every one. */
+export interface Caller {
+  name: string;
+  admin: boolean;
 }
 
 /** One chat: its model, template, settings and history. The KV cache lives in the model's pool. */
@@ -33,6 +41,8 @@ export class Session {
   functions: FunctionSet = FunctionSet.none;
   /** rendered() as last computed, with what it was computed from. */
   private used: { key: unknown[]; tokens: readonly number[] } | undefined;
+  /** The identity that created it; others get NOT_FOUND for it. */
+  owner = "local";
   /** Writes the session to the journal; set by the store. */
   persist: () => Promise<void> = async () => {};
 

@@ -9,6 +9,8 @@ import type { HistoryMessage } from "./Session.js";
 export interface SessionRecord {
   version: 1;
   id: string;
+  /** Absent in records from before authentication: those belong to the local owner. */
+  owner?: string;
   modelFile: string;
   template: ChatTemplate;
   templateReason: string;

@@ -6,7 +6,7 @@ import { chooseTemplate } from "../templates/chooseTemplate.js";
 import { checkParams } from "./params.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
 import { checkText } from "./limits.js";
-import { Session, type HistoryMessage, type OverflowPolicy } from "./Session.js";
+import { Session, type Caller, type HistoryMessage, type OverflowPolicy } from "./Session.js";
 import type { SessionJournal, SessionRecord } from "./SessionJournal.js";
 
 const MAX_HISTORY = 100_000;
@@ -26,6 +26,8 @@ export interface CreateOptions {
   history: HistoryMessage[];
   overflow?: OverflowPolicy;
   functions?: FunctionSet;
+  /** The creating identity's name. */
+  owner: string;
 }
 
 /** Owns every session: creation, lookup, reset and deletion. */
@@ -54,6 +56,7 @@ export class SessionStore {
       session.history.push({ ...msg, tokens: msg.tokens.length ? msg.tokens : opts.host.tokenizeText(msg.text) });
     }
     session.overflow = opts.overflow ?? "wrap";
+    session.owner = opts.owner;
     // Set before the size check: the functions' docs are part of the rendered prompt.
     session.functions = opts.functions ?? FunctionSet.none;
     const used = session.contextUsed();
@@ -66,7 +69,7 @@ export class SessionStore {
   /** Brings back a journaled session; its KV cache is rebuilt by its next turn. */
   restore(record: SessionRecord, host: ModelHost): Session {
     const session = new Session(record.id, host, record.template, record.templateReason, record.systemPrompt, record.defaults);
-    Object.assign(session, { history: record.history, overflow: record.overflow, windowStart: record.windowStart, createdAt: record.createdAt, updatedAt: record.updatedAt });
+    Object.assign(session, { owner: record.owner ?? "local", history: record.history, overflow: record.overflow, windowStart: record.windowStart, createdAt: record.createdAt, updatedAt: record.updatedAt });
     session.functions = FunctionSet.build(record.builtinFunctions ?? [], record.clientFunctions ?? []);
     this.track(session);
     return session;
@@ -78,18 +81,25 @@ export class SessionStore {
     this.sessions.set(session.id, session);
   }
 
-  get(id: string): Session {
+  /** The session, when `caller` may see it; another identity's session is reported as absent. */
+  get(id: string, caller: Caller): Session {
     const session = this.sessions.get(id);
-    if (!session) throw fail.notFound(`There is no session "${id}"; list sessions with \`nanollm sessions\` or create one.`);
+    if (!session || !(caller.admin || session.owner === caller.name)) throw fail.notFound(`There is no session "${id}"; list sessions with \`nanollm sessions\` or create one.`);
     return session;
   }
 
-  list(): Session[] {
-    return [...this.sessions.values()].sort((a, b) => a.createdAt - b.createdAt);
+  /** Every session, for an internal reader (metrics); callers use list. */
+  all(): Session[] {
+    return [...this.sessions.values()];
   }
 
-  async reset(id: string): Promise<Session> {
-    const session = this.idle(id);
+  /** The sessions `caller` may see, oldest first. */
+  list(caller: Caller): Session[] {
+    return [...this.sessions.values()].filter((s) => caller.admin || s.owner === caller.name).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  async reset(id: string, caller: Caller): Promise<Session> {
+    const session = this.idle(id, caller);
     await session.settling;
     session.history = [];
     session.windowStart = 0;
@@ -99,8 +109,8 @@ export class SessionStore {
     return session;
   }
 
-  async delete(id: string): Promise<void> {
-    const session = this.idle(id);
+  async delete(id: string, caller: Caller): Promise<void> {
+    const session = this.idle(id, caller);
     await session.settling;
     this.sessions.delete(id);
     await session.host.pool.forget(id);
@@ -108,8 +118,8 @@ export class SessionStore {
   }
 
   /** Changes the system prompt, template or defaults; the next turn reuses the cache up to the first changed token. */
-  async update(id: string, change: { systemPrompt?: string; template?: string; defaults?: GenerationParams; functions?: FunctionSet }): Promise<Session> {
-    const session = this.idle(id);
+  async update(id: string, caller: Caller, change: { systemPrompt?: string; template?: string; defaults?: GenerationParams; functions?: FunctionSet }): Promise<Session> {
+    const session = this.idle(id, caller);
     checkText("The system prompt", change.systemPrompt);
     const defaults = { ...session.defaults, ...definedOnly(change.defaults ?? {}) };
     checkParams(defaults);
@@ -132,8 +142,8 @@ export class SessionStore {
   }
 
   /** Keeps the first `keep` messages (e.g. /undo drops the last exchange). */
-  async truncate(id: string, keep: number): Promise<Session> {
-    const session = this.idle(id);
+  async truncate(id: string, caller: Caller, keep: number): Promise<Session> {
+    const session = this.idle(id, caller);
     if (keep > session.history.length) throw fail.invalid(`Session ${id} has only ${session.history.length} messages; keep at most that many.`);
     await session.settling;
     session.history = session.history.slice(0, keep);
@@ -147,8 +157,8 @@ export class SessionStore {
     return this.sessions.size;
   }
 
-  private idle(id: string): Session {
-    const session = this.get(id);
+  private idle(id: string, caller: Caller): Session {
+    const session = this.get(id, caller);
     if (session.running) throw fail.precondition(`Session ${id} has a turn running; cancel it first.`);
     return session;
   }
@@ -158,6 +168,7 @@ function toRecord(s: Session): SessionRecord {
   return {
     version: 1,
     id: s.id,
+    owner: s.owner,
     modelFile: s.host.facts.file,
     template: s.template,
     templateReason: s.templateReason,

@@ -53,7 +53,9 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
   await session.settling;
   const prompt = await fitContext(session, user, sampling.maxNewTokens, sink);
   const started = performance.now();
-  const lease = await host.pool.acquire(session.id, signal);
+  const running = session.running;
+  if (running) running.waiting = true;
+  const lease = await host.pool.acquire(session.id, signal).finally(() => running && (running.waiting = false));
   let settleStarted = false;
   try {
     const prepared = performance.now();

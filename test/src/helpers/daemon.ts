@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { startDaemon, type RunningDaemon } from "@nanollm/daemon";
+import { startDaemon, type DaemonOptions, type RunningDaemon } from "@nanollm/daemon";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { tempDir } from "./fixtures.js";
 
@@ -14,7 +14,11 @@ export interface TestDaemon {
 }
 
 /** The real daemon in this process on 127.0.0.1:0, one compute thread (the box has two cores). */
-export async function inProcessDaemon(modelPath: string, opts: { parallel?: number; ctx?: number; dataDir?: string; maxQueue?: number; functionTimeoutMs?: number; batchThreads?: number; adaptiveThreads?: boolean } = {}): Promise<TestDaemon & { daemon: RunningDaemon }> {
+export async function inProcessDaemon(
+  modelPath: string,
+  opts: { parallel?: number; ctx?: number; dataDir?: string; maxQueue?: number; functionTimeoutMs?: number; batchThreads?: number; adaptiveThreads?: boolean; daemon?: Partial<DaemonOptions> } = {},
+): Promise<TestDaemon & { daemon: RunningDaemon; logLines: string[] }> {
+  const logLines: string[] = [];
   const daemon = await startDaemon({
     dataDir: opts.dataDir ?? tempDir("data"),
     maxQueue: opts.maxQueue,
@@ -28,11 +32,13 @@ export async function inProcessDaemon(modelPath: string, opts: { parallel?: numb
     ctx: opts.ctx ?? 1024,
     gpu: "cpu",
     kvCacheType: "f16",
-    log: () => {},
+    log: (line) => logLines.push(line),
+    ...opts.daemon,
   });
   const client = new NanoClient(daemon.address);
   return {
     daemon,
+    logLines,
     address: daemon.address,
     client,
     stop: async () => {
@@ -78,9 +84,9 @@ export async function spawnDaemon(modelPath: string, extra: string[] = []): Prom
 }
 
 /** Runs the nanollm CLI to completion, feeding it `stdin`. */
-export function nanollm(args: string[], stdin = ""): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function nanollm(args: string[], stdin = "", env?: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
     let stdout = "";
     let stderr = "";
     proc.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
