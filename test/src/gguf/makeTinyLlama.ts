@@ -115,7 +115,7 @@ const FILE_TYPE = { f32: 0, f16: 1, q8_0: 7 } as const;
 const WEIGHT_GGML_TYPE = { f32: GgmlType.F32, f16: GgmlType.F16, q8_0: GgmlType.Q8_0 } as const;
 
 /** mulberry32 uniform in [0, 1) with Box-Muller normals; V8's Math.log/cos are fdlibm ports, so reproducible. */
-function makeRng(seed: number): { normal(): number } {
+export function makeRng(seed: number): { normal(): number } {
     let a = seed >>> 0;
     let spare: number | null = null;
     const uniform = (): number => {

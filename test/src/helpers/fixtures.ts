@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { CHATML_TEMPLATE, makeTinyLlama, type TinyLlamaOptions } from "../gguf/makeTinyLlama.js";
+import { makeTinyMmproj, type TinyMmprojOptions } from "../gguf/makeTinyMmproj.js";
 
 /** test/fixtures/models, where `make fixtures` writes the generated GGUF files. */
 export const FIXTURE_DIR = fileURLToPath(new URL("../../fixtures/models/", import.meta.url));
@@ -13,6 +14,21 @@ export function tinyModel(name = "tiny-chatml", seed = 1, extra: Partial<TinyLla
     fs.mkdirSync(FIXTURE_DIR, { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
     makeTinyLlama(tmp, { seed, name, chatTemplate: CHATML_TEMPLATE, contextLength: 32768, ...extra });
+    fs.renameSync(tmp, file);
+  }
+  return file;
+}
+
+/**
+ * The tiny image projector (mmproj, llava "mlp") for tinyModel(): its image tokens are 128 floats,
+ * the tiny text model's embedding size. Generated if missing.
+ */
+export function tinyMmproj(name = "tiny-mmproj", opts: TinyMmprojOptions = {}): string {
+  const file = path.join(FIXTURE_DIR, `${name}.gguf`);
+  if (!fs.existsSync(file)) {
+    fs.mkdirSync(FIXTURE_DIR, { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    makeTinyMmproj(tmp, opts);
     fs.renameSync(tmp, file);
   }
   return file;

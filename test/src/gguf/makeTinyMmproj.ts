@@ -1,0 +1,125 @@
+// A tiny random-weight CLIP/LLaVA-style projector (mmproj GGUF, projector type "mlp") that llama.cpp's
+// tools/mtmd/clip.cpp loads: the TypeScript port of ../shared/tools/make_tiny_mmproj.py.
+// Image 64 px, patch 16 => 16 patches => 16 image tokens, each `nEmbdText` floats.
+import { writeFileSync } from "node:fs";
+import { GgmlType, GgufWriter } from "./GgufWriter.js";
+import { makeRng } from "./makeTinyLlama.js";
+
+export interface TinyMmprojOptions {
+    /** PRNG seed; the same options always produce a byte-identical file. Default 42. */
+    seed?: number;
+    /** The text model's embedding size (makeTinyLlama's nEmbd, 128 by default): clip.cpp refuses a mismatch. */
+    nEmbdText?: number;
+    imageSize?: number;
+    patchSize?: number;
+    /** Vision width. */
+    nEmbd?: number;
+    /** Keep it != nEmbd: clip.cpp swaps ffn up/down when ffn_down's rows equal the width (old llava files). */
+    nFf?: number;
+    /** llava runs nLayer - 1 blocks, but clip.cpp loads (and needs) the weights of all of them. */
+    nLayer?: number;
+    nHead?: number;
+    mmHidden?: number;
+    classEmbd?: boolean;
+    /** Keys or tensor names to leave out (to probe what is required). */
+    omit?: readonly string[];
+    weightType?: "f32" | "f16";
+}
+
+/** Every key the writer sets, for tests that leave each out in turn. */
+export const TINY_MMPROJ_KEYS: readonly string[] = [
+    "general.architecture", "general.name", "general.file_type", "clip.has_vision_encoder", "clip.projector_type",
+    "clip.vision.image_size", "clip.vision.patch_size", "clip.vision.embedding_length", "clip.vision.feed_forward_length",
+    "clip.vision.block_count", "clip.vision.attention.head_count", "clip.vision.attention.layer_norm_epsilon",
+    "clip.vision.projection_dim", "clip.vision.image_mean", "clip.vision.image_std", "clip.use_gelu",
+];
+
+/** The number of image tokens the tiny projector gives an image (one per patch). */
+export const tinyMmprojImageTokens = (o: TinyMmprojOptions = {}): number => ((o.imageSize ?? 64) / (o.patchSize ?? 16)) ** 2;
+
+/** Builds the file in memory; returns its bytes and the tensor names written. */
+export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Array; tensors: string[] } {
+    const {
+        seed = 42, nEmbdText: T = 128, imageSize: S = 64, patchSize: P = 16, nEmbd: E = 32, nFf: FF = 64, nLayer: L = 2, nHead: H = 2,
+        mmHidden = 64, classEmbd = true, omit = [], weightType = "f32",
+    } = opts;
+    const skip = new Set(omit);
+    const nPatches = (S / P) ** 2;
+    const nPos = nPatches + (classEmbd ? 1 : 0);
+    const rng = makeRng(seed);
+    const w = new GgufWriter();
+    const tensors: string[] = [];
+    const W = weightType === "f16" ? GgmlType.F16 : GgmlType.F32;
+
+    const randn = (n: number, scale: number): Float32Array => {
+        const a = new Float32Array(n);
+        for (let i = 0; i < n; i++) a[i] = Math.fround(rng.normal() * scale);
+        return a;
+    };
+    // numpy (out, in) => ggml ne [in, out]
+    const mat = (name: string, out: number, inp: number, scale = 1 / Math.sqrt(inp)) => ten(name, [inp, out], randn(out * inp, scale), W);
+    const vec = (name: string, n: number, scale = 0.02) => ten(name, [n], randn(n, scale), GgmlType.F32);
+    const fill = (name: string, n: number, v: number) => ten(name, [n], new Float32Array(n).fill(v), GgmlType.F32);
+    function ten(name: string, ne: number[], values: Float32Array, type: GgmlType): void {
+        // Values are drawn even for an omitted tensor, so the others keep their weights.
+        if (skip.has(name)) return;
+        w.addTensor(name, ne, values, type);
+        tensors.push(name);
+    }
+    const kv = (key: string, add: () => void) => {
+        if (!skip.has(key)) add();
+    };
+
+    kv("general.architecture", () => w.addString("general.architecture", "clip"));
+    kv("general.name", () => w.addString("general.name", "tiny-random-mmproj"));
+    kv("general.file_type", () => w.addUint32("general.file_type", weightType === "f16" ? 1 : 0));
+    kv("clip.has_vision_encoder", () => w.addBool("clip.has_vision_encoder", true));
+    kv("clip.projector_type", () => w.addString("clip.projector_type", "mlp"));
+    kv("clip.vision.image_size", () => w.addUint32("clip.vision.image_size", S));
+    kv("clip.vision.patch_size", () => w.addUint32("clip.vision.patch_size", P));
+    kv("clip.vision.embedding_length", () => w.addUint32("clip.vision.embedding_length", E));
+    kv("clip.vision.feed_forward_length", () => w.addUint32("clip.vision.feed_forward_length", FF));
+    kv("clip.vision.block_count", () => w.addUint32("clip.vision.block_count", L));
+    kv("clip.vision.attention.head_count", () => w.addUint32("clip.vision.attention.head_count", H));
+    kv("clip.vision.attention.layer_norm_epsilon", () => w.addFloat32("clip.vision.attention.layer_norm_epsilon", 1e-5));
+    kv("clip.vision.projection_dim", () => w.addUint32("clip.vision.projection_dim", T));
+    kv("clip.vision.image_mean", () => w.addFloat32Array("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073]));
+    kv("clip.vision.image_std", () => w.addFloat32Array("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711]));
+    kv("clip.use_gelu", () => w.addBool("clip.use_gelu", false));
+
+    // The vision tower (weights in the python tool's draw order, so a seed gives the same model).
+    ten("v.patch_embd.weight", [P, P, 3, E], randn(E * 3 * P * P, 1 / Math.sqrt(3 * P * P)), W);
+    vec("v.patch_embd.bias", E);
+    if (classEmbd) vec("v.class_embd", E, 1);
+    ten("v.position_embd.weight", [E, nPos], randn(nPos * E, 0.5), GgmlType.F32);
+    fill("v.pre_ln.weight", E, 1);
+    fill("v.pre_ln.bias", E, 0);
+    for (let i = 0; i < L; i++) {
+        const p = `v.blk.${i}.`;
+        for (const n of ["attn_q", "attn_k", "attn_v", "attn_out"]) {
+            mat(`${p}${n}.weight`, E, E);
+            vec(`${p}${n}.bias`, E);
+        }
+        fill(`${p}ln1.weight`, E, 1);
+        fill(`${p}ln1.bias`, E, 0);
+        fill(`${p}ln2.weight`, E, 1);
+        fill(`${p}ln2.bias`, E, 0);
+        mat(`${p}ffn_up.weight`, FF, E);
+        vec(`${p}ffn_up.bias`, FF);
+        mat(`${p}ffn_down.weight`, E, FF);
+        vec(`${p}ffn_down.bias`, E);
+    }
+    // The llava MLP projector: mm.0 (E -> mmHidden), GELU, mm.2 (mmHidden -> nEmbdText).
+    mat("mm.0.weight", mmHidden, E);
+    vec("mm.0.bias", mmHidden);
+    mat("mm.2.weight", T, mmHidden, 4 / Math.sqrt(mmHidden));
+    vec("mm.2.bias", T);
+    return { bytes: w.toBytes(), tensors };
+}
+
+/** Writes a tiny mmproj GGUF to `path`, synchronously; returns the tensor names written. */
+export function makeTinyMmproj(path: string, opts: TinyMmprojOptions = {}): string[] {
+    const { bytes, tensors } = buildTinyMmproj(opts);
+    writeFileSync(path, bytes);
+    return tensors;
+}
