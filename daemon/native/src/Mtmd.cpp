@@ -215,9 +215,17 @@ void Projector::adopt(std::shared_ptr<ProjectorCore> core) { core_ = std::move(c
 // when the worker completes) after it.
 void Projector::release() { core_.reset(); }
 
+static const char* kDisposed = "The projector was disposed.";
+
 std::shared_ptr<ProjectorCore> Projector::core(Napi::Env env) const {
-  if (!core_) throw Napi::Error::New(env, "The projector was disposed.");
+  if (!core_) throw Napi::Error::New(env, kDisposed);
   return core_;
+}
+
+static Napi::Value rejected(Napi::Env env, const char* message) {
+  auto d = Napi::Promise::Deferred::New(env);
+  d.Reject(Napi::Error::New(env, message).Value());
+  return d.Promise();
 }
 
 namespace {
@@ -508,7 +516,8 @@ Napi::Value Projector::Info(const Napi::CallbackInfo& info) {
 // tokenize(text, images: Uint8Array[], {addSpecial?, parseSpecial?}) => Promise<{chunks, images}>
 Napi::Value Projector::Tokenize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto c = core(env);
+  if (!core_) return rejected(env, kDisposed);
+  auto c = core_;
   std::string text = info[0].As<Napi::String>();
   Napi::Array arr = info[1].As<Napi::Array>();
   std::vector<std::vector<uint8_t>> images;
@@ -530,7 +539,8 @@ Napi::Value Projector::Tokenize(const Napi::CallbackInfo& info) {
 // encode(chunk: NativeImageChunk) => Promise<{embd, nTokens, nEmbd, nPos, mrope, nonCausal, id, ms}>
 Napi::Value Projector::Encode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto c = core(env);
+  if (!core_) return rejected(env, kDisposed);
+  auto c = core_;
   if (!info[0].IsObject() || !info[0].As<Napi::Object>().InstanceOf(ImageChunk::ctor.Value()))
     throw Napi::TypeError::New(env, "encode() takes an image chunk from tokenize().");
   auto ref = ImageChunk::Unwrap(info[0].As<Napi::Object>())->ref;

@@ -1,0 +1,297 @@
+// Images through llama.cpp's multimodal library (daemon/native/src/Mtmd.h): the library built per
+// variant, the projector on the tiny generated mmproj, image embeddings evaluated into a context, and
+// mmproj files checked before clip.cpp (which crashes the process on a missing tensor).
+import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { NanoError } from "@nanollm/shared";
+import { checkMmproj } from "@nanollm/daemon/dist/engine/mmproj.js";
+import { loadLlama, nativeAddon, type NativeModel } from "@nanollm/daemon/dist/engine/native.js";
+import { imageLibraryFor, loadProjector, mtmdAddon, type EncodedImage, type NativeProjector, type ProjectorChunk } from "@nanollm/daemon/dist/engine/projector.js";
+import { buildTinyMmproj, TINY_MMPROJ_KEYS, tinyMmprojImageTokens } from "./gguf/makeTinyMmproj.js";
+import { tempDir, tinyMmproj, tinyModel } from "./helpers/fixtures.js";
+import { checkerboard, gradient, llamaTestJpeg, makeBmp, makePng, webpBytes } from "./helpers/images.js";
+
+const run = promisify(execFile);
+const NATIVE_DIR = fileURLToPath(new URL("../../daemon/native/", import.meta.url));
+const DIST = fileURLToPath(new URL("../../daemon/dist/engine/", import.meta.url));
+const TEST_DIST = fileURLToPath(new URL("./", import.meta.url));
+const TEXT_EMBD = 128; // makeTinyLlama's default nEmbd
+
+const oneSentence = (e: unknown) => e instanceof Error && !/\n/.test(e.message) && /[.]$/.test(e.message);
+
+/** `p` rejects with one sentence matching `pattern`. */
+async function failsWith(p: Promise<unknown>, pattern: RegExp): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(oneSentence(e), String(e));
+    assert.match((e as Error).message, pattern);
+    return true;
+  });
+}
+
+describe("the image library build", () => {
+  it("links one library per installed x64 variant, each against that variant's own libllama", () => {
+    const libs = fs.readdirSync(path.join(NATIVE_DIR, "build-mtmd", "lib"));
+    assert.ok(libs.includes("linux-x64"), `built for ${libs.join(", ")}`);
+    assert.ok(!libs.some((v) => /arm/.test(v)), "libraries of another architecture are not linked");
+    for (const v of libs) {
+      const { stdout } = spawnSync("readelf", ["-d", path.join(NATIVE_DIR, "build-mtmd", "lib", v, "libnanollm-mtmd.so")], { encoding: "utf8" });
+      const needed = [...stdout.matchAll(/NEEDED.*\[(.+)\]/g)].map((m) => m[1]);
+      const variantDir = fs.readdirSync(path.join(NATIVE_DIR, "..", "..", "node_modules", "@node-llama-cpp")).map((p) => path.join(NATIVE_DIR, "..", "..", "node_modules", "@node-llama-cpp", p, "bins", v)).find((d) => fs.existsSync(d));
+      assert.ok(variantDir, v);
+      const libllama = fs.readdirSync(variantDir).find((f) => /^libllama\..*so$/.test(f) && !f.includes("common"));
+      assert.ok(needed.includes(libllama), `${v} needs ${needed.join(", ")}, not ${libllama}`);
+      assert.match(stdout, new RegExp(`(RUNPATH|RPATH).*\\[${fs.realpathSync(variantDir).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+    }
+  });
+
+  it("a second run compiles nothing (objects cached for the bundle's commit)", async () => {
+    const started = Date.now();
+    const { stderr } = await run(process.execPath, [path.join(NATIVE_DIR, "mtmd.mjs")]);
+    assert.match(stderr, /^native: mtmd \(images\) up to date in \d+ s\n$/);
+    assert.ok(Date.now() - started < 5000);
+  });
+});
+
+describe("the projector on the tiny fixtures", () => {
+  let model: NativeModel;
+  let projector: NativeProjector;
+  before(async () => {
+    const lib = loadLlama("cpu");
+    model = await nativeAddon().loadModel(tinyModel(), { gpuLayers: 0 });
+    projector = await loadProjector(tinyMmproj(), model, lib, 1);
+  });
+  after(() => {
+    projector.dispose();
+    model.dispose();
+  });
+
+  const png = makePng(64, 64, gradient);
+  const imageChunk = (chunks: ProjectorChunk[]) => {
+    const c = chunks.find((x) => x.kind === "image");
+    assert.ok(c && c.kind === "image");
+    return c;
+  };
+  async function encodeOne(bytes: Uint8Array): Promise<EncodedImage> {
+    const { chunks } = await projector.tokenize(projector.info().marker, [bytes]);
+    return projector.encode(imageChunk(chunks).chunk);
+  }
+
+  it("reports what it reads and the marker that stands for an image", () => {
+    assert.deepEqual(projector.info(), { vision: true, audio: false, marker: "<__media__>", embeddingSize: TEXT_EMBD, mrope: false, nonCausal: false });
+  });
+
+  it("splits text at the marker: an image chunk of 16 tokens (64 px, patch 16) and the text's tokens", async () => {
+    const { chunks, images } = await projector.tokenize("<__media__> describe", [png]);
+    assert.deepEqual(chunks.map((c) => c.kind), ["image", "text"]);
+    const img = imageChunk(chunks);
+    assert.equal(img.nTokens, tinyMmprojImageTokens());
+    assert.equal(img.nTokens, 16);
+    assert.equal(img.nPos, 16, "without M-RoPE an image advances the position by its token count");
+    const sha = crypto.createHash("sha256").update(png).digest("hex");
+    assert.equal(img.id, sha, "the id is the SHA-256 of the file's bytes");
+    assert.deepEqual(images, [{ width: 64, height: 64, bytes: png.length, id: sha }]);
+    const text = chunks[1]!;
+    assert.ok(text.kind === "text");
+    assert.deepEqual(Array.from(text.tokens), Array.from(model.tokenize(" describe", true)));
+  });
+
+  it("keeps images in order between text pieces, with control tokens in the text", async () => {
+    const bmp = makeBmp(40, 30, checkerboard);
+    const { chunks, images } = await projector.tokenize("<|im_start|>user\n<__media__> and <__media__><|im_end|>", [png, bmp]);
+    assert.deepEqual(chunks.map((c) => c.kind), ["text", "image", "text", "image", "text"]);
+    assert.deepEqual(images.map((i) => [i.width, i.height]), [[64, 64], [40, 30]]);
+    const first = chunks[0]!;
+    assert.ok(first.kind === "text");
+    assert.deepEqual(Array.from(first.tokens), Array.from(model.tokenize("<|im_start|>user\n", true)));
+  });
+
+  it("encodes an image into nTokens × the text model's embedding size, the same floats every time", async () => {
+    const a = await encodeOne(png);
+    assert.equal(a.nTokens, 16);
+    assert.equal(a.nEmbd, TEXT_EMBD);
+    assert.ok(a.ms >= 0);
+    const values = a.embd.values();
+    assert.equal(values.length, 16 * TEXT_EMBD);
+    assert.ok(values.every(Number.isFinite));
+    assert.ok(values.some((v) => Math.abs(v) > 0.01), "not all zero");
+    const again = await encodeOne(makePng(64, 64, gradient));
+    assert.deepEqual(again.embd.values(), values, "the same image twice gives identical embeddings");
+    const other = await encodeOne(makePng(64, 64, checkerboard));
+    assert.notDeepEqual(other.embd.values(), values, "another image gives other embeddings");
+  });
+
+  it("reads JPEG (llama.cpp's test image, 640×488, resized to the projector's 64 px) and BMP", async () => {
+    const jpeg = await projector.tokenize("<__media__>", [llamaTestJpeg()]);
+    assert.deepEqual(jpeg.images.map((i) => [i.width, i.height]), [[640, 488]]);
+    assert.equal((await projector.encode(imageChunk(jpeg.chunks).chunk)).nTokens, 16);
+    assert.equal((await encodeOne(makeBmp(64, 64, gradient))).nTokens, 16);
+  });
+
+  it("encodes concurrent images one at a time, each with its own result", async () => {
+    const [a, b, c] = await Promise.all([encodeOne(png), encodeOne(makePng(64, 64, checkerboard)), encodeOne(png)]);
+    assert.deepEqual(a.embd.values(), c.embd.values());
+    assert.notDeepEqual(a.embd.values(), b.embd.values());
+  });
+
+  it("an evaluated image changes the next token's logits; the same image gives the same logits", async () => {
+    const before = model.tokenize("<|im_start|>user\n", true);
+    const afterTokens = model.tokenize(" what is this?<|im_end|>\n<|im_start|>assistant\n", true);
+    const [a, b] = [await encodeOne(png), await encodeOne(makePng(64, 64, checkerboard))];
+    const la = mtmdAddon().evalImageForTest(model, a.embd, before, afterTokens);
+    const la2 = mtmdAddon().evalImageForTest(model, (await encodeOne(png)).embd, before, afterTokens);
+    const lb = mtmdAddon().evalImageForTest(model, b.embd, before, afterTokens);
+    assert.equal(la.length, model.info().vocabSize);
+    assert.deepEqual(la2, la, "deterministic");
+    assert.notDeepEqual(lb, la, "another image, other logits");
+  });
+
+  for (const [name, bytes] of [
+    ["random bytes", Buffer.from("this is not an image at all, just text")],
+    ["a truncated PNG", makePng(64, 64, gradient).subarray(0, 60)],
+    ["an empty file", Buffer.alloc(0)],
+  ] as const) {
+    it(`refuses ${name} with one sentence, and keeps working`, async () => {
+      await failsWith(projector.tokenize("<__media__>", [bytes]), /^The image (could not be decoded|is empty); send a PNG, JPEG, BMP or GIF file\.$/);
+      assert.equal((await encodeOne(png)).nTokens, 16);
+    });
+  }
+
+  it("refuses a WebP with one sentence saying to convert it", async () => {
+    await failsWith(projector.tokenize("<__media__>", [webpBytes()]), /^The image is a WebP, which cannot be decoded here; convert it to PNG or JPEG\.$/);
+  });
+
+  it("names the image that failed among several", async () => {
+    await failsWith(projector.tokenize("<__media__><__media__>", [png, webpBytes()]), /^Image 2 is a WebP/);
+  });
+
+  it("refuses a marker count that differs from the image count", async () => {
+    await failsWith(projector.tokenize("two <__media__> <__media__>", [png]), /^The text has 2 image markers \(<__media__>\) but 1 image was given; put one marker per image\.$/);
+  });
+
+  it("refuses a projector made for another embedding size with clip's reason", async () => {
+    const dir = tempDir("mtmd");
+    try {
+      const file = path.join(dir, "mmproj-64.gguf");
+      fs.writeFileSync(file, buildTinyMmproj({ nEmbdText: 64 }).bytes);
+      await assert.rejects(loadProjector(file, model, loadLlama("cpu"), 1), (e: unknown) => {
+        assert.ok(e instanceof NanoError && e.code === "INVALID_ARGUMENT");
+        assert.match(e.message, /could not be loaded \(mismatch between text model \(n_embd = 128\) and mmproj \(n_embd = 64\)\); check that it is the mmproj file made for this model\.$/);
+        return true;
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("disposal is idempotent, refuses later use, and keeps the model alive until then", async () => {
+    const p = await loadProjector(tinyMmproj(), model, loadLlama("cpu"), 1);
+    const { chunks } = await p.tokenize("<__media__>", [png]);
+    assert.throws(() => model.dispose(), /still has contexts/);
+    const pending = p.encode(imageChunk(chunks).chunk);
+    p.dispose();
+    p.dispose();
+    assert.equal((await pending).nTokens, 16, "an encode under way finishes");
+    assert.throws(() => p.info(), /^Error: The projector was disposed\.$/);
+    await failsWith(p.tokenize("<__media__>", [png]), /^The projector was disposed\.$/);
+    await failsWith(p.encode(imageChunk(chunks).chunk), /^The projector was disposed\.$/);
+  });
+});
+
+describe("mmproj files are checked before clip.cpp sees them", () => {
+  const { tensors } = buildTinyMmproj();
+  // Every key and tensor clip.cpp needs for "mlp" (the crashes and the loader's own refusals).
+  const required = [
+    "clip.has_vision_encoder", "clip.projector_type", ...TINY_MMPROJ_KEYS.filter((k) => k.startsWith("clip.vision.")),
+    ...tensors.filter((t) => /^(v\.patch_embd\.weight|v\.position_embd\.weight|mm\.\d\.(weight|bias)|v\.blk\.\d+\.(attn_[qkv]|attn_out|ffn_up|ffn_down)\.weight)$/.test(t)),
+  ];
+  let dir: string;
+  before(() => {
+    dir = tempDir("mmproj");
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const omitted = (item: string) => {
+    const file = path.join(dir, `omit-${item}.gguf`);
+    if (!fs.existsSync(file)) fs.writeFileSync(file, buildTinyMmproj({ omit: [item] }).bytes);
+    return file;
+  };
+
+  it("the tiny mmproj passes", () => {
+    const h = checkMmproj(tinyMmproj());
+    assert.equal(h.keys.get("clip.projector_type"), "mlp");
+    assert.equal(h.tensors.size, tensors.length);
+  });
+
+  for (const item of ["clip.projector_type", "clip.vision.patch_size", "v.patch_embd.weight", "v.blk.1.attn_q.weight", "mm.2.bias"]) {
+    it(`without ${item}: one sentence naming it (INVALID_ARGUMENT)`, () => {
+      assert.throws(() => checkMmproj(omitted(item)), (e: unknown) => {
+        assert.ok(e instanceof NanoError && e.code === "INVALID_ARGUMENT");
+        assert.ok(oneSentence(e), e.message);
+        assert.ok(e.message.includes(` ${item} `), e.message);
+        assert.match(e.message, /download or convert the model's mmproj file again\.$/);
+        return true;
+      });
+    });
+  }
+
+  // One fresh process loads every single-omission file through loadProjector (check, then clip):
+  // it survives only if no file clip.cpp would crash on reaches it.
+  it("each required key or tensor left out is refused before clip.cpp; everything optional loads and encodes", async () => {
+    const all = [...TINY_MMPROJ_KEYS, ...tensors];
+    const files = Object.fromEntries(all.map((item) => [item, omitted(item)]));
+    const script = `
+      import { loadLlama, nativeAddon } from ${JSON.stringify(path.join(DIST, "native.js"))};
+      import { loadProjector } from ${JSON.stringify(path.join(DIST, "projector.js"))};
+      import { makePng, gradient } from ${JSON.stringify(path.join(TEST_DIST, "helpers", "images.js"))};
+      const lib = loadLlama("cpu");
+      const model = await nativeAddon().loadModel(${JSON.stringify(tinyModel())}, { gpuLayers: 0 });
+      const out = {};
+      for (const [item, file] of Object.entries(${JSON.stringify(files)})) {
+        try {
+          const p = await loadProjector(file, model, lib, 1);
+          const { chunks } = await p.tokenize("<__media__>", [makePng(64, 64, gradient)]);
+          out[item] = "encoded " + (await p.encode(chunks[0].chunk)).nTokens;
+          p.dispose();
+        } catch (e) { out[item] = (e.code ?? "") + " " + e.message; }
+      }
+      console.log(JSON.stringify(out));`;
+    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { maxBuffer: 1 << 24 });
+    const out = JSON.parse(stdout) as Record<string, string>;
+    for (const item of all) {
+      if (required.includes(item)) {
+        assert.match(out[item]!, new RegExp(`^INVALID_ARGUMENT The projector .* (lacks the (key|tensor) ${item.replace(/\./g, "\\.")} |has ${item.replace(/\./g, "\\.")} with fewer)`), `${item}: ${out[item]}`);
+      } else {
+        assert.equal(out[item], "encoded 16", `${item} is optional: ${out[item]}`);
+      }
+    }
+  });
+
+  it("the check is what keeps the process alive: clip.cpp itself crashes on a missing patch embedding", async () => {
+    const script = `
+      import { loadLlama, nativeAddon } from ${JSON.stringify(path.join(DIST, "native.js"))};
+      import { imageLibraryFor, mtmdAddon } from ${JSON.stringify(path.join(DIST, "projector.js"))};
+      const lib = loadLlama("cpu");
+      const model = await nativeAddon().loadModel(${JSON.stringify(tinyModel())}, { gpuLayers: 0 });
+      mtmdAddon().loadMtmd(imageLibraryFor(lib.variant));
+      await mtmdAddon().loadProjector(${JSON.stringify(omitted("v.patch_embd.weight"))}, model, { gpu: false, threads: 1 });
+      console.log("survived");`;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+    assert.equal(r.signal, "SIGSEGV", `expected clip.cpp to crash, got status ${r.status}: ${r.stdout}${r.stderr.slice(-500)}`);
+  });
+
+  it("refuses what is not a projector with one sentence", () => {
+    const notGguf = path.join(dir, "notes.gguf");
+    fs.writeFileSync(notGguf, "hello, not a model");
+    assert.throws(() => checkMmproj(notGguf), /notes\.gguf is not a readable GGUF file \(it does not start with GGUF\); pass the model's mmproj \.gguf file\.$/);
+    assert.throws(() => checkMmproj(tinyModel()), /tiny-chatml\.gguf is a llama model, not an image projector; pass the model's mmproj file/);
+    assert.throws(() => checkMmproj(path.join(dir, "missing.gguf")), (e: unknown) => e instanceof NanoError && e.code === "NOT_FOUND" && oneSentence(e));
+    const truncated = path.join(dir, "truncated.gguf");
+    fs.writeFileSync(truncated, fs.readFileSync(tinyMmproj()).subarray(0, 200));
+    assert.throws(() => checkMmproj(truncated), /is not a readable GGUF file \(the file ends inside its header\)/);
+  });
+});
