@@ -149,6 +149,9 @@ describe("the projector on the tiny fixtures", () => {
     assert.equal(la.length, model.info().vocabSize);
     assert.deepEqual(la2, la, "deterministic");
     assert.notDeepEqual(lb, la, "another image, other logits");
+    const pieces = mtmdAddon().evalImageForTest(model, a.embd, before, afterTokens, 5);
+    const maxDiff = la.reduce((m, v, i) => Math.max(m, Math.abs(v - pieces[i]!)), 0);
+    assert.ok(maxDiff < 1e-3, `the image in pieces of 5 tokens gives the same logits (max difference ${maxDiff})`);
   });
 
   for (const [name, bytes] of [

@@ -129,20 +129,12 @@ std::string evalImageChunk(llama_context* ctx, const ImageEmbedding& img, llama_
            "; this model needs a whole image in one batch (raise the batch size).";
   if (img.nonCausal) nBatch = n;
   // Positions, section-major for M-RoPE: [t × n][y × n][x × n][z × n].
-  const int per = img.mrope ? 4 : 1;
+  const bool mrope = !img.mropeBase.empty();
+  const int per = mrope ? 4 : 1;
+  if (mrope && (img.mropeBase.size() != (size_t)n * 4 || img.mropeStep.size() != img.mropeBase.size()))
+    return "The image embedding's positions are malformed.";
   std::vector<llama_pos> pos((size_t)n * per);
-  const mtmd_image_tokens* image = img.mrope && img.chunk ? m.mtmd_input_chunk_get_tokens_image(img.chunk->chunk) : nullptr;
-  for (int32_t i = 0; i < n; i++) {
-    if (image) {
-      mtmd_decoder_pos p = m.mtmd_image_tokens_get_decoder_pos(image, nPast, (size_t)i);
-      pos[i] = p.t;
-      pos[i + n] = p.y;
-      pos[i + 2 * (size_t)n] = p.x;
-      pos[i + 3 * (size_t)n] = p.z;
-    } else {
-      for (int s = 0; s < per; s++) pos[i + (size_t)s * n] = nPast + i;  // audio under M-RoPE: 1-D
-    }
-  }
+  for (size_t k = 0; k < pos.size(); k++) pos[k] = mrope ? img.mropeBase[k] + nPast * img.mropeStep[k] : nPast + (llama_pos)k;
   llama_seq_id seqId = seq;
   std::vector<int32_t> nSeq(n, 1);
   std::vector<llama_seq_id*> seqIds(n, &seqId);
@@ -342,7 +334,12 @@ class TokenizeWorker : public Napi::AsyncWorker {
     images_.clear();
     mtmd_input_chunks* chunks = m.mtmd_input_chunks_init();
     mtmd_input_text text{text_.c_str(), text_.size(), addSpecial_, parseSpecial_};
-    int32_t rc = m.mtmd_tokenize(core_->ctx, chunks, &text, const_cast<const mtmd_bitmap**>(bitmaps.data()), bitmaps.size());
+    int32_t rc;
+    {
+      // mtmd's preprocessors are reached through a const context but are not promised thread-safe.
+      std::lock_guard<std::mutex> lock(core_->encodeMu);
+      rc = m.mtmd_tokenize(core_->ctx, chunks, &text, const_cast<const mtmd_bitmap**>(bitmaps.data()), bitmaps.size());
+    }
     freeAll();
     if (rc != 0) {
       m.mtmd_input_chunks_free(chunks);
@@ -436,10 +433,30 @@ class EncodeWorker : public Napi::AsyncWorker {
     img->nEmbd = core_->nEmbd;
     const char* id = m.mtmd_input_chunk_get_id(c);
     img->id = id ? id : "";
-    img->chunk = chunk_;
     std::lock_guard<std::mutex> lock(core_->encodeMu);
-    img->mrope = m.mtmd_decode_use_mrope(core_->ctx);
     img->nonCausal = m.mtmd_decode_use_non_causal(core_->ctx, c);
+    if (m.mtmd_decode_use_mrope(core_->ctx)) {
+      const size_t n = (size_t)img->nTokens;
+      img->mropeBase.resize(4 * n);
+      img->mropeStep.resize(4 * n);
+      const mtmd_image_tokens* image = m.mtmd_input_chunk_get_tokens_image(c);
+      for (size_t i = 0; i < n; i++) {
+        // Audio under M-RoPE is 1-D: every component n_past + i.
+        mtmd_decoder_pos p0 = image ? m.mtmd_image_tokens_get_decoder_pos(image, 0, i) : mtmd_decoder_pos{(uint32_t)i, (uint32_t)i, (uint32_t)i, (uint32_t)i};
+        mtmd_decoder_pos p1 = image ? m.mtmd_image_tokens_get_decoder_pos(image, 1, i) : mtmd_decoder_pos{(uint32_t)i + 1, (uint32_t)i + 1, (uint32_t)i + 1, (uint32_t)i + 1};
+        mtmd_decoder_pos p9 = image ? m.mtmd_image_tokens_get_decoder_pos(image, 9, i) : mtmd_decoder_pos{(uint32_t)i + 9, (uint32_t)i + 9, (uint32_t)i + 9, (uint32_t)i + 9};
+        const uint32_t b[4] = {p0.t, p0.y, p0.x, p0.z}, o[4] = {p1.t, p1.y, p1.x, p1.z}, q[4] = {p9.t, p9.y, p9.x, p9.z};
+        for (int k = 0; k < 4; k++) {
+          llama_pos step = (llama_pos)o[k] - (llama_pos)b[k];
+          if ((step != 0 && step != 1) || (llama_pos)q[k] != (llama_pos)b[k] + 9 * step) {
+            SetError("This model's image positions are not supported (they do not advance with the text position).");
+            return;
+          }
+          img->mropeBase[k * n + i] = (llama_pos)b[k];
+          img->mropeStep[k * n + i] = step;
+        }
+      }
+    }
     clearErrors();
     auto t0 = std::chrono::steady_clock::now();
     int32_t rc = m.mtmd_encode_chunk(core_->ctx, c);
@@ -462,7 +479,7 @@ class EncodeWorker : public Napi::AsyncWorker {
     o.Set("nTokens", embd_->nTokens);
     o.Set("nEmbd", embd_->nEmbd);
     o.Set("nPos", embd_->nPos);
-    o.Set("mrope", embd_->mrope);
+    o.Set("mrope", !embd_->mropeBase.empty());
     o.Set("nonCausal", embd_->nonCausal);
     o.Set("id", embd_->id);
     o.Set("ms", ms_);
@@ -563,7 +580,7 @@ Napi::Value LoadMtmdJs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// evalImageForTest(nativeModel, embd, before: Int32Array, after: Int32Array) => Float32Array: the
+// evalImageForTest(nativeModel, embd, before: Int32Array, after: Int32Array, nBatch = 64) => Float32Array: the
 // logits after `before`, the image and `after` in a fresh one-sequence context (tests of
 // evalImageChunk before the loop evaluates images itself).
 Napi::Value EvalImageForTest(const Napi::CallbackInfo& info) {
@@ -598,7 +615,8 @@ Napi::Value EvalImageForTest(const Napi::CallbackInfo& info) {
   };
   std::string err;
   if (!decodeTokens(before, false)) err = "The tokens before the image could not be decoded.";
-  if (err.empty()) err = evalImageChunk(ctx, *img, pos, 0, 64, &pos);
+  int32_t nBatch = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().Int32Value() : 64;
+  if (err.empty()) err = evalImageChunk(ctx, *img, pos, 0, std::max(1, std::min(nBatch, 64)), &pos);
   if (err.empty() && !decodeTokens(after, true)) err = "The tokens after the image could not be decoded.";
   Napi::Float32Array out;
   if (err.empty()) {

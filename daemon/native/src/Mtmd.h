@@ -16,10 +16,10 @@
 //  2. An image is its own llama_decode: a llama_batch with `embd` set (n_embd floats per token, the
 //     text model's llama_model_n_embd_inp) and `token` null cannot carry text tokens, so it never
 //     shares a decode with other sequences' tokens. Split it into pieces of at most n_batch tokens.
-//  3. Positions: normally n_past + i. With M-RoPE (Qwen2-VL/2.5-VL/3-VL: img.mrope) each token has 4
-//     position components laid out section-major in batch.pos ([t...][y...][x...][z...], 4 × n
-//     entries) from mtmd_image_tokens_get_decoder_pos(chunk, n_past, i); a piece of the batch needs
-//     its own section-major copy.
+//  3. Positions: normally n_past + i. With M-RoPE (Qwen2-VL/2.5-VL/3-VL: img.mropeBase non-empty)
+//     each token has 4 position components laid out section-major in batch.pos ([t...][y...][x...]
+//     [z...], 4 × n entries), mtmd_image_tokens_get_decoder_pos(chunk, n_past, i) precomputed at
+//     encode as base + n_past · step; a piece of the batch needs its own section-major copy.
 //  4. Non-causal images (Gemma 3, img.nonCausal): llama_set_causal_attn(ctx, false) around the
 //     decode and back to true after, and the WHOLE image must fit one ubatch (n_ubatch >= nTokens),
 //     or its tokens would not all attend to each other. evalImageChunk refuses otherwise.
@@ -30,6 +30,8 @@
 //     cache holds nTokens cells. The loop's per-sequence token history should record an image as
 //     nPos placeholder entries (and remember the image id) so position == history index stays
 //     true; KV edits (erase a tail) must not cut inside an image (erase the whole image instead).
+//     A failed llama_decode may leave part of the image in the cache: erase the sequence from n_past
+//     (llama_memory_seq_rm) before going on.
 //  7. KV state files (llama_state_seq_save_file) hold the image's cells like text cells: a restored
 //     sequence needs no re-encode, only the history's placeholder entries.
 #pragma once
@@ -85,18 +87,20 @@ struct ChunkRef {
   ChunkRef& operator=(const ChunkRef&) = delete;
 };
 
-/** One encoded image: what the loop thread needs to evaluate it (see the recipe above). */
+/** One encoded image: what the loop thread needs to evaluate it (see the recipe above); plain data. */
 struct ImageEmbedding {
   std::vector<float> data;  // nTokens × nEmbd, row-major per token
   int32_t nTokens = 0;
   int32_t nEmbd = 0;
   llama_pos nPos = 0;       // positions the sequence advances by
-  bool mrope = false;       // 4 position components per token
   bool nonCausal = false;   // decode with causal attention off, whole image in one ubatch
   std::string id;           // mtmd's image id: SHA-256 of the image file's bytes
-  std::shared_ptr<const ChunkRef> chunk;  // for M-RoPE positions
+  // M-RoPE (empty otherwise): position component k of token i at n_past is
+  // mropeBase[k·n + i] + n_past · mropeStep[k·n + i], section-major (t, y, x, z) as llama_batch.pos
+  // wants it. mtmd's decoder positions are affine in n_past for every layout it has (checked at
+  // encode), so the image's preprocessed pixels need not live on with its embeddings.
+  std::vector<llama_pos> mropeBase, mropeStep;
 };
-
 /**
  * Evaluates an encoded image into sequence `seq` at position `nPast` (loop thread only; the context
  * must be idle). Returns "" and sets *newNPast = nPast + img.nPos, else one sentence.

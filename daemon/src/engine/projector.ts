@@ -77,8 +77,8 @@ export interface NativeProjector {
 interface MtmdAddon {
   loadMtmd(libPath: string): void;
   loadProjector(file: string, model: NativeModel, opts: { gpu: boolean; threads: number }): Promise<NativeProjector>;
-  /** Logits after `before`, the image and `after` in a fresh context: evalImageChunk's test. */
-  evalImageForTest(model: NativeModel, embd: NativeImageEmbedding, before: Int32Array, after: Int32Array): Float32Array;
+  /** Logits after `before`, the image (in pieces of nBatch tokens) and `after` in a fresh context: evalImageChunk's test. */
+  evalImageForTest(model: NativeModel, embd: NativeImageEmbedding, before: Int32Array, after: Int32Array, nBatch?: number): Float32Array;
 }
 
 /** The addon's image functions. */
