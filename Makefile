@@ -64,6 +64,7 @@ NATIVE_STAMP := node_modules/node-llama-cpp/llama/lastBuild.json
 native: $(NATIVE_STAMP)
 $(NATIVE_STAMP): $(NODE_MODULES_STAMP)
 	npx --no node-llama-cpp source download --gpu $(NATIVE_GPU) --noUsageExample
+	cd daemon && node native/mtmd.mjs
 
 .PHONY: bench-peer
 bench-peer: install

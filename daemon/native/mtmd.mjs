@@ -147,7 +147,16 @@ try {
   extract();
   const list = units();
   const compiled = await compile(list);
-  const linked = variants().filter((v) => link(list, v)).map((v) => v.name);
+  // A variant that does not link (a GPU library missing a dependency here) only loses images.
+  const linked = [];
+  for (const v of variants()) {
+    try {
+      if (link(list, v)) linked.push(v.name);
+    } catch (err) {
+      const why = String(err.stderr ?? err.message).trim().split("\n").pop();
+      console.error(`native: mtmd (images) could not be linked for ${v.name} (${why}); images are unavailable with that variant.`);
+    }
+  }
   const what = [compiled ? `${compiled} files compiled` : "", linked.length ? `linked for ${linked.join(", ")}` : ""].filter(Boolean).join(", ");
   console.error(`native: mtmd (images) ${what || "up to date"} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 } catch (err) {

@@ -165,6 +165,15 @@ describe("the projector on the tiny fixtures", () => {
     });
   }
 
+  it("refuses a picture larger than the pixel limit from its header, before decoding it", async () => {
+    // A 1×1 PNG whose header claims 12000×6000 (a decompression bomb would look like this).
+    const bomb = Buffer.from(makePng(1, 1, gradient));
+    bomb.writeUInt32BE(12000, 16);
+    bomb.writeUInt32BE(6000, 20);
+    await failsWith(projector.tokenize("<__media__>", [bomb]), /^The image is 12000×6000 pixels, more than the 67108864 allowed; send a smaller image\.$/);
+    await failsWith(projector.tokenize("<__media__>", [png], { maxPixels: 1000 }), /^The image is 64×64 pixels, more than the 1000 allowed/);
+  });
+
   it("refuses a WebP with one sentence saying to convert it", async () => {
     await failsWith(projector.tokenize("<__media__>", [webpBytes()]), /^The image is a WebP, which cannot be decoded here; convert it to PNG or JPEG\.$/);
   });

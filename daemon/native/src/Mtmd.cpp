@@ -101,6 +101,7 @@ std::string loadMtmd(const std::string& path) {
 #undef NANOLLM_RESOLVE
   // Linked against another variant's libllama (other soname), it would have pulled in a second
   // llama.cpp whose models are not ours.
+  m.stbi_info_from_memory = reinterpret_cast<decltype(m.stbi_info_from_memory)>(dlsym(h, "stbi_info_from_memory"));
   if (reinterpret_cast<void*>(m.llama_decode) != reinterpret_cast<void*>(api().llama_decode))
     return path + " was built for another llama.cpp variant than the one loaded; use the library built for this variant.";
   m.mtmd_helper_log_set(onLog, nullptr);
@@ -288,9 +289,9 @@ struct TokenizedChunk {
 class TokenizeWorker : public Napi::AsyncWorker {
  public:
   TokenizeWorker(Napi::Env env, std::shared_ptr<ProjectorCore> core, std::string text, std::vector<std::vector<uint8_t>> images,
-                 bool addSpecial, bool parseSpecial)
+                 bool addSpecial, bool parseSpecial, double maxPixels)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), core_(std::move(core)), text_(std::move(text)),
-        images_(std::move(images)), addSpecial_(addSpecial), parseSpecial_(parseSpecial) {}
+        images_(std::move(images)), addSpecial_(addSpecial), parseSpecial_(parseSpecial), maxPixels_(maxPixels) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
@@ -313,6 +314,14 @@ class TokenizeWorker : public Napi::AsyncWorker {
       if (isWebp(bytes)) {
         freeAll();
         SetError(which + " is a WebP, which cannot be decoded here; convert it to PNG or JPEG.");
+        return;
+      }
+      int x = 0, y = 0, comp = 0;
+      if (!bytes.empty() && m.stbi_info_from_memory && bytes.size() < INT32_MAX &&
+          m.stbi_info_from_memory(bytes.data(), (int)bytes.size(), &x, &y, &comp) && (double)x * y > maxPixels_) {
+        freeAll();
+        SetError(which + " is " + std::to_string(x) + "×" + std::to_string(y) + " pixels, more than the " + std::to_string((int64_t)maxPixels_) +
+                 " allowed; send a smaller image.");
         return;
       }
       mtmd_helper_bitmap_wrapper w{nullptr, nullptr};
@@ -414,6 +423,7 @@ class TokenizeWorker : public Napi::AsyncWorker {
   std::string text_;
   std::vector<std::vector<uint8_t>> images_;
   bool addSpecial_, parseSpecial_;
+  double maxPixels_;
   std::vector<TokenizedImage> images;
   std::vector<TokenizedChunk> result;
 };
@@ -530,7 +540,7 @@ Napi::Value Projector::Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// tokenize(text, images: Uint8Array[], {addSpecial?, parseSpecial?}) => Promise<{chunks, images}>
+// tokenize(text, images: Uint8Array[], {addSpecial?, parseSpecial?, maxPixels?}) => Promise<{chunks, images}>
 Napi::Value Projector::Tokenize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!core_) return rejected(env, kDisposed);
@@ -547,7 +557,9 @@ Napi::Value Projector::Tokenize(const Napi::CallbackInfo& info) {
   Napi::Object opts = info.Length() > 2 && info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
   bool addSpecial = opts.Get("addSpecial").ToBoolean();
   bool parseSpecial = opts.Has("parseSpecial") ? opts.Get("parseSpecial").ToBoolean().Value() : true;
-  auto* worker = new TokenizeWorker(env, c, std::move(text), std::move(images), addSpecial, parseSpecial);
+  // 64 Mpx by default: a 12-bit-per-side bomb of a PNG would otherwise be decoded into gigabytes.
+  double maxPixels = opts.Get("maxPixels").IsNumber() ? opts.Get("maxPixels").As<Napi::Number>().DoubleValue() : 64.0 * 1024 * 1024;
+  auto* worker = new TokenizeWorker(env, c, std::move(text), std::move(images), addSpecial, parseSpecial, maxPixels);
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;

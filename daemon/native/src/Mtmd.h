@@ -66,6 +66,9 @@ struct MtmdApi {
   NANOLLM_MTMD_FNS(NANOLLM_DECLARE)
   NANOLLM_MTMD_LLAMA_FNS(NANOLLM_DECLARE)
 #undef NANOLLM_DECLARE
+  // stb_image's header reader (compiled into mtmd-helper.cpp, exported): an image's size before
+  // decoding it, so a small file declaring a huge picture is refused. Null if absent.
+  int (*stbi_info_from_memory)(const unsigned char* buffer, int len, int* x, int* y, int* comp) = nullptr;
 };
 
 /** Valid after a successful loadMtmd. */

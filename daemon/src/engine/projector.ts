@@ -65,9 +65,10 @@ export interface NativeProjector {
   /**
    * Splits `text` at its markers into text and image chunks, one marker per image (off the JS
    * thread: images are decoded and resized here). parseSpecial (default true) lets the text form
-   * control tokens; addSpecial (default false) adds BOS.
+   * control tokens; addSpecial (default false) adds BOS; an image of more than maxPixels (default
+   * 64 Mi) is refused from its header, before it is decoded.
    */
-  tokenize(text: string, images: Uint8Array[], opts?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<{ chunks: ProjectorChunk[]; images: ImageFacts[] }>;
+  tokenize(text: string, images: Uint8Array[], opts?: { addSpecial?: boolean; parseSpecial?: boolean; maxPixels?: number }): Promise<{ chunks: ProjectorChunk[]; images: ImageFacts[] }>;
   /** Runs the vision encoder on one image chunk (a worker thread; one encode at a time per projector). */
   encode(chunk: NativeImageChunk): Promise<EncodedImage>;
   /** Idempotent; the model may be disposed once its projectors are. */
