@@ -21,20 +21,19 @@ void onLog(ggml_log_level level, const char* text, void*) {
   g_errors += text;
 }
 
+// Only mtmd's and clip's own log: llama.cpp's (Library.cpp) belongs to model and context loading.
 void clearErrors() {
   std::lock_guard<std::mutex> lock(g_logMu);
   g_errors.clear();
-  takeLoggedErrors();
 }
 
-/** The error lines mtmd, clip or llama.cpp logged since clearErrors(), without function-name prefixes. */
+/** The error lines mtmd or clip logged since clearErrors(), without function-name prefixes. */
 std::vector<std::string> loggedErrors() {
   std::string all;
   {
     std::lock_guard<std::mutex> lock(g_logMu);
     all.swap(g_errors);
   }
-  all += "\n" + takeLoggedErrors();
   std::vector<std::string> lines;
   size_t start = 0;
   while (start < all.size()) {
