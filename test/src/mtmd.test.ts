@@ -13,8 +13,8 @@ import { NanoError } from "@nanollm/shared";
 import { checkMmproj } from "@nanollm/daemon/dist/engine/mmproj.js";
 import { loadLlama, nativeAddon, type NativeModel } from "@nanollm/daemon/dist/engine/native.js";
 import { imageLibraryFor, loadProjector, mtmdAddon, type EncodedImage, type NativeProjector, type ProjectorChunk } from "@nanollm/daemon/dist/engine/projector.js";
-import { buildTinyMmproj, TINY_MMPROJ_KEYS, tinyMmprojImageTokens } from "./gguf/makeTinyMmproj.js";
-import { tempDir, tinyMmproj, tinyModel } from "./helpers/fixtures.js";
+import { buildTinyMmproj, tinyMmprojImageTokens } from "./gguf/makeTinyMmproj.js";
+import { tempDir, tinyGemma3Mmproj, tinyMmproj, tinyModel } from "./helpers/fixtures.js";
 import { checkerboard, gradient, llamaTestJpeg, makeBmp, makePng, webpBytes } from "./helpers/images.js";
 
 const run = promisify(execFile);
@@ -215,21 +215,49 @@ describe("the projector on the tiny fixtures", () => {
   });
 });
 
+describe("a Gemma-3-style projector (pooled patches, non-causal image attention)", () => {
+  let model: NativeModel;
+  let projector: NativeProjector;
+  before(async () => {
+    model = await nativeAddon().loadModel(tinyModel(), { gpuLayers: 0 });
+    projector = await loadProjector(tinyGemma3Mmproj(), model, loadLlama("cpu"), 1);
+  });
+  after(() => {
+    projector.dispose();
+    model.dispose();
+  });
+
+  it("wraps the image in the model's image markers and gives 4 tokens evaluated non-causally", async () => {
+    assert.equal(projector.info().nonCausal, true);
+    const { chunks } = await projector.tokenize("<__media__>", [makePng(64, 64, gradient)]);
+    assert.deepEqual(chunks.map((c) => c.kind), ["text", "image", "text"], "<start_of_image>, the image, <end_of_image>");
+    const img = chunks[1]!;
+    assert.ok(img.kind === "image");
+    assert.equal(img.nTokens, tinyMmprojImageTokens({ projector: "gemma3" }));
+    const e = await projector.encode(img.chunk);
+    assert.deepEqual([e.nTokens, e.nEmbd, e.nonCausal, e.mrope], [4, TEXT_EMBD, true, false]);
+    const before = model.tokenize("<|im_start|>user\n", true);
+    const afterTokens = model.tokenize(" what?<|im_end|>", true);
+    const whole = mtmdAddon().evalImageForTest(model, e.embd, before, afterTokens, 4);
+    assert.equal(whole.length, model.info().vocabSize);
+    assert.throws(
+      () => mtmdAddon().evalImageForTest(model, e.embd, before, afterTokens, 3),
+      /^Error: The image takes 4 tokens but a batch holds 3; this model needs a whole image in one batch \(raise the batch size\)\.$/,
+    );
+    assert.deepEqual(mtmdAddon().evalImageForTest(model, e.embd, before, afterTokens, 4), whole, "causal attention is back on after the image");
+  });
+});
+
 describe("mmproj files are checked before clip.cpp sees them", () => {
   const { tensors } = buildTinyMmproj();
-  // Every key and tensor clip.cpp needs for "mlp" (the crashes and the loader's own refusals).
-  const required = [
-    "clip.has_vision_encoder", "clip.projector_type", ...TINY_MMPROJ_KEYS.filter((k) => k.startsWith("clip.vision.")),
-    ...tensors.filter((t) => /^(v\.patch_embd\.weight|v\.position_embd\.weight|mm\.\d\.(weight|bias)|v\.blk\.\d+\.(attn_[qkv]|attn_out|ffn_up|ffn_down)\.weight)$/.test(t)),
-  ];
   let dir: string;
   before(() => {
     dir = tempDir("mmproj");
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const omitted = (item: string) => {
-    const file = path.join(dir, `omit-${item}.gguf`);
-    if (!fs.existsSync(file)) fs.writeFileSync(file, buildTinyMmproj({ omit: [item] }).bytes);
+  const omitted = (item: string, projector: "mlp" | "gemma3" = "mlp") => {
+    const file = path.join(dir, `omit-${projector}-${item}.gguf`);
+    if (!fs.existsSync(file)) fs.writeFileSync(file, buildTinyMmproj({ projector, omit: [item] }).bytes);
     return file;
   };
 
@@ -253,35 +281,42 @@ describe("mmproj files are checked before clip.cpp sees them", () => {
 
   // One fresh process loads every single-omission file through loadProjector (check, then clip):
   // it survives only if no file clip.cpp would crash on reaches it.
-  it("each required key or tensor left out is refused before clip.cpp; everything optional loads and encodes", async () => {
-    const all = [...TINY_MMPROJ_KEYS, ...tensors];
-    const files = Object.fromEntries(all.map((item) => [item, omitted(item)]));
-    const script = `
-      import { loadLlama, nativeAddon } from ${JSON.stringify(path.join(DIST, "native.js"))};
-      import { loadProjector } from ${JSON.stringify(path.join(DIST, "projector.js"))};
-      import { makePng, gradient } from ${JSON.stringify(path.join(TEST_DIST, "helpers", "images.js"))};
-      const lib = loadLlama("cpu");
-      const model = await nativeAddon().loadModel(${JSON.stringify(tinyModel())}, { gpuLayers: 0 });
-      const out = {};
-      for (const [item, file] of Object.entries(${JSON.stringify(files)})) {
-        try {
-          const p = await loadProjector(file, model, lib, 1);
-          const { chunks } = await p.tokenize("<__media__>", [makePng(64, 64, gradient)]);
-          out[item] = "encoded " + (await p.encode(chunks[0].chunk)).nTokens;
-          p.dispose();
-        } catch (e) { out[item] = (e.code ?? "") + " " + e.message; }
+  for (const projector of ["mlp", "gemma3"] as const) {
+    it(`${projector}: each required key or tensor left out is refused before clip.cpp; everything optional loads and encodes`, async () => {
+      const built = buildTinyMmproj({ projector });
+      const all = [...built.keys, ...built.tensors];
+      const needed = (item: string) =>
+        /^clip\.(has_vision_encoder|projector_type|vision\.(image_size|patch_size|embedding_length|feed_forward_length|block_count|attention\.head_count|attention\.layer_norm_epsilon|projection_dim|image_mean|image_std))$/.test(item) ||
+        /^v\.blk\.\d+\.(attn_[qkv]|attn_out|ffn_up|ffn_down)\.weight$/.test(item) ||
+        (projector === "mlp" ? /^(v\.patch_embd\.weight|v\.position_embd\.weight|mm\.[02]\.(weight|bias))$/ : /^(v\.patch_embd\.weight|mm\.input_projection\.weight|mm\.soft_emb_norm\.weight)$/).test(item);
+      const files = Object.fromEntries(all.map((item) => [item, omitted(item, projector)]));
+      const tokens = tinyMmprojImageTokens({ projector });
+      const script = `
+        import { loadLlama, nativeAddon } from ${JSON.stringify(path.join(DIST, "native.js"))};
+        import { loadProjector } from ${JSON.stringify(path.join(DIST, "projector.js"))};
+        import { makePng, gradient } from ${JSON.stringify(path.join(TEST_DIST, "helpers", "images.js"))};
+        const lib = loadLlama("cpu");
+        const model = await nativeAddon().loadModel(${JSON.stringify(tinyModel())}, { gpuLayers: 0 });
+        const out = {};
+        for (const [item, file] of Object.entries(${JSON.stringify(files)})) {
+          try {
+            const p = await loadProjector(file, model, lib, 1);
+            const { chunks } = await p.tokenize("<__media__>", [makePng(64, 64, gradient)]);
+            out[item] = "encoded " + (await p.encode(chunks.find((c) => c.kind === "image").chunk)).nTokens;
+            p.dispose();
+          } catch (e) { out[item] = (e.code ?? "") + " " + e.message; }
+        }
+        console.log(JSON.stringify(out));`;
+      const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { maxBuffer: 1 << 24 });
+      const out = JSON.parse(stdout) as Record<string, string>;
+      for (const item of all) {
+        const esc = item.replace(/\./g, "\\.");
+        if (needed(item)) assert.match(out[item]!, new RegExp(`^INVALID_ARGUMENT The projector .* (lacks the (key|tensor) ${esc} |has ${esc} with fewer)`), `${item}: ${out[item]}`);
+        // Without the scale factor, gemma3 pools 4×4 patches: one token.
+        else assert.equal(out[item], `encoded ${item === "clip.vision.projector.scale_factor" ? 1 : tokens}`, `${item} is optional: ${out[item]}`);
       }
-      console.log(JSON.stringify(out));`;
-    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { maxBuffer: 1 << 24 });
-    const out = JSON.parse(stdout) as Record<string, string>;
-    for (const item of all) {
-      if (required.includes(item)) {
-        assert.match(out[item]!, new RegExp(`^INVALID_ARGUMENT The projector .* (lacks the (key|tensor) ${item.replace(/\./g, "\\.")} |has ${item.replace(/\./g, "\\.")} with fewer)`), `${item}: ${out[item]}`);
-      } else {
-        assert.equal(out[item], "encoded 16", `${item} is optional: ${out[item]}`);
-      }
-    }
-  });
+    });
+  }
 
   it("the check is what keeps the process alive: clip.cpp itself crashes on a missing patch embedding", async () => {
     const script = `

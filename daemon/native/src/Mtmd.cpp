@@ -603,31 +603,35 @@ Napi::Value EvalImageForTest(const Napi::CallbackInfo& info) {
   Napi::Int32Array before = info[2].As<Napi::Int32Array>();
   Napi::Int32Array after = info[3].As<Napi::Int32Array>();
   if (after.ElementLength() == 0) throw Napi::RangeError::New(env, "At least one token must follow the image.");
+  // The context's batch is nBatch too, so a non-causal image larger than it is refused as in the loop.
+  int32_t nBatch = info.Length() > 4 && info[4].IsNumber() ? std::max(1, std::min(info[4].As<Napi::Number>().Int32Value(), 64)) : 64;
   llama_context_params p = a.llama_context_default_params();
   p.n_ctx = 512;
-  p.n_batch = p.n_ubatch = 64;
+  p.n_batch = p.n_ubatch = (uint32_t)nBatch;
   p.n_threads = p.n_threads_batch = 1;
   p.no_perf = true;
   llama_context* ctx = a.llama_init_from_model(model->model(), p);
   if (!ctx) throw Napi::Error::New(env, "The test context could not be created.");
-  llama_batch batch = a.llama_batch_init(512, 0, 1);
+  llama_batch batch = a.llama_batch_init(nBatch, 0, 1);
   llama_pos pos = 0;
   auto decodeTokens = [&](const Napi::Int32Array& ids, bool last) {
-    batch.n_tokens = 0;
-    for (size_t i = 0; i < ids.ElementLength(); i++) {
-      int32_t j = batch.n_tokens++;
-      batch.token[j] = ids[i];
-      batch.pos[j] = pos++;
-      batch.n_seq_id[j] = 1;
-      batch.seq_id[j][0] = 0;
-      batch.logits[j] = last && i + 1 == ids.ElementLength();
+    for (size_t i = 0; i < ids.ElementLength();) {
+      batch.n_tokens = 0;
+      for (; i < ids.ElementLength() && batch.n_tokens < nBatch; i++) {
+        int32_t j = batch.n_tokens++;
+        batch.token[j] = ids[i];
+        batch.pos[j] = pos++;
+        batch.n_seq_id[j] = 1;
+        batch.seq_id[j][0] = 0;
+        batch.logits[j] = last && i + 1 == ids.ElementLength();
+      }
+      if (a.llama_decode(ctx, batch) != 0) return false;
     }
-    return batch.n_tokens == 0 || a.llama_decode(ctx, batch) == 0;
+    return true;
   };
   std::string err;
   if (!decodeTokens(before, false)) err = "The tokens before the image could not be decoded.";
-  int32_t nBatch = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().Int32Value() : 64;
-  if (err.empty()) err = evalImageChunk(ctx, *img, pos, 0, std::max(1, std::min(nBatch, 64)), &pos);
+  if (err.empty()) err = evalImageChunk(ctx, *img, pos, 0, nBatch, &pos);
   if (err.empty() && !decodeTokens(after, true)) err = "The tokens after the image could not be decoded.";
   Napi::Float32Array out;
   if (err.empty()) {

@@ -1,11 +1,17 @@
 // A tiny random-weight CLIP/LLaVA-style projector (mmproj GGUF, projector type "mlp") that llama.cpp's
 // tools/mtmd/clip.cpp loads: the TypeScript port of ../shared/tools/make_tiny_mmproj.py.
 // Image 64 px, patch 16 => 16 patches => 16 image tokens, each `nEmbdText` floats.
+// projector "gemma3": a SigLIP tower, patches average-pooled by scaleFactor (2 => 4 image tokens),
+// RMS norm and a projection; its images are evaluated with causal attention off.
 import { writeFileSync } from "node:fs";
 import { GgmlType, GgufWriter } from "./GgufWriter.js";
 import { makeRng } from "./makeTinyLlama.js";
 
 export interface TinyMmprojOptions {
+    /** Default "mlp" (llava). */
+    projector?: "mlp" | "gemma3";
+    /** gemma3: the side of the pooling window (clip.vision.projector.scale_factor). Default 2. */
+    scaleFactor?: number;
     /** PRNG seed; the same options always produce a byte-identical file. Default 42. */
     seed?: number;
     /** The text model's embedding size (makeTinyLlama's nEmbd, 128 by default): clip.cpp refuses a mismatch. */
@@ -26,29 +32,25 @@ export interface TinyMmprojOptions {
     weightType?: "f32" | "f16";
 }
 
-/** Every key the writer sets, for tests that leave each out in turn. */
-export const TINY_MMPROJ_KEYS: readonly string[] = [
-    "general.architecture", "general.name", "general.file_type", "clip.has_vision_encoder", "clip.projector_type",
-    "clip.vision.image_size", "clip.vision.patch_size", "clip.vision.embedding_length", "clip.vision.feed_forward_length",
-    "clip.vision.block_count", "clip.vision.attention.head_count", "clip.vision.attention.layer_norm_epsilon",
-    "clip.vision.projection_dim", "clip.vision.image_mean", "clip.vision.image_std", "clip.use_gelu",
-];
-
 /** The number of image tokens the tiny projector gives an image (one per patch). */
-export const tinyMmprojImageTokens = (o: TinyMmprojOptions = {}): number => ((o.imageSize ?? 64) / (o.patchSize ?? 16)) ** 2;
+export const tinyMmprojImageTokens = (o: TinyMmprojOptions = {}): number =>
+    ((o.imageSize ?? 64) / (o.patchSize ?? 16) / (o.projector === "gemma3" ? (o.scaleFactor ?? 2) : 1)) ** 2;
 
-/** Builds the file in memory; returns its bytes and the tensor names written. */
-export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Array; tensors: string[] } {
+/** Builds the file in memory; returns its bytes and the keys and tensor names written (for tests that leave each out in turn). */
+export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Array; keys: string[]; tensors: string[] } {
     const {
         seed = 42, nEmbdText: T = 128, imageSize: S = 64, patchSize: P = 16, nEmbd: E = 32, nFf: FF = 64, nLayer: L = 2, nHead: H = 2,
-        mmHidden = 64, classEmbd = true, omit = [], weightType = "f32",
+        mmHidden = 64, classEmbd: wantClass = true, omit = [], weightType = "f32", projector = "mlp", scaleFactor = 2,
     } = opts;
+    const gemma = projector === "gemma3";
+    const classEmbd = wantClass && !gemma;
     const skip = new Set(omit);
     const nPatches = (S / P) ** 2;
     const nPos = nPatches + (classEmbd ? 1 : 0);
     const rng = makeRng(seed);
     const w = new GgufWriter();
     const tensors: string[] = [];
+    const keys: string[] = [];
     const W = weightType === "f16" ? GgmlType.F16 : GgmlType.F32;
 
     const randn = (n: number, scale: number): Float32Array => {
@@ -67,14 +69,17 @@ export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Arr
         tensors.push(name);
     }
     const kv = (key: string, add: () => void) => {
-        if (!skip.has(key)) add();
+        if (skip.has(key)) return;
+        add();
+        keys.push(key);
     };
 
     kv("general.architecture", () => w.addString("general.architecture", "clip"));
     kv("general.name", () => w.addString("general.name", "tiny-random-mmproj"));
     kv("general.file_type", () => w.addUint32("general.file_type", weightType === "f16" ? 1 : 0));
     kv("clip.has_vision_encoder", () => w.addBool("clip.has_vision_encoder", true));
-    kv("clip.projector_type", () => w.addString("clip.projector_type", "mlp"));
+    kv("clip.projector_type", () => w.addString("clip.projector_type", projector));
+    if (gemma) kv("clip.vision.projector.scale_factor", () => w.addUint32("clip.vision.projector.scale_factor", scaleFactor));
     kv("clip.vision.image_size", () => w.addUint32("clip.vision.image_size", S));
     kv("clip.vision.patch_size", () => w.addUint32("clip.vision.patch_size", P));
     kv("clip.vision.embedding_length", () => w.addUint32("clip.vision.embedding_length", E));
@@ -85,15 +90,17 @@ export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Arr
     kv("clip.vision.projection_dim", () => w.addUint32("clip.vision.projection_dim", T));
     kv("clip.vision.image_mean", () => w.addFloat32Array("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073]));
     kv("clip.vision.image_std", () => w.addFloat32Array("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711]));
-    kv("clip.use_gelu", () => w.addBool("clip.use_gelu", false));
+    kv("clip.use_gelu", () => w.addBool("clip.use_gelu", gemma));
 
     // The vision tower (weights in the python tool's draw order, so a seed gives the same model).
     ten("v.patch_embd.weight", [P, P, 3, E], randn(E * 3 * P * P, 1 / Math.sqrt(3 * P * P)), W);
     vec("v.patch_embd.bias", E);
     if (classEmbd) vec("v.class_embd", E, 1);
     ten("v.position_embd.weight", [E, nPos], randn(nPos * E, 0.5), GgmlType.F32);
-    fill("v.pre_ln.weight", E, 1);
-    fill("v.pre_ln.bias", E, 0);
+    if (!gemma) {
+        fill("v.pre_ln.weight", E, 1);
+        fill("v.pre_ln.bias", E, 0);
+    }
     for (let i = 0; i < L; i++) {
         const p = `v.blk.${i}.`;
         for (const n of ["attn_q", "attn_k", "attn_v", "attn_out"]) {
@@ -109,12 +116,21 @@ export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Arr
         mat(`${p}ffn_down.weight`, E, FF);
         vec(`${p}ffn_down.bias`, E);
     }
+    if (gemma) {
+        // SigLIP's post-norm, then gemma3's soft-embedding RMS norm and projection (E -> nEmbdText,
+        // stored [nEmbdText, E]: clip.cpp transposes it).
+        fill("v.post_ln.weight", E, 1);
+        fill("v.post_ln.bias", E, 0);
+        fill("mm.soft_emb_norm.weight", E, 1);
+        ten("mm.input_projection.weight", [T, E], randn(T * E, 4 / Math.sqrt(E)), W);
+        return { bytes: w.toBytes(), keys, tensors };
+    }
     // The llava MLP projector: mm.0 (E -> mmHidden), GELU, mm.2 (mmHidden -> nEmbdText).
     mat("mm.0.weight", mmHidden, E);
     vec("mm.0.bias", mmHidden);
     mat("mm.2.weight", T, mmHidden, 4 / Math.sqrt(mmHidden));
     vec("mm.2.bias", T);
-    return { bytes: w.toBytes(), tensors };
+    return { bytes: w.toBytes(), keys, tensors };
 }
 
 /** Writes a tiny mmproj GGUF to `path`, synchronously; returns the tensor names written. */

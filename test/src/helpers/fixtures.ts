@@ -34,6 +34,9 @@ export function tinyMmproj(name = "tiny-mmproj", opts: TinyMmprojOptions = {}): 
   return file;
 }
 
+/** A Gemma-3-style tiny projector: 4 image tokens per image, evaluated with causal attention off. */
+export const tinyGemma3Mmproj = () => tinyMmproj("tiny-mmproj-gemma3", { projector: "gemma3" });
+
 /** A model that ends every reply with EOS at once under greedy decoding. */
 export const eosEagerModel = () => tinyModel("tiny-eos-eager", 1, { eosEager: true });
 
