@@ -25,6 +25,9 @@ const TEXT_EMBD = 128; // makeTinyLlama's default nEmbd
 
 const oneSentence = (e: unknown) => e instanceof Error && !/\n/.test(e.message) && /[.]$/.test(e.message);
 
+/** The largest absolute difference between two logit vectors. */
+const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+
 /** `p` rejects with one sentence matching `pattern`. */
 async function failsWith(p: Promise<unknown>, pattern: RegExp): Promise<void> {
   await assert.rejects(p, (e: unknown) => {
@@ -32,6 +35,12 @@ async function failsWith(p: Promise<unknown>, pattern: RegExp): Promise<void> {
     assert.match((e as Error).message, pattern);
     return true;
   });
+}
+
+function imageChunk(chunks: ProjectorChunk[]) {
+  const c = chunks.find((x) => x.kind === "image");
+  assert.ok(c && c.kind === "image");
+  return c;
 }
 
 describe("the image library build", () => {
@@ -72,11 +81,6 @@ describe("the projector on the tiny fixtures", () => {
   });
 
   const png = makePng(64, 64, gradient);
-  const imageChunk = (chunks: ProjectorChunk[]) => {
-    const c = chunks.find((x) => x.kind === "image");
-    assert.ok(c && c.kind === "image");
-    return c;
-  };
   async function encodeOne(bytes: Uint8Array): Promise<EncodedImage> {
     const { chunks } = await projector.tokenize(projector.info().marker, [bytes]);
     return projector.encode(imageChunk(chunks).chunk);
@@ -150,8 +154,7 @@ describe("the projector on the tiny fixtures", () => {
     assert.deepEqual(la2, la, "deterministic");
     assert.notDeepEqual(lb, la, "another image, other logits");
     const pieces = mtmdAddon().evalImageForTest(model, a.embd, before, afterTokens, 5);
-    const maxDiff = la.reduce((m, v, i) => Math.max(m, Math.abs(v - pieces[i]!)), 0);
-    assert.ok(maxDiff < 1e-3, `the image in pieces of 5 tokens gives the same logits (max difference ${maxDiff})`);
+    assert.ok(maxDiff(la, pieces) < 1e-3, `the image in pieces of 5 tokens gives the same logits (max difference ${maxDiff(la, pieces)})`);
   });
 
   for (const [name, bytes] of [
@@ -213,6 +216,38 @@ describe("the projector on the tiny fixtures", () => {
     await failsWith(p.tokenize("<__media__>", [png]), /^The projector was disposed\.$/);
     await failsWith(p.encode(imageChunk(chunks).chunk), /^The projector was disposed\.$/);
   });
+});
+
+describe("evalImageChunk gives bit for bit the logits of mtmd's own helper (mtmd_helper_eval_chunk_single)", () => {
+  const before = () => new Int32Array([1, 3, 864, 33]);
+  const afterTokens = () => new Int32Array([373, 377, 950, 4, 33, 3]);
+  for (const [name, modelFile, mmproj, batches] of [
+    ["llava (mlp)", () => tinyModel(), () => tinyMmproj(), [64, 5]],
+    ["Gemma 3 (non-causal)", () => tinyModel(), () => tinyGemma3Mmproj(), [4, 64]],
+    ["Qwen2-VL text positions (M-RoPE, 4 sections)", () => tinyModel("tiny-qwen2vl", 1, { arch: "qwen2vl" }), () => tinyMmproj(), [64, 5]],
+  ] as const) {
+    it(name, async () => {
+      const model = await nativeAddon().loadModel(modelFile(), { gpuLayers: 0 });
+      const projector = await loadProjector(mmproj(), model, loadLlama("cpu"), 1);
+      try {
+        const { chunks } = await projector.tokenize("<__media__>", [makePng(64, 64, gradient)]);
+        const img = imageChunk(chunks);
+        const e = await projector.encode(img.chunk);
+        if (name.includes("M-RoPE")) {
+          assert.equal(e.mrope, true);
+          assert.equal(e.nPos, 16, "max(nx, ny) positions");
+        }
+        for (const n of batches) {
+          const ours = mtmdAddon().evalImageForTest(model, e.embd, before(), afterTokens(), n);
+          const theirs = mtmdAddon().evalImageReferenceForTest(model, projector, img.chunk, before(), afterTokens(), n);
+          assert.ok(maxDiff(ours, theirs) === 0, `batch ${n}: bit for bit the same logits (max difference ${maxDiff(ours, theirs)})`);
+        }
+      } finally {
+        projector.dispose();
+        model.dispose();
+      }
+    });
+  }
 });
 
 describe("a Gemma-3-style projector (pooled patches, non-causal image attention)", () => {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include "Model.h"
 
 namespace {
@@ -591,20 +592,14 @@ Napi::Value LoadMtmdJs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// evalImageForTest(nativeModel, embd, before: Int32Array, after: Int32Array, nBatch = 64) => Float32Array: the
-// logits after `before`, the image and `after` in a fresh one-sequence context (tests of
-// evalImageChunk before the loop evaluates images itself).
-Napi::Value EvalImageForTest(const Napi::CallbackInfo& info) {
+// The logits after `before`, an image step and `after` in a fresh one-sequence context whose batch
+// is nBatch (so a non-causal image larger than it is refused as in the loop).
+Napi::Value logitsAround(const Napi::CallbackInfo& info, Model* model, const Napi::Int32Array& before, const Napi::Int32Array& after,
+                         int32_t nBatch, const std::function<std::string(llama_context*, llama_pos*)>& image) {
   Napi::Env env = info.Env();
   const Api& a = api();
-  Model* model = Model::Unwrap(info[0].As<Napi::Object>());
-  auto img = ImageEmbeddingHandle::from(info[1]);
-  if (!img) throw Napi::TypeError::New(env, "The second argument must be an image embedding.");
-  Napi::Int32Array before = info[2].As<Napi::Int32Array>();
-  Napi::Int32Array after = info[3].As<Napi::Int32Array>();
   if (after.ElementLength() == 0) throw Napi::RangeError::New(env, "At least one token must follow the image.");
-  // The context's batch is nBatch too, so a non-causal image larger than it is refused as in the loop.
-  int32_t nBatch = info.Length() > 4 && info[4].IsNumber() ? std::max(1, std::min(info[4].As<Napi::Number>().Int32Value(), 64)) : 64;
+  nBatch = std::max(1, std::min(nBatch, 64));
   llama_context_params p = a.llama_context_default_params();
   p.n_ctx = 512;
   p.n_batch = p.n_ubatch = (uint32_t)nBatch;
@@ -631,7 +626,7 @@ Napi::Value EvalImageForTest(const Napi::CallbackInfo& info) {
   };
   std::string err;
   if (!decodeTokens(before, false)) err = "The tokens before the image could not be decoded.";
-  if (err.empty()) err = evalImageChunk(ctx, *img, pos, 0, nBatch, &pos);
+  if (err.empty()) err = image(ctx, &pos);
   if (err.empty() && !decodeTokens(after, true)) err = "The tokens after the image could not be decoded.";
   Napi::Float32Array out;
   if (err.empty()) {
@@ -645,6 +640,39 @@ Napi::Value EvalImageForTest(const Napi::CallbackInfo& info) {
   if (!err.empty()) throw Napi::Error::New(env, err);
   return out;
 }
+
+int32_t batchArg(const Napi::CallbackInfo& info, size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : 64; }
+
+// evalImageForTest(nativeModel, embd, before: Int32Array, after: Int32Array, nBatch = 64) => Float32Array:
+// evalImageChunk's test before the loop evaluates images itself.
+Napi::Value EvalImageForTest(const Napi::CallbackInfo& info) {
+  auto img = ImageEmbeddingHandle::from(info[1]);
+  if (!img) throw Napi::TypeError::New(info.Env(), "The second argument must be an image embedding.");
+  int32_t nBatch = std::max(1, std::min(batchArg(info, 4), 64));
+  return logitsAround(info, Model::Unwrap(info[0].As<Napi::Object>()), info[2].As<Napi::Int32Array>(), info[3].As<Napi::Int32Array>(), nBatch,
+                      [&](llama_context* ctx, llama_pos* pos) { return evalImageChunk(ctx, *img, *pos, 0, nBatch, pos); });
+}
+
+// evalImageReferenceForTest(nativeModel, projector, chunk, before, after, nBatch = 64) => Float32Array:
+// the same through mtmd's own helper (mtmd_helper_eval_chunk_single: encode + decode), the oracle
+// evalImageChunk is tested against.
+Napi::Value EvalImageReferenceForTest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Projector* projector = Projector::Unwrap(info[1].As<Napi::Object>());
+  auto core = projector->shared();
+  if (!core) throw Napi::Error::New(env, kDisposed);
+  if (!info[2].IsObject() || !info[2].As<Napi::Object>().InstanceOf(ImageChunk::ctor.Value())) throw Napi::TypeError::New(env, "The third argument must be an image chunk.");
+  auto chunk = ImageChunk::Unwrap(info[2].As<Napi::Object>())->ref;
+  int32_t nBatch = std::max(1, std::min(batchArg(info, 5), 64));
+  return logitsAround(info, Model::Unwrap(info[0].As<Napi::Object>()), info[3].As<Napi::Int32Array>(), info[4].As<Napi::Int32Array>(), nBatch,
+                      [&](llama_context* ctx, llama_pos* pos) -> std::string {
+                        std::lock_guard<std::mutex> lock(core->encodeMu);
+                        llama_pos next = *pos;
+                        int32_t rc = g_mtmd.mtmd_helper_eval_chunk_single(core->ctx, ctx, chunk->chunk, *pos, 0, nBatch, false, &next);
+                        *pos = next;
+                        return rc == 0 ? "" : "mtmd_helper_eval_chunk_single returned " + std::to_string(rc) + ".";
+                      });
+}
 }  // namespace
 
 void initMtmd(Napi::Env env, Napi::Object exports) {
@@ -654,4 +682,5 @@ void initMtmd(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeImageChunk", ImageChunk::Init(env));
   exports.Set("NativeImageEmbedding", ImageEmbeddingHandle::Init(env));
   exports.Set("evalImageForTest", Napi::Function::New(env, EvalImageForTest));
+  exports.Set("evalImageReferenceForTest", Napi::Function::New(env, EvalImageReferenceForTest));
 }

@@ -55,7 +55,7 @@ class Model;
   X(mtmd_input_chunk_get_type) X(mtmd_input_chunk_get_tokens_text) X(mtmd_input_chunk_get_tokens_image) \
   X(mtmd_input_chunk_get_n_tokens) X(mtmd_input_chunk_get_id) X(mtmd_input_chunk_get_n_pos)          \
   X(mtmd_input_chunk_copy) X(mtmd_input_chunk_free) X(mtmd_image_tokens_get_decoder_pos)             \
-  X(mtmd_tokenize) X(mtmd_encode_chunk) X(mtmd_get_output_embd)
+  X(mtmd_tokenize) X(mtmd_encode_chunk) X(mtmd_get_output_embd) X(mtmd_helper_eval_chunk_single)
 
 // llama.cpp functions image evaluation needs beyond Library.h's table; resolved through libmtmd's
 // own dependency on the loaded libllama (and checked to be that very library).
@@ -158,6 +158,8 @@ class Projector : public Napi::ObjectWrap<Projector> {
   explicit Projector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Projector>(info) {}
   ~Projector() override;
   void adopt(std::shared_ptr<ProjectorCore> core);
+  /** The core, or null once disposed. */
+  std::shared_ptr<ProjectorCore> shared() const { return core_; }
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);

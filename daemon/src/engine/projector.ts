@@ -80,6 +80,8 @@ interface MtmdAddon {
   loadProjector(file: string, model: NativeModel, opts: { gpu: boolean; threads: number }): Promise<NativeProjector>;
   /** Logits after `before`, the image (in pieces of nBatch tokens) and `after` in a fresh context: evalImageChunk's test. */
   evalImageForTest(model: NativeModel, embd: NativeImageEmbedding, before: Int32Array, after: Int32Array, nBatch?: number): Float32Array;
+  /** The same through mtmd's own mtmd_helper_eval_chunk_single (encode + decode): the oracle for evalImageChunk. */
+  evalImageReferenceForTest(model: NativeModel, projector: NativeProjector, chunk: NativeImageChunk, before: Int32Array, after: Int32Array, nBatch?: number): Float32Array;
 }
 
 /** The addon's image functions. */
