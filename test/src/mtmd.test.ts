@@ -13,8 +13,8 @@ import { NanoError } from "@nanollm/shared";
 import { checkMmproj } from "@nanollm/daemon/dist/engine/mmproj.js";
 import { loadLlama, nativeAddon, type NativeModel } from "@nanollm/daemon/dist/engine/native.js";
 import { imageLibraryFor, loadProjector, mtmdAddon, type EncodedImage, type NativeProjector, type ProjectorChunk } from "@nanollm/daemon/dist/engine/projector.js";
-import { buildTinyMmproj, tinyMmprojImageTokens } from "./gguf/makeTinyMmproj.js";
-import { tempDir, tinyGemma3Mmproj, tinyMmproj, tinyModel } from "./helpers/fixtures.js";
+import { buildTinyMmproj, tinyMmprojImageTokens, tinyQwenImageTokens } from "./gguf/makeTinyMmproj.js";
+import { tempDir, tinyGemma3Mmproj, tinyMmproj, tinyModel, tinyQwen25vlMmproj, tinyQwen2vlModel } from "./helpers/fixtures.js";
 import { checkerboard, gradient, llamaTestJpeg, makeBmp, makePng, webpBytes } from "./helpers/images.js";
 
 const run = promisify(execFile);
@@ -73,7 +73,7 @@ describe("the projector on the tiny fixtures", () => {
   before(async () => {
     const lib = loadLlama("cpu");
     model = await nativeAddon().loadModel(tinyModel(), { gpuLayers: 0 });
-    projector = await loadProjector(tinyMmproj(), model, lib, 1);
+    projector = await loadProjector(tinyMmproj(), model, lib, { threads: 1 });
   });
   after(() => {
     projector.dispose();
@@ -194,7 +194,7 @@ describe("the projector on the tiny fixtures", () => {
     try {
       const file = path.join(dir, "mmproj-64.gguf");
       fs.writeFileSync(file, buildTinyMmproj({ nEmbdText: 64 }).bytes);
-      await assert.rejects(loadProjector(file, model, loadLlama("cpu"), 1), (e: unknown) => {
+      await assert.rejects(loadProjector(file, model, loadLlama("cpu"), { threads: 1 }), (e: unknown) => {
         assert.ok(e instanceof NanoError && e.code === "INVALID_ARGUMENT");
         assert.match(e.message, /could not be loaded \(mismatch between text model \(n_embd = 128\) and mmproj \(n_embd = 64\)\); check that it is the mmproj file made for this model\.$/);
         return true;
@@ -205,7 +205,7 @@ describe("the projector on the tiny fixtures", () => {
   });
 
   it("disposal is idempotent, refuses later use, and keeps the model alive until then", async () => {
-    const p = await loadProjector(tinyMmproj(), model, loadLlama("cpu"), 1);
+    const p = await loadProjector(tinyMmproj(), model, loadLlama("cpu"), { threads: 1 });
     const { chunks } = await p.tokenize("<__media__>", [png]);
     assert.throws(() => model.dispose(), /still has contexts/);
     const pending = p.encode(imageChunk(chunks).chunk);
@@ -224,19 +224,18 @@ describe("evalImageChunk gives bit for bit the logits of mtmd's own helper (mtmd
   for (const [name, modelFile, mmproj, batches] of [
     ["llava (mlp)", () => tinyModel(), () => tinyMmproj(), [64, 5]],
     ["Gemma 3 (non-causal)", () => tinyModel(), () => tinyGemma3Mmproj(), [4, 64]],
-    ["Qwen2-VL text positions (M-RoPE, 4 sections)", () => tinyModel("tiny-qwen2vl", 1, { arch: "qwen2vl" }), () => tinyMmproj(), [64, 5]],
+    ["llava images under Qwen2-VL text positions (M-RoPE, 1-D)", () => tinyQwen2vlModel(), () => tinyMmproj(), [64, 5]],
+    ["Qwen2.5-VL (M-RoPE, 2-D positions, window attention)", () => tinyQwen2vlModel(), () => tinyQwen25vlMmproj(), [64, 4]],
   ] as const) {
     it(name, async () => {
       const model = await nativeAddon().loadModel(modelFile(), { gpuLayers: 0 });
-      const projector = await loadProjector(mmproj(), model, loadLlama("cpu"), 1);
+      const projector = await loadProjector(mmproj(), model, loadLlama("cpu"), { threads: 1, warmup: false });
       try {
         const { chunks } = await projector.tokenize("<__media__>", [makePng(64, 64, gradient)]);
         const img = imageChunk(chunks);
         const e = await projector.encode(img.chunk);
-        if (name.includes("M-RoPE")) {
-          assert.equal(e.mrope, true);
-          assert.equal(e.nPos, 16, "max(nx, ny) positions");
-        }
+        if (name.includes("1-D")) assert.deepEqual([e.mrope, e.nTokens, e.nPos], [true, 16, 16], "max(nx = 16, ny = 1) positions");
+        if (name.includes("2-D")) assert.deepEqual([e.mrope, e.nTokens, e.nPos], [true, tinyQwenImageTokens(64), 3], "a 3×3 grid advances 3 positions");
         for (const n of batches) {
           const ours = mtmdAddon().evalImageForTest(model, e.embd, before(), afterTokens(), n);
           const theirs = mtmdAddon().evalImageReferenceForTest(model, projector, img.chunk, before(), afterTokens(), n);
@@ -255,7 +254,7 @@ describe("a Gemma-3-style projector (pooled patches, non-causal image attention)
   let projector: NativeProjector;
   before(async () => {
     model = await nativeAddon().loadModel(tinyModel(), { gpuLayers: 0 });
-    projector = await loadProjector(tinyGemma3Mmproj(), model, loadLlama("cpu"), 1);
+    projector = await loadProjector(tinyGemma3Mmproj(), model, loadLlama("cpu"), { threads: 1 });
   });
   after(() => {
     projector.dispose();
@@ -290,7 +289,7 @@ describe("mmproj files are checked before clip.cpp sees them", () => {
     dir = tempDir("mmproj");
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const omitted = (item: string, projector: "mlp" | "gemma3" = "mlp") => {
+  const omitted = (item: string, projector: "mlp" | "gemma3" | "qwen2.5vl_merger" = "mlp") => {
     const file = path.join(dir, `omit-${projector}-${item}.gguf`);
     if (!fs.existsSync(file)) fs.writeFileSync(file, buildTinyMmproj({ projector, omit: [item] }).bytes);
     return file;
@@ -316,16 +315,21 @@ describe("mmproj files are checked before clip.cpp sees them", () => {
 
   // One fresh process loads every single-omission file through loadProjector (check, then clip):
   // it survives only if no file clip.cpp would crash on reaches it.
-  for (const projector of ["mlp", "gemma3"] as const) {
+  for (const projector of ["mlp", "gemma3", "qwen2.5vl_merger"] as const) {
     it(`${projector}: each required key or tensor left out is refused before clip.cpp; everything optional loads and encodes`, async () => {
       const built = buildTinyMmproj({ projector });
       const all = [...built.keys, ...built.tensors];
+      const own = {
+        mlp: /^(v\.patch_embd\.weight|v\.position_embd\.weight|mm\.[02]\.(weight|bias))$/,
+        gemma3: /^(v\.patch_embd\.weight|mm\.input_projection\.weight|mm\.soft_emb_norm\.weight)$/,
+        "qwen2.5vl_merger": /^(clip\.vision\.n_wa_pattern|v\.patch_embd\.weight(\.1)?|mm\.[02]\.(weight|bias)|v\.blk\.\d+\.attn_[qkv]\.bias)$/,
+      }[projector];
       const needed = (item: string) =>
         /^clip\.(has_vision_encoder|projector_type|vision\.(image_size|patch_size|embedding_length|feed_forward_length|block_count|attention\.head_count|attention\.layer_norm_epsilon|projection_dim|image_mean|image_std))$/.test(item) ||
         /^v\.blk\.\d+\.(attn_[qkv]|attn_out|ffn_up|ffn_down)\.weight$/.test(item) ||
-        (projector === "mlp" ? /^(v\.patch_embd\.weight|v\.position_embd\.weight|mm\.[02]\.(weight|bias))$/ : /^(v\.patch_embd\.weight|mm\.input_projection\.weight|mm\.soft_emb_norm\.weight)$/).test(item);
+        own.test(item);
       const files = Object.fromEntries(all.map((item) => [item, omitted(item, projector)]));
-      const tokens = tinyMmprojImageTokens({ projector });
+      const tokens = projector === "qwen2.5vl_merger" ? tinyQwenImageTokens(64) : tinyMmprojImageTokens({ projector });
       const script = `
         import { loadLlama, nativeAddon } from ${JSON.stringify(path.join(DIST, "native.js"))};
         import { loadProjector } from ${JSON.stringify(path.join(DIST, "projector.js"))};
@@ -335,7 +339,7 @@ describe("mmproj files are checked before clip.cpp sees them", () => {
         const out = {};
         for (const [item, file] of Object.entries(${JSON.stringify(files)})) {
           try {
-            const p = await loadProjector(file, model, lib, 1);
+            const p = await loadProjector(file, model, lib, { threads: 1, warmup: false });
             const { chunks } = await p.tokenize("<__media__>", [makePng(64, 64, gradient)]);
             out[item] = "encoded " + (await p.encode(chunks.find((c) => c.kind === "image").chunk)).nTokens;
             p.dispose();
@@ -365,6 +369,12 @@ describe("mmproj files are checked before clip.cpp sees them", () => {
     const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
     // SIGABRT under AddressSanitizer (make test-asan), which turns the SEGV into an abort.
     assert.ok(r.signal === "SIGSEGV" || r.signal === "SIGABRT", `expected clip.cpp to crash, got status ${r.status}: ${r.stdout}${r.stderr.slice(-500)}`);
+  });
+
+  it("refuses a tensor clip.cpp asserts against (a Qwen-VL patch bias) with one sentence", () => {
+    const file = path.join(dir, "qwen-with-patch-bias.gguf");
+    fs.writeFileSync(file, buildTinyMmproj({ projector: "qwen2.5vl_merger", extraTensors: ["v.patch_embd.bias"] }).bytes);
+    assert.throws(() => checkMmproj(file), /has the tensor v\.patch_embd\.bias, which clip\.cpp does not accept for projector type qwen2\.5vl_merger; download or convert/);
   });
 
   it("refuses what is not a projector with one sentence", () => {

@@ -224,8 +224,8 @@ static Napi::Value rejected(Napi::Env env, const char* message) {
 namespace {
 class ProjectorLoadWorker : public Napi::AsyncWorker {
  public:
-  ProjectorLoadWorker(Napi::Env env, std::string path, Model* model, Napi::Object modelObj, bool gpu, int32_t threads)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)), gpu_(gpu), threads_(threads) {
+  ProjectorLoadWorker(Napi::Env env, std::string path, Model* model, Napi::Object modelObj, bool gpu, int32_t threads, bool warmup)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)), gpu_(gpu), threads_(threads), warmup_(warmup) {
     core_ = std::make_shared<ProjectorCore>();
     core_->model = model;
     core_->modelRef = Napi::Persistent(modelObj);
@@ -239,6 +239,7 @@ class ProjectorLoadWorker : public Napi::AsyncWorker {
     p.use_gpu = gpu_;
     p.n_threads = threads_;
     p.print_timings = false;
+    p.warmup = warmup_;
     clearErrors();
     const llama_model* model = core_->model->model();
     try {
@@ -268,6 +269,7 @@ class ProjectorLoadWorker : public Napi::AsyncWorker {
   std::string path_;
   bool gpu_;
   int32_t threads_;
+  bool warmup_;
   std::shared_ptr<ProjectorCore> core_;
 };
 
@@ -520,7 +522,10 @@ Napi::Value Projector::Load(const Napi::CallbackInfo& info) {
   Napi::Object opts = info.Length() > 2 && info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
   bool gpu = opts.Get("gpu").ToBoolean();
   int32_t threads = opts.Get("threads").IsNumber() ? opts.Get("threads").As<Napi::Number>().Int32Value() : 2;
-  auto* worker = new ProjectorLoadWorker(env, path, model, modelObj, gpu, std::max(1, threads));
+  // The warmup encode allocates clip's compute buffers at load (a too-large model fails here, not
+  // at the first image); tests of tiny models with huge warmup images turn it off.
+  bool warmup = opts.Has("warmup") ? opts.Get("warmup").ToBoolean().Value() : true;
+  auto* worker = new ProjectorLoadWorker(env, path, model, modelObj, gpu, std::max(1, threads), warmup);
   Napi::Promise p = worker->promise();
   worker->Queue();
   return p;

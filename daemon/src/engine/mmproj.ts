@@ -6,8 +6,9 @@ import { readGgufHeader, type GgufHeader } from "./ggufHeader.js";
 // many tensors optional that its graphs then use unconditionally, so a file missing one crashes the
 // process (a null tensor in ggml) instead of failing. What each projector type needs was read from
 // tools/mtmd/clip.cpp (load_hparams, load_tensors, clip_n_mmproj_embd) and its graphs
-// (models/llava.cpp, models/siglip.cpp, models/qwen2vl.cpp, build_inp/build_vit); for "mlp" each
-// entry is also proven by test/src/mtmd.test.ts, which removes it and sees clip.cpp crash or refuse.
+// (models/llava.cpp, models/siglip.cpp, models/qwen2vl.cpp, build_inp/build_vit); for "mlp", "gemma3"
+// and "qwen2.5vl_merger" test/src/mtmd.test.ts removes each key and tensor of a tiny generated file
+// in turn and proves the list: everything this refuses, and nothing it lets through crashes clip.
 
 /** Keys clip.cpp's load_hparams reads without a default for any vision projector. */
 const VISION_KEYS = [
@@ -28,7 +29,19 @@ interface Needs {
   tensors: string[];
   /** The ViT's layers: attention (fused qkv or q, k and v), its output and the FFN, for every block. */
   vitLayers: boolean;
+  /** More tensors every block needs ("%d" is the block). */
+  layerTensors?: string[];
+  /** Tensors the graph refuses with an assertion (which aborts the process). */
+  forbidden?: string[];
 }
+
+const QWEN_VL: Needs = {
+  tensors: ["v.patch_embd.weight", "v.patch_embd.weight.1", "mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias"],
+  vitLayers: true,
+  // models/qwen2vl.cpp adds the q, k and v biases unconditionally.
+  layerTensors: ["v.blk.%d.attn_q.bias", "v.blk.%d.attn_k.bias", "v.blk.%d.attn_v.bias"],
+  forbidden: ["v.patch_embd.bias", "v.class_embd"],
+};
 
 const NEEDS: Record<string, Needs> = {
   // llava 1.5/1.6, BakLLaVA, ...: models/llava.cpp; clip_n_mmproj_embd reads mm.2.weight.
@@ -38,12 +51,8 @@ const NEEDS: Record<string, Needs> = {
   // SmolVLM / Idefics3: models/siglip.cpp.
   idefics3: { tensors: ["v.patch_embd.weight", "mm.model.fc.weight"], vitLayers: true },
   // Qwen2-VL / Qwen2.5-VL: models/qwen2vl.cpp (two patch embeddings for the temporal pair).
-  qwen2vl_merger: { tensors: ["v.patch_embd.weight", "v.patch_embd.weight.1", "mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias"], vitLayers: true },
-  "qwen2.5vl_merger": {
-    keys: ["clip.vision.n_wa_pattern"],
-    tensors: ["v.patch_embd.weight", "v.patch_embd.weight.1", "mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias"],
-    vitLayers: true,
-  },
+  qwen2vl_merger: QWEN_VL,
+  "qwen2.5vl_merger": { ...QWEN_VL, keys: ["clip.vision.n_wa_pattern"] },
 };
 
 /** Projector types checked in full; others get the generic checks only. */
@@ -88,10 +97,12 @@ export function checkMmprojHeader(file: string, h: GgufHeader): GgufHeader {
       const p = `v.blk.${i}.`;
       const attention = h.tensors.has(`${p}attn_qkv.weight`) ? [] : [`${p}attn_q.weight`, `${p}attn_k.weight`, `${p}attn_v.weight`];
       const ffn = h.tensors.has(`${p}ffn_gate_exps.weight`) ? [] : [`${p}ffn_up.weight`, `${p}ffn_down.weight`];
-      lack = missingTensor([...attention, `${p}attn_out.weight`, ...ffn]);
+      lack = missingTensor([...attention, `${p}attn_out.weight`, ...ffn, ...(needs.layerTensors ?? []).map((t) => t.replace("%d", String(i)))]);
     }
   }
   if (lack) throw sentence(file, `lacks the tensor ${lack} that clip.cpp needs${of}`);
+  const extra = needs.forbidden?.find((t) => h.tensors.has(t));
+  if (extra) throw sentence(file, `has the tensor ${extra}, which clip.cpp does not accept${of}`);
   return h;
 }
 

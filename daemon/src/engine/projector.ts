@@ -77,7 +77,7 @@ export interface NativeProjector {
 
 interface MtmdAddon {
   loadMtmd(libPath: string): void;
-  loadProjector(file: string, model: NativeModel, opts: { gpu: boolean; threads: number }): Promise<NativeProjector>;
+  loadProjector(file: string, model: NativeModel, opts: { gpu: boolean; threads: number; warmup?: boolean }): Promise<NativeProjector>;
   /** Logits after `before`, the image (in pieces of nBatch tokens) and `after` in a fresh context: evalImageChunk's test. */
   evalImageForTest(model: NativeModel, embd: NativeImageEmbedding, before: Int32Array, after: Int32Array, nBatch?: number): Float32Array;
   /** The same through mtmd's own mtmd_helper_eval_chunk_single (encode + decode): the oracle for evalImageChunk. */
@@ -100,9 +100,10 @@ export function imageLibraryFor(variant: Variant): string {
 
 /**
  * Loads the projector `file` for `model`: its keys and tensors are checked first (clip.cpp crashes
- * the process on a missing tensor), then the variant's image library and clip.
+ * the process on a missing tensor), then the variant's image library and clip. `threads` run the
+ * vision encoder; `warmup` (default true) encodes a blank image at load to allocate its buffers.
  */
-export async function loadProjector(file: string, model: NativeModel, library: LoadedLibrary, threads: number): Promise<NativeProjector> {
+export async function loadProjector(file: string, model: NativeModel, library: LoadedLibrary, opts: { threads: number; warmup?: boolean }): Promise<NativeProjector> {
   checkMmproj(file);
   try {
     mtmdAddon().loadMtmd(imageLibraryFor(library.variant));
@@ -110,7 +111,7 @@ export async function loadProjector(file: string, model: NativeModel, library: L
     throw fail.precondition(`Image input is unavailable: ${(err as Error).message}`);
   }
   try {
-    return await mtmdAddon().loadProjector(file, model, { gpu: library.gpu, threads });
+    return await mtmdAddon().loadProjector(file, model, { gpu: library.gpu, ...opts });
   } catch (err) {
     if (err instanceof NanoError) throw err;
     throw fail.invalid(`The projector ${file} could not be loaded (${(err as Error).message}); check that it is the mmproj file made for this model.`);

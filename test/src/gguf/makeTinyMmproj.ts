@@ -3,13 +3,18 @@
 // Image 64 px, patch 16 => 16 patches => 16 image tokens, each `nEmbdText` floats.
 // projector "gemma3": a SigLIP tower, patches average-pooled by scaleFactor (2 => 4 image tokens),
 // RMS norm and a projection; its images are evaluated with causal attention off.
+// projector "qwen2.5vl_merger": Qwen2.5-VL's tower (two patch embeddings, biased attention with 2-D
+// rotary positions, window attention in every other layer, SiLU-gated FFN) and its 2×2 patch merger;
+// images are resized to multiples of 32 px with at least 8 tokens, and positioned by M-RoPE when the
+// text model uses it (makeTinyLlama's arch "qwen2vl"). Load it with warmup off: clip's warmup image
+// for it is 46×46 tokens.
 import { writeFileSync } from "node:fs";
 import { GgmlType, GgufWriter } from "./GgufWriter.js";
 import { makeRng } from "./makeTinyLlama.js";
 
 export interface TinyMmprojOptions {
     /** Default "mlp" (llava). */
-    projector?: "mlp" | "gemma3";
+    projector?: "mlp" | "gemma3" | "qwen2.5vl_merger";
     /** gemma3: the side of the pooling window (clip.vision.projector.scale_factor). Default 2. */
     scaleFactor?: number;
     /** PRNG seed; the same options always produce a byte-identical file. Default 42. */
@@ -29,6 +34,8 @@ export interface TinyMmprojOptions {
     classEmbd?: boolean;
     /** Keys or tensor names to leave out (to probe what is required). */
     omit?: readonly string[];
+    /** Zero vectors of the vision width to add under these names (to probe what clip.cpp refuses). */
+    extraTensors?: readonly string[];
     weightType?: "f32" | "f16";
 }
 
@@ -36,14 +43,18 @@ export interface TinyMmprojOptions {
 export const tinyMmprojImageTokens = (o: TinyMmprojOptions = {}): number =>
     ((o.imageSize ?? 64) / (o.patchSize ?? 16) / (o.projector === "gemma3" ? (o.scaleFactor ?? 2) : 1)) ** 2;
 
+/** qwen2.5vl_merger: tokens for a square picture of `side` px (resized to a multiple of 32 px, at least 8 tokens). */
+export const tinyQwenImageTokens = (side: number): number => Math.max(3, Math.round(side / 32)) ** 2;
+
 /** Builds the file in memory; returns its bytes and the keys and tensor names written (for tests that leave each out in turn). */
 export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Array; keys: string[]; tensors: string[] } {
     const {
         seed = 42, nEmbdText: T = 128, imageSize: S = 64, patchSize: P = 16, nEmbd: E = 32, nFf: FF = 64, nLayer: L = 2, nHead: H = 2,
-        mmHidden = 64, classEmbd: wantClass = true, omit = [], weightType = "f32", projector = "mlp", scaleFactor = 2,
+        mmHidden = 64, classEmbd: wantClass = true, omit = [], extraTensors = [], weightType = "f32", projector = "mlp", scaleFactor = 2,
     } = opts;
     const gemma = projector === "gemma3";
-    const classEmbd = wantClass && !gemma;
+    const qwen = projector === "qwen2.5vl_merger";
+    const classEmbd = wantClass && !gemma && !qwen;
     const skip = new Set(omit);
     const nPatches = (S / P) ** 2;
     const nPos = nPatches + (classEmbd ? 1 : 0);
@@ -80,6 +91,8 @@ export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Arr
     kv("clip.has_vision_encoder", () => w.addBool("clip.has_vision_encoder", true));
     kv("clip.projector_type", () => w.addString("clip.projector_type", projector));
     if (gemma) kv("clip.vision.projector.scale_factor", () => w.addUint32("clip.vision.projector.scale_factor", scaleFactor));
+    // Layer 1 (every 2nd) attends to the whole image, layer 0 within windows.
+    if (qwen) kv("clip.vision.n_wa_pattern", () => w.addUint32("clip.vision.n_wa_pattern", 2));
     kv("clip.vision.image_size", () => w.addUint32("clip.vision.image_size", S));
     kv("clip.vision.patch_size", () => w.addUint32("clip.vision.patch_size", P));
     kv("clip.vision.embedding_length", () => w.addUint32("clip.vision.embedding_length", E));
@@ -90,8 +103,36 @@ export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Arr
     kv("clip.vision.projection_dim", () => w.addUint32("clip.vision.projection_dim", T));
     kv("clip.vision.image_mean", () => w.addFloat32Array("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073]));
     kv("clip.vision.image_std", () => w.addFloat32Array("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711]));
-    kv("clip.use_gelu", () => w.addBool("clip.use_gelu", gemma));
+    if (qwen) kv("clip.use_silu", () => w.addBool("clip.use_silu", true));
+    else kv("clip.use_gelu", () => w.addBool("clip.use_gelu", gemma));
 
+    for (const name of extraTensors) fill(name, E, 0);
+    if (qwen) {
+        ten("v.patch_embd.weight", [P, P, 3, E], randn(E * 3 * P * P, 1 / Math.sqrt(3 * P * P)), W);
+        ten("v.patch_embd.weight.1", [P, P, 3, E], randn(E * 3 * P * P, 1 / Math.sqrt(3 * P * P)), W);
+        for (let i = 0; i < L; i++) {
+            const p = `v.blk.${i}.`;
+            for (const n of ["attn_q", "attn_k", "attn_v", "attn_out"]) {
+                mat(`${p}${n}.weight`, E, E);
+                vec(`${p}${n}.bias`, E);
+            }
+            fill(`${p}ln1.weight`, E, 1);
+            fill(`${p}ln2.weight`, E, 1);
+            for (const n of ["ffn_gate", "ffn_up"]) {
+                mat(`${p}${n}.weight`, FF, E);
+                vec(`${p}${n}.bias`, FF);
+            }
+            mat(`${p}ffn_down.weight`, E, FF);
+            vec(`${p}ffn_down.bias`, E);
+        }
+        fill("v.post_ln.weight", E, 1);
+        // The merger: 2×2 patches (4E) -> 4E, GELU, -> nEmbdText.
+        mat("mm.0.weight", 4 * E, 4 * E);
+        vec("mm.0.bias", 4 * E);
+        mat("mm.2.weight", T, 4 * E, 4 / Math.sqrt(4 * E));
+        vec("mm.2.bias", T);
+        return { bytes: w.toBytes(), keys, tensors };
+    }
     // The vision tower (weights in the python tool's draw order, so a seed gives the same model).
     ten("v.patch_embd.weight", [P, P, 3, E], randn(E * 3 * P * P, 1 / Math.sqrt(3 * P * P)), W);
     vec("v.patch_embd.bias", E);

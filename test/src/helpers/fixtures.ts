@@ -37,6 +37,12 @@ export function tinyMmproj(name = "tiny-mmproj", opts: TinyMmprojOptions = {}): 
 /** A Gemma-3-style tiny projector: 4 image tokens per image, evaluated with causal attention off. */
 export const tinyGemma3Mmproj = () => tinyMmproj("tiny-mmproj-gemma3", { projector: "gemma3" });
 
+/** The tiny model's weights under Qwen2-VL's architecture: M-RoPE positions (4 sections). */
+export const tinyQwen2vlModel = () => tinyModel("tiny-qwen2vl", 1, { arch: "qwen2vl" });
+
+/** A Qwen2.5-VL-style tiny projector (load it with warmup off: clip's warmup image for it is 46×46 tokens). */
+export const tinyQwen25vlMmproj = () => tinyMmproj("tiny-mmproj-qwen25vl", { projector: "qwen2.5vl_merger" });
+
 /** A model that ends every reply with EOS at once under greedy decoding. */
 export const eosEagerModel = () => tinyModel("tiny-eos-eager", 1, { eosEager: true });
 
