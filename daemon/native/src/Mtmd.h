@@ -2,15 +2,18 @@
 // native/mtmd.mjs against the same prebuilt libllama/libggml as the engine, one library per variant,
 // and loaded by path after that variant's libllama (dlopen + a table, like Library.h).
 //
-// JS: loadMtmd(libPath) once; loadProjector(mmprojPath, nativeModel, {gpu, threads}) =>
-// Promise<NativeProjector>; projector.tokenize(text, images) => Promise<chunks>, where an image chunk
-// carries a NativeImageChunk; projector.encode(chunk) => Promise<{embd: NativeImageEmbedding, ...}>.
+// JS (Projector.h): loadMtmd(libPath) once; loadProjector(mmprojPath, nativeModel, {gpu, threads,
+// warmup}) => Promise<NativeProjector>; projector.tokenize(text, images) => Promise<{chunks, images}>,
+// where an image chunk carries a NativeImageChunk; projector.encode(chunk) => Promise<{embd:
+// NativeImageEmbedding, ...}>.
 // A NativeImageEmbedding owns a copy of the embeddings (mtmd's own buffer is overwritten by the next
 // encode) and everything the loop needs to evaluate it, so it outlives the projector's next encode
 // and can be handed to the loop thread as a std::shared_ptr<const ImageEmbedding>.
 //
 // HOW THE LOOP EVALUATES AN IMAGE CHUNK (the recipe of mtmd-helper.cpp's
-// mtmd_helper_decode_image_chunk, which evalImageChunk below implements with our function tables):
+// mtmd_helper_decode_image_chunk, which evalImageChunk below implements with our function tables;
+// test/src/mtmd.test.ts holds it to mtmd_helper_eval_chunk_single's logits, bit for bit, for llava,
+// Gemma 3 and Qwen2.5-VL with M-RoPE):
 //  1. Encode first, off the loop thread (projector.encode runs clip on a worker thread; the text
 //     sessions keep decoding meanwhile). The loop only ever sees finished embeddings.
 //  2. An image is its own llama_decode: a llama_batch with `embd` set (n_embd floats per token, the
@@ -41,7 +44,6 @@
 #include <string>
 #include <vector>
 #include "Library.h"
-class Model;
 // Extracted from node-llama-cpp's llama.cpp bundle by native/mtmd.mjs (before node-gyp runs).
 #include "../build-mtmd/src/tools/mtmd/mtmd-helper.h"
 #include "../build-mtmd/src/tools/mtmd/mtmd.h"
@@ -75,20 +77,15 @@ struct MtmdApi {
 const MtmdApi& mtmdApi();
 bool mtmdLoaded();
 
+/** Forgets what mtmd and clip logged; mtmdError() is then the first error logged since (or ""). */
+void clearMtmdErrors();
+std::string mtmdError();
+
 /**
  * dlopens the variant's libnanollm-mtmd.so (llama.cpp must be loaded already, from the same
  * variant) and resolves its functions. Returns "" on success, else one sentence.
  */
 std::string loadMtmd(const std::string& path);
-
-/** An mtmd chunk (image or audio) copied out of a tokenization; immutable, any thread may read it. */
-struct ChunkRef {
-  mtmd_input_chunk* chunk = nullptr;
-  explicit ChunkRef(mtmd_input_chunk* c) : chunk(c) {}
-  ~ChunkRef();
-  ChunkRef(const ChunkRef&) = delete;
-  ChunkRef& operator=(const ChunkRef&) = delete;
-};
 
 /** One encoded image: what the loop thread needs to evaluate it (see the recipe above); plain data. */
 struct ImageEmbedding {
@@ -111,66 +108,7 @@ struct ImageEmbedding {
 std::string evalImageChunk(llama_context* ctx, const ImageEmbedding& img, llama_pos nPast, llama_seq_id seq, int32_t nBatch,
                            llama_pos* newNPast);
 
-/** JS: NativeImageChunk, an image chunk from tokenize(), passed back to encode(). */
-class ImageChunk : public Napi::ObjectWrap<ImageChunk> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  explicit ImageChunk(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ImageChunk>(info) {}
-  std::shared_ptr<const ChunkRef> ref;
-  static Napi::FunctionReference ctor;
-};
-
-/** JS: NativeImageEmbedding; `values()` copies the floats out (tests). */
-class ImageEmbeddingHandle : public Napi::ObjectWrap<ImageEmbeddingHandle> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  explicit ImageEmbeddingHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ImageEmbeddingHandle>(info) {}
-  /** The embedding behind a JS value, or null when it is not a NativeImageEmbedding. */
-  static std::shared_ptr<const ImageEmbedding> from(Napi::Value v);
-  std::shared_ptr<const ImageEmbedding> embd;
-  static Napi::FunctionReference ctor;
-
- private:
-  Napi::Value Values(const Napi::CallbackInfo& info);
-};
-
-
-/**
- * The mtmd context and its lock (one encode at a time: clip's compute buffers are per context),
- * and the model it was made for, kept from disposal while it lives. Destroyed on the JS thread
- * (by the projector's dispose or GC, or by the last of its workers completing).
- */
-struct ProjectorCore {
-  mtmd_context* ctx = nullptr;
-  std::mutex encodeMu;
-  int32_t nEmbd = 0;
-  Model* model = nullptr;
-  Napi::ObjectReference modelRef;
-  ~ProjectorCore();
-};
-
-/** JS: NativeProjector, an mmproj loaded for one NativeModel (which it keeps from being disposed). */
-class Projector : public Napi::ObjectWrap<Projector> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  /** loadProjector(mmprojPath, nativeModel, {gpu, threads}) => Promise<NativeProjector>. */
-  static Napi::Value Load(const Napi::CallbackInfo& info);
-  explicit Projector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Projector>(info) {}
-  ~Projector() override;
-  void adopt(std::shared_ptr<ProjectorCore> core);
-  /** The core, or null once disposed. */
-  std::shared_ptr<ProjectorCore> shared() const { return core_; }
-
- private:
-  Napi::Value Info(const Napi::CallbackInfo& info);
-  Napi::Value Tokenize(const Napi::CallbackInfo& info);
-  Napi::Value Encode(const Napi::CallbackInfo& info);
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  std::shared_ptr<ProjectorCore> core(Napi::Env env) const;
-  void release();
-
-  std::shared_ptr<ProjectorCore> core_;
-};
-
-/** Adds loadMtmd, loadProjector and the classes to the addon's exports. */
+/** Adds loadMtmd, loadProjector and the classes (Projector.h) to the addon's exports. */
 void initMtmd(Napi::Env env, Napi::Object exports);
+/** The test-only exports (MtmdTest.cpp). */
+void initMtmdTest(Napi::Env env, Napi::Object exports);
