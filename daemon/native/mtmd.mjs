@@ -130,12 +130,13 @@ function variants() {
 function link(list, variant) {
   const out = path.join(outDir, variant.name, "libnanollm-mtmd.so");
   const inputs = [...list.map((u) => u.obj), ...variant.libs];
-  if (fs.existsSync(out)) {
-    const t = fs.statSync(out).mtimeMs;
-    if (inputs.every((f) => fs.statSync(f).mtimeMs <= t)) return false;
-  }
+  // Relinked when any input differs (npm ci restores the packages' own, older, file times).
+  const stamp = `${out}.inputs`;
+  const key = JSON.stringify(inputs.map((f) => [f, fs.statSync(f).size, fs.statSync(f).mtimeMs]));
+  if (fs.existsSync(out) && fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === key) return false;
   fs.mkdirSync(path.dirname(out), { recursive: true });
   execFileSync("g++", ["-shared", "-o", out, ...inputs, `-Wl,-rpath,${variant.dir}`, "-Wl,--no-undefined", "-lpthread"], { stdio: ["ignore", "ignore", "pipe"] });
+  fs.writeFileSync(stamp, key);
   return true;
 }
 
