@@ -14,7 +14,7 @@ import { checkMmproj } from "@nanollm/daemon/dist/engine/mmproj.js";
 import { loadLlama, nativeAddon, type NativeModel } from "@nanollm/daemon/dist/engine/native.js";
 import { imageLibraryFor, loadProjector, mtmdAddon, type EncodedImage, type NativeProjector, type ProjectorChunk } from "@nanollm/daemon/dist/engine/projector.js";
 import { buildTinyMmproj, tinyMmprojImageTokens, tinyQwenImageTokens } from "./gguf/makeTinyMmproj.js";
-import { tempDir, tinyGemma3Mmproj, tinyMmproj, tinyModel, tinyQwen25vlMmproj, tinyQwen2vlModel } from "./helpers/fixtures.js";
+import { tempDir, tinyGemma3Mmproj, tinyIdefics3Mmproj, tinyIdefics3Model, tinyMmproj, tinyModel, tinyQwen25vlMmproj, tinyQwen2vlModel } from "./helpers/fixtures.js";
 import { checkerboard, gradient, llamaTestJpeg, makeBmp, makePng, webpBytes } from "./helpers/images.js";
 
 const run = promisify(execFile);
@@ -282,6 +282,40 @@ describe("a Gemma-3-style projector (pooled patches, non-causal image attention)
   });
 });
 
+describe("a SmolVLM-style projector (idefics3: tiles and an overview)", () => {
+  it("turns one picture into five image chunks between the model's marker tokens, all with the picture's id", async () => {
+    const model = await nativeAddon().loadModel(tinyIdefics3Model(), { gpuLayers: 0 });
+    const projector = await loadProjector(tinyIdefics3Mmproj(), model, loadLlama("cpu"), { threads: 1 });
+    try {
+      const png = makePng(100, 60, gradient);
+      const { chunks, images } = await projector.tokenize("<__media__>", [png]);
+      assert.deepEqual(chunks.map((c) => c.kind), ["text", "image", "text", "image", "text", "image", "text", "image", "text", "image", "text"]);
+      const tiles = chunks.flatMap((c) => (c.kind === "image" ? [c] : []));
+      assert.deepEqual(tiles.map((c) => c.nTokens), [4, 4, 4, 4, 4]);
+      assert.ok(tiles.every((c) => c.id === images[0]!.id), "every tile carries the picture's id");
+      const marker = model.tokenize("<fake_token_around_image>", true);
+      assert.equal(marker.length, 1);
+      const firstText = chunks[0]!;
+      assert.ok(firstText.kind === "text" && firstText.tokens[0] === marker[0], "a tile opens with <fake_token_around_image>");
+      for (const tile of tiles) assert.equal((await projector.encode(tile.chunk)).nTokens, 4);
+    } finally {
+      projector.dispose();
+      model.dispose();
+    }
+  });
+
+  it("refuses a model whose vocabulary lacks those marker tokens, instead of handing llama.cpp token -1", async () => {
+    const model = await nativeAddon().loadModel(tinyModel(), { gpuLayers: 0 });
+    const projector = await loadProjector(tinyIdefics3Mmproj(), model, loadLlama("cpu"), { threads: 1 });
+    try {
+      await failsWith(projector.tokenize("<__media__>", [makePng(64, 64, gradient)]), /^The projector's image marker tokens are not all in this model's vocabulary; use the mmproj file made for this model\.$/);
+    } finally {
+      projector.dispose();
+      model.dispose();
+    }
+  });
+});
+
 describe("mmproj files are checked before clip.cpp sees them", () => {
   const { tensors } = buildTinyMmproj();
   let dir: string;
@@ -289,7 +323,7 @@ describe("mmproj files are checked before clip.cpp sees them", () => {
     dir = tempDir("mmproj");
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const omitted = (item: string, projector: "mlp" | "gemma3" | "qwen2.5vl_merger" = "mlp") => {
+  const omitted = (item: string, projector: "mlp" | "gemma3" | "qwen2.5vl_merger" | "idefics3" = "mlp") => {
     const file = path.join(dir, `omit-${projector}-${item}.gguf`);
     if (!fs.existsSync(file)) fs.writeFileSync(file, buildTinyMmproj({ projector, omit: [item] }).bytes);
     return file;
@@ -315,7 +349,7 @@ describe("mmproj files are checked before clip.cpp sees them", () => {
 
   // One fresh process loads every single-omission file through loadProjector (check, then clip):
   // it survives only if no file clip.cpp would crash on reaches it.
-  for (const projector of ["mlp", "gemma3", "qwen2.5vl_merger"] as const) {
+  for (const projector of ["mlp", "gemma3", "qwen2.5vl_merger", "idefics3"] as const) {
     it(`${projector}: each required key or tensor left out is refused before clip.cpp; everything optional loads and encodes`, async () => {
       const built = buildTinyMmproj({ projector });
       const all = [...built.keys, ...built.tensors];
@@ -323,19 +357,22 @@ describe("mmproj files are checked before clip.cpp sees them", () => {
         mlp: /^(v\.patch_embd\.weight|v\.position_embd\.weight|mm\.[02]\.(weight|bias))$/,
         gemma3: /^(v\.patch_embd\.weight|mm\.input_projection\.weight|mm\.soft_emb_norm\.weight)$/,
         "qwen2.5vl_merger": /^(clip\.vision\.n_wa_pattern|v\.patch_embd\.weight(\.1)?|mm\.[02]\.(weight|bias)|v\.blk\.\d+\.attn_[qkv]\.bias)$/,
+        idefics3: /^(clip\.vision\.projector\.scale_factor|v\.patch_embd\.weight|mm\.model\.fc\.weight)$/,
       }[projector];
       const needed = (item: string) =>
         /^clip\.(has_vision_encoder|projector_type|vision\.(image_size|patch_size|embedding_length|feed_forward_length|block_count|attention\.head_count|attention\.layer_norm_epsilon|projection_dim|image_mean|image_std))$/.test(item) ||
         /^v\.blk\.\d+\.(attn_[qkv]|attn_out|ffn_up|ffn_down)\.weight$/.test(item) ||
         own.test(item);
       const files = Object.fromEntries(all.map((item) => [item, omitted(item, projector)]));
-      const tokens = projector === "qwen2.5vl_merger" ? tinyQwenImageTokens(64) : tinyMmprojImageTokens({ projector });
+      // idefics3: the first of its tiles.
+      const tokens = projector === "qwen2.5vl_merger" ? tinyQwenImageTokens(64) : projector === "idefics3" ? 4 : tinyMmprojImageTokens({ projector });
+      const textModel = projector === "idefics3" ? tinyIdefics3Model() : tinyModel();
       const script = `
         import { loadLlama, nativeAddon } from ${JSON.stringify(path.join(DIST, "native.js"))};
         import { loadProjector } from ${JSON.stringify(path.join(DIST, "projector.js"))};
         import { makePng, gradient } from ${JSON.stringify(path.join(TEST_DIST, "helpers", "images.js"))};
         const lib = loadLlama("cpu");
-        const model = await nativeAddon().loadModel(${JSON.stringify(tinyModel())}, { gpuLayers: 0 });
+        const model = await nativeAddon().loadModel(${JSON.stringify(textModel)}, { gpuLayers: 0 });
         const out = {};
         for (const [item, file] of Object.entries(${JSON.stringify(files)})) {
           try {

@@ -116,6 +116,7 @@ class ProjectorLoadWorker : public Napi::AsyncWorker {
       return;
     }
     core_->nEmbd = m.llama_model_n_embd_inp(model);
+    core_->nVocab = api().llama_vocab_n_tokens(api().llama_model_get_vocab(model));
   }
   void OnOK() override {
     Napi::Object obj = g_projectorCtor.New({});
@@ -229,6 +230,14 @@ class TokenizeWorker : public Napi::AsyncWorker {
         size_t n = 0;
         const llama_token* t = m.mtmd_input_chunk_get_tokens_text(c, &n);
         out.tokens.assign(t, t + n);
+        // mtmd looks the image's marker tokens (<fake_token_around_image>, <image>, ...) up by text and
+        // puts LLAMA_TOKEN_NULL in the chunk when the model lacks one.
+        if (std::any_of(out.tokens.begin(), out.tokens.end(), [&](llama_token id) { return id < 0 || id >= core_->nVocab; })) {
+          m.mtmd_input_chunks_free(chunks);
+          result.clear();
+          SetError("The projector's image marker tokens are not all in this model's vocabulary; use the mmproj file made for this model.");
+          return;
+        }
       } else {
         out.ref = std::make_shared<const ChunkRef>(m.mtmd_input_chunk_copy(c));
         out.nTokens = m.mtmd_input_chunk_get_n_tokens(c);

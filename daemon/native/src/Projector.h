@@ -51,6 +51,7 @@ struct ProjectorCore {
   mtmd_context* ctx = nullptr;
   std::mutex encodeMu;
   int32_t nEmbd = 0;
+  int32_t nVocab = 0;
   Model* model = nullptr;
   Napi::ObjectReference modelRef;
   ~ProjectorCore();

@@ -6,9 +6,9 @@ import { readGgufHeader, type GgufHeader } from "./ggufHeader.js";
 // many tensors optional that its graphs then use unconditionally, so a file missing one crashes the
 // process (a null tensor in ggml) instead of failing. What each projector type needs was read from
 // tools/mtmd/clip.cpp (load_hparams, load_tensors, clip_n_mmproj_embd) and its graphs
-// (models/llava.cpp, models/siglip.cpp, models/qwen2vl.cpp, build_inp/build_vit); for "mlp", "gemma3"
-// and "qwen2.5vl_merger" test/src/mtmd.test.ts removes each key and tensor of a tiny generated file
-// in turn and proves the list: everything this refuses, and nothing it lets through crashes clip.
+// (models/llava.cpp, models/siglip.cpp, models/qwen2vl.cpp, build_inp/build_vit); for each type
+// below, test/src/mtmd.test.ts removes each key and tensor of a tiny generated file in turn and
+// proves the list: everything this refuses, and nothing it lets through crashes clip.
 
 /** Keys clip.cpp's load_hparams reads without a default for any vision projector. */
 const VISION_KEYS = [
@@ -48,8 +48,8 @@ const NEEDS: Record<string, Needs> = {
   mlp: { tensors: ["v.patch_embd.weight", "v.position_embd.weight", "mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias"], vitLayers: true },
   // Gemma 3: models/siglip.cpp.
   gemma3: { tensors: ["v.patch_embd.weight", "mm.input_projection.weight", "mm.soft_emb_norm.weight"], vitLayers: true },
-  // SmolVLM / Idefics3: models/siglip.cpp.
-  idefics3: { tensors: ["v.patch_embd.weight", "mm.model.fc.weight"], vitLayers: true },
+  // SmolVLM / Idefics3: models/siglip.cpp; without a scale factor the pixel shuffle asserts.
+  idefics3: { keys: ["clip.vision.projector.scale_factor"], tensors: ["v.patch_embd.weight", "mm.model.fc.weight"], vitLayers: true },
   // Qwen2-VL / Qwen2.5-VL: models/qwen2vl.cpp (two patch embeddings for the temporal pair).
   qwen2vl_merger: QWEN_VL,
   "qwen2.5vl_merger": { ...QWEN_VL, keys: ["clip.vision.n_wa_pattern"] },

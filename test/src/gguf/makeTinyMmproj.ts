@@ -3,6 +3,9 @@
 // Image 64 px, patch 16 => 16 patches => 16 image tokens, each `nEmbdText` floats.
 // projector "gemma3": a SigLIP tower, patches average-pooled by scaleFactor (2 => 4 image tokens),
 // RMS norm and a projection; its images are evaluated with causal attention off.
+// projector "idefics3" (SmolVLM): the SigLIP tower per 64 px tile, pixel-shuffled 2×2 (4 tokens a
+// tile); a picture becomes 2×2 tiles and an overview, five image chunks with text between, whose
+// marker tokens (<fake_token_around_image>, <global-img>, "\n\n") the text model must have.
 // projector "qwen2.5vl_merger": Qwen2.5-VL's tower (two patch embeddings, biased attention with 2-D
 // rotary positions, window attention in every other layer, SiLU-gated FFN) and its 2×2 patch merger;
 // images are resized to multiples of 32 px with at least 8 tokens, and positioned by M-RoPE when the
@@ -14,8 +17,8 @@ import { makeRng } from "./makeTinyLlama.js";
 
 export interface TinyMmprojOptions {
     /** Default "mlp" (llava). */
-    projector?: "mlp" | "gemma3" | "qwen2.5vl_merger";
-    /** gemma3: the side of the pooling window (clip.vision.projector.scale_factor). Default 2. */
+    projector?: "mlp" | "gemma3" | "qwen2.5vl_merger" | "idefics3";
+    /** gemma3: the side of the pooling window; idefics3: of the pixel shuffle (clip.vision.projector.scale_factor). Default 2. */
     scaleFactor?: number;
     /** PRNG seed; the same options always produce a byte-identical file. Default 42. */
     seed?: number;
@@ -54,7 +57,9 @@ export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Arr
     } = opts;
     const gemma = projector === "gemma3";
     const qwen = projector === "qwen2.5vl_merger";
-    const classEmbd = wantClass && !gemma && !qwen;
+    const idefics = projector === "idefics3";
+    const siglip = gemma || idefics;
+    const classEmbd = wantClass && !siglip && !qwen;
     const skip = new Set(omit);
     const nPatches = (S / P) ** 2;
     const nPos = nPatches + (classEmbd ? 1 : 0);
@@ -90,7 +95,9 @@ export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Arr
     kv("general.file_type", () => w.addUint32("general.file_type", weightType === "f16" ? 1 : 0));
     kv("clip.has_vision_encoder", () => w.addBool("clip.has_vision_encoder", true));
     kv("clip.projector_type", () => w.addString("clip.projector_type", projector));
-    if (gemma) kv("clip.vision.projector.scale_factor", () => w.addUint32("clip.vision.projector.scale_factor", scaleFactor));
+    if (siglip) kv("clip.vision.projector.scale_factor", () => w.addUint32("clip.vision.projector.scale_factor", scaleFactor));
+    // idefics3 resizes the longest side to this, then cuts image_size tiles (+ an overview).
+    if (idefics) kv("clip.vision.preproc_image_size", () => w.addUint32("clip.vision.preproc_image_size", 2 * S));
     // Layer 1 (every 2nd) attends to the whole image, layer 0 within windows.
     if (qwen) kv("clip.vision.n_wa_pattern", () => w.addUint32("clip.vision.n_wa_pattern", 2));
     kv("clip.vision.image_size", () => w.addUint32("clip.vision.image_size", S));
@@ -104,7 +111,7 @@ export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Arr
     kv("clip.vision.image_mean", () => w.addFloat32Array("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073]));
     kv("clip.vision.image_std", () => w.addFloat32Array("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711]));
     if (qwen) kv("clip.use_silu", () => w.addBool("clip.use_silu", true));
-    else kv("clip.use_gelu", () => w.addBool("clip.use_gelu", gemma));
+    else kv("clip.use_gelu", () => w.addBool("clip.use_gelu", siglip));
 
     for (const name of extraTensors) fill(name, E, 0);
     if (qwen) {
@@ -138,7 +145,7 @@ export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Arr
     vec("v.patch_embd.bias", E);
     if (classEmbd) vec("v.class_embd", E, 1);
     ten("v.position_embd.weight", [E, nPos], randn(nPos * E, 0.5), GgmlType.F32);
-    if (!gemma) {
+    if (!siglip) {
         fill("v.pre_ln.weight", E, 1);
         fill("v.pre_ln.bias", E, 0);
     }
@@ -156,6 +163,13 @@ export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Arr
         vec(`${p}ffn_up.bias`, FF);
         mat(`${p}ffn_down.weight`, E, FF);
         vec(`${p}ffn_down.bias`, E);
+    }
+    if (idefics) {
+        // SigLIP's post-norm, then the pixel shuffle's projection (scale² · E -> nEmbdText).
+        fill("v.post_ln.weight", E, 1);
+        fill("v.post_ln.bias", E, 0);
+        mat("mm.model.fc.weight", T, scaleFactor * scaleFactor * E);
+        return { bytes: w.toBytes(), keys, tensors };
     }
     if (gemma) {
         // SigLIP's post-norm, then gemma3's soft-embedding RMS norm and projection (E -> nEmbdText,

@@ -43,6 +43,12 @@ export const tinyQwen2vlModel = () => tinyModel("tiny-qwen2vl", 1, { arch: "qwen
 /** A Qwen2.5-VL-style tiny projector (load it with warmup off: clip's warmup image for it is 46×46 tokens). */
 export const tinyQwen25vlMmproj = () => tinyMmproj("tiny-mmproj-qwen25vl", { projector: "qwen2.5vl_merger" });
 
+/** The tiny model with the marker tokens SmolVLM's (idefics3) image slices are wrapped in. */
+export const tinyIdefics3Model = () => tinyModel("tiny-idefics3", 1, { extraControlTokens: ["<fake_token_around_image>", "<global-img>", "\n\n"] });
+
+/** A SmolVLM-style (idefics3) tiny projector: 2×2 tiles and an overview per picture, 4 tokens each. */
+export const tinyIdefics3Mmproj = () => tinyMmproj("tiny-mmproj-idefics3", { projector: "idefics3" });
+
 /** A model that ends every reply with EOS at once under greedy decoding. */
 export const eosEagerModel = () => tinyModel("tiny-eos-eager", 1, { eosEager: true });
 
