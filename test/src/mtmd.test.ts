@@ -376,7 +376,8 @@ describe("mmproj files are checked before clip.cpp sees them", () => {
         const out = {};
         for (const [item, file] of Object.entries(${JSON.stringify(files)})) {
           try {
-            const p = await loadProjector(file, model, lib, { threads: 1, warmup: false });
+            // Without the throwaway-process probe: the static checks alone must keep this process alive.
+            const p = await loadProjector(file, model, lib, { threads: 1, warmup: false, probe: false });
             const { chunks } = await p.tokenize("<__media__>", [makePng(64, 64, gradient)]);
             out[item] = "encoded " + (await p.encode(chunks.find((c) => c.kind === "image").chunk)).nTokens;
             p.dispose();
@@ -412,6 +413,31 @@ describe("mmproj files are checked before clip.cpp sees them", () => {
     const file = path.join(dir, "qwen-with-patch-bias.gguf");
     fs.writeFileSync(file, buildTinyMmproj({ projector: "qwen2.5vl_merger", extraTensors: ["v.patch_embd.bias"] }).bytes);
     assert.throws(() => checkMmproj(file), /has the tensor v\.patch_embd\.bias, which clip\.cpp does not accept for projector type qwen2\.5vl_merger; download or convert/);
+  });
+
+  it("a malformed file of a type the checks do not know crashes only a throwaway process: one sentence, the daemon lives", async () => {
+    // An LFM2 projector without its position embedding passes the generic checks; clip.cpp
+    // dereferences the missing tensor while building its graph.
+    const file = path.join(dir, "lfm2-without-position-embd.gguf");
+    const mm = ["mm.1.weight", "mm.1.bias", "mm.2.weight", "mm.2.bias"];
+    fs.writeFileSync(file, buildTinyMmproj({ projector: "gemma3", typeName: "lfm2", omit: ["v.position_embd.weight"], extraTensors: mm }).bytes);
+    assert.doesNotThrow(() => checkMmproj(file));
+    const model = await nativeAddon().loadModel(tinyModel(), { gpuLayers: 0 });
+    try {
+      await assert.rejects(loadProjector(file, model, loadLlama("cpu"), { threads: 1 }), (e: unknown) => {
+        assert.ok(e instanceof NanoError && e.code === "INVALID_ARGUMENT" && oneSentence(e), String(e));
+        assert.match(e.message, /^The projector .*lfm2-without-position-embd\.gguf crashed \(SIG(SEGV|ABRT)\) when llama\.cpp's image loader read it in a test process, so it was not loaded; /);
+        return true;
+      });
+      // Misshapen tensors (1-D where matrices belong) trip a ggml assertion instead: caught the same way.
+      fs.writeFileSync(file, buildTinyMmproj({ projector: "gemma3", typeName: "lfm2", extraTensors: mm }).bytes);
+      await assert.rejects(loadProjector(file, model, loadLlama("cpu"), { threads: 1 }), /crashed \(SIGABRT\)/);
+      // A good file passes the probe and loads.
+      const p = await loadProjector(tinyMmproj(), model, loadLlama("cpu"), { threads: 1 });
+      p.dispose();
+    } finally {
+      model.dispose();
+    }
   });
 
   it("refuses what is not a projector with one sentence", () => {

@@ -471,11 +471,35 @@ Napi::Value LoadMtmdJs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+
+// probeProjector(mmprojPath) => "" or clip's reason: loads the file with no text model, on the CPU,
+// with the warmup encode (which builds the graph), then frees it. For a throwaway process: a file
+// clip.cpp crashes on kills the caller (daemon/src/engine/probeProjector.ts).
+Napi::Value ProbeProjector(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!mtmdLoaded()) throw Napi::Error::New(env, "The image library is not loaded yet.");
+  std::string path = info[0].As<Napi::String>();
+  const MtmdApi& m = mtmdApi();
+  mtmd_context_params p = m.mtmd_context_params_default();
+  p.use_gpu = false;
+  p.n_threads = 1;
+  p.print_timings = false;
+  p.warmup = true;
+  clearMtmdErrors();
+  mtmd_context* ctx = m.mtmd_init_from_file(path.c_str(), nullptr, p);
+  if (!ctx) {
+    std::string why = mtmdError();
+    return Napi::String::New(env, why.empty() ? "clip could not load it" : why);
+  }
+  m.mtmd_free(ctx);
+  return Napi::String::New(env, "");
+}
 }  // namespace
 
 void initMtmd(Napi::Env env, Napi::Object exports) {
   exports.Set("loadMtmd", Napi::Function::New(env, LoadMtmdJs));
   exports.Set("loadProjector", Napi::Function::New(env, Projector::Load));
+  exports.Set("probeProjector", Napi::Function::New(env, ProbeProjector));
   exports.Set("NativeProjector", Projector::Init(env));
   exports.Set("NativeImageChunk", ImageChunk::Init(env));
   exports.Set("NativeImageEmbedding", ImageEmbeddingHandle::Init(env));

@@ -2,6 +2,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { fail, NanoError } from "@nanollm/shared";
 import { checkMmproj } from "./mmproj.js";
+import { probeProjector } from "./probeProjector.js";
 import { nativeAddon, type LoadedLibrary, type NativeModel, type Variant } from "./native.js";
 
 // Images through the addon's mtmd part (daemon/native/src/Mtmd.h): llama.cpp's multimodal library,
@@ -77,6 +78,8 @@ export interface NativeProjector {
 
 interface MtmdAddon {
   loadMtmd(libPath: string): void;
+  /** Loads a projector without a text model, graph built, and frees it: "" or clip's reason (may crash the process). */
+  probeProjector(file: string): string;
   loadProjector(file: string, model: NativeModel, opts: { gpu: boolean; threads: number; warmup?: boolean }): Promise<NativeProjector>;
   /** Logits after `before`, the image (in pieces of nBatch tokens) and `after` in a fresh context: evalImageChunk's test. */
   evalImageForTest(model: NativeModel, embd: NativeImageEmbedding, before: Int32Array, after: Int32Array, nBatch?: number): Float32Array;
@@ -99,19 +102,27 @@ export function imageLibraryFor(variant: Variant): string {
 }
 
 /**
- * Loads the projector `file` for `model`: its keys and tensors are checked first (clip.cpp crashes
- * the process on a missing tensor), then the variant's image library and clip. `threads` run the
- * vision encoder; `warmup` (default true) encodes a blank image at load to allocate its buffers.
+ * Loads the projector `file` for `model`. clip.cpp crashes the process on a malformed file, so its
+ * keys and tensors are checked first (one sentence naming what is missing), then a throwaway process
+ * loads it (probeProjector; `probe: false` skips that), then the variant's image library and clip
+ * here. `threads` run the vision encoder; `warmup` (default true) builds clip's graph and allocates
+ * its buffers at load, where a malformed file would otherwise crash at its first image.
  */
-export async function loadProjector(file: string, model: NativeModel, library: LoadedLibrary, opts: { threads: number; warmup?: boolean }): Promise<NativeProjector> {
+export async function loadProjector(
+  file: string,
+  model: NativeModel,
+  library: LoadedLibrary,
+  opts: { threads: number; warmup?: boolean; probe?: boolean },
+): Promise<NativeProjector> {
   checkMmproj(file);
+  if (opts.probe !== false) await probeProjector(file);
   try {
     mtmdAddon().loadMtmd(imageLibraryFor(library.variant));
   } catch (err) {
     throw fail.precondition(`Image input is unavailable: ${(err as Error).message}`);
   }
   try {
-    return await mtmdAddon().loadProjector(file, model, { gpu: library.gpu, ...opts });
+    return await mtmdAddon().loadProjector(file, model, { gpu: library.gpu, threads: opts.threads, warmup: opts.warmup });
   } catch (err) {
     if (err instanceof NanoError) throw err;
     throw fail.invalid(`The projector ${file} could not be loaded (${(err as Error).message}); check that it is the mmproj file made for this model.`);

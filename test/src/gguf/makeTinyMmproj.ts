@@ -37,6 +37,8 @@ export interface TinyMmprojOptions {
     classEmbd?: boolean;
     /** Keys or tensor names to leave out (to probe what is required). */
     omit?: readonly string[];
+    /** Written as clip.projector_type instead of `projector` (the weights stay those of `projector`). */
+    typeName?: string;
     /** Zero vectors of the vision width to add under these names (to probe what clip.cpp refuses). */
     extraTensors?: readonly string[];
     weightType?: "f32" | "f16";
@@ -94,7 +96,7 @@ export function buildTinyMmproj(opts: TinyMmprojOptions = {}): { bytes: Uint8Arr
     kv("general.name", () => w.addString("general.name", "tiny-random-mmproj"));
     kv("general.file_type", () => w.addUint32("general.file_type", weightType === "f16" ? 1 : 0));
     kv("clip.has_vision_encoder", () => w.addBool("clip.has_vision_encoder", true));
-    kv("clip.projector_type", () => w.addString("clip.projector_type", projector));
+    kv("clip.projector_type", () => w.addString("clip.projector_type", opts.typeName ?? projector));
     if (siglip) kv("clip.vision.projector.scale_factor", () => w.addUint32("clip.vision.projector.scale_factor", scaleFactor));
     // idefics3 resizes the longest side to this, then cuts image_size tiles (+ an overview).
     if (idefics) kv("clip.vision.preproc_image_size", () => w.addUint32("clip.vision.preproc_image_size", 2 * S));
