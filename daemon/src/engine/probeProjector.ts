@@ -22,7 +22,9 @@ const SCRIPT = `
 /** Throws one sentence when clip.cpp cannot load `file`, or crashes loading it, in a separate process. */
 export function probeProjector(file: string, timeoutMs = 120_000): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ["--input-type=module", "-e", SCRIPT, file], { timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+    // GGML_NO_BACKTRACE: a failed ggml assertion would otherwise attach gdb to print one (slow, and it hangs under ASan).
+    const env = { ...process.env, GGML_NO_BACKTRACE: "1" };
+    execFile(process.execPath, ["--input-type=module", "-e", SCRIPT, file], { env, timeout: timeoutMs, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
       if (err && (err.signal || err.killed)) {
         const how = err.killed && err.signal === "SIGTERM" ? `took over ${timeoutMs / 1000} s` : `crashed (${err.signal})`;
         reject(fail.invalid(`The projector ${file} ${how} when llama.cpp's image loader read it in a test process, so it was not loaded; the file is malformed or made for another llama.cpp version.`));
