@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { NanoError } from "@nanollm/shared";
-import { checkMmproj } from "@nanollm/daemon/dist/engine/mmproj.js";
+import { checkMmproj, mmprojBeside } from "@nanollm/daemon/dist/engine/mmproj.js";
 import { loadLlama, nativeAddon, type NativeModel } from "@nanollm/daemon/dist/engine/native.js";
 import { imageLibraryFor, loadProjector, mtmdAddon, type EncodedImage, type NativeProjector, type ProjectorChunk } from "@nanollm/daemon/dist/engine/projector.js";
 import { buildTinyMmproj, tinyMmprojImageTokens, tinyQwenImageTokens } from "./gguf/makeTinyMmproj.js";
@@ -449,5 +449,25 @@ describe("mmproj files are checked before clip.cpp sees them", () => {
     const truncated = path.join(dir, "truncated.gguf");
     fs.writeFileSync(truncated, fs.readFileSync(tinyMmproj()).subarray(0, 200));
     assert.throws(() => checkMmproj(truncated), /is not a readable GGUF file \(the file ends inside its header\)/);
+  });
+});
+
+describe("the projector beside a model", () => {
+  it("is the only mmproj*.gguf in the model's folder, or the one that shares the model's name", () => {
+    const dir = tempDir("beside");
+    try {
+      const touch = (...names: string[]) => names.forEach((n) => fs.writeFileSync(path.join(dir, n), ""));
+      const model = path.join(dir, "gemma-3-4b-it-Q4_K_M.gguf");
+      touch("gemma-3-4b-it-Q4_K_M.gguf", "notes.txt");
+      assert.equal(mmprojBeside(model), undefined);
+      touch("mmproj-model-f16.gguf");
+      assert.equal(mmprojBeside(model), path.join(dir, "mmproj-model-f16.gguf"), "the only one");
+      touch("mmproj-gemma-3-4b-it-f16.gguf", "mmproj-Qwen2.5-VL-3B-Instruct-f16.gguf");
+      assert.equal(mmprojBeside(model), path.join(dir, "mmproj-gemma-3-4b-it-f16.gguf"), "the one sharing the name");
+      touch("mmproj-gemma-3-4b-it-Q8_0.gguf");
+      assert.equal(mmprojBeside(model), undefined, "two equally good: none is guessed");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

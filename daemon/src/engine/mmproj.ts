@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import path from "node:path";
 import { fail } from "@nanollm/shared";
 import { readGgufHeader, type GgufHeader } from "./ggufHeader.js";
 
@@ -116,4 +117,32 @@ export function checkMmproj(file: string): GgufHeader {
     throw fail.invalid(`${file} is not a readable GGUF file (${(err as Error).message}); pass the model's mmproj .gguf file.`);
   }
   return checkMmprojHeader(file, h);
+}
+
+/**
+ * The projector beside a model file, as llama.cpp's model repositories ship them (mmproj*.gguf in
+ * the same folder): the only one, or among several the one sharing the longest run of the model's
+ * name (mmproj-gemma-3-4b-it-f16.gguf for gemma-3-4b-it-Q4_K_M.gguf); undefined when none fits.
+ */
+export function mmprojBeside(modelFile: string): string | undefined {
+  const dir = path.dirname(modelFile);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((n) => /^mmproj.*\.gguf$/i.test(n) && path.join(dir, n) !== modelFile);
+  } catch {
+    return undefined;
+  }
+  if (names.length <= 1) return names[0] === undefined ? undefined : path.join(dir, names[0]);
+  // Names compared without their precision (Q4_K_M, f16, ...), which model and projector rarely share.
+  const bare = (name: string) => name.toLowerCase().replace(/\.gguf$/, "").replace(/[-_.]((i?q\d\w*)|f16|f32|bf16)$/, "");
+  const stem = bare(path.basename(modelFile));
+  const shared = (name: string) => {
+    const n = bare(name).replace(/^mmproj[-_.]?/, "");
+    let best = 0;
+    for (let i = 0; i < stem.length; i++) for (let j = i + best + 1; j <= stem.length && n.includes(stem.slice(i, j)); j++) best = j - i;
+    return best;
+  };
+  const scored = names.map((n) => ({ n, score: shared(n) })).sort((a, b) => b.score - a.score);
+  const [first, second] = scored;
+  return first && first.score >= 4 && (!second || second.score < first.score) ? path.join(dir, first.n) : undefined;
 }
