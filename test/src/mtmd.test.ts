@@ -59,6 +59,24 @@ describe("the image library build", () => {
     }
   });
 
+  it("loads after llama.cpp, and refuses a missing library or another variant's with one sentence", async () => {
+    const cuda = path.join(NATIVE_DIR, "build-mtmd", "lib", "linux-x64-cuda", "libnanollm-mtmd.so");
+    const script = `
+      import { loadLlama } from ${JSON.stringify(path.join(DIST, "native.js"))};
+      import { imageLibraryFor, mtmdAddon } from ${JSON.stringify(path.join(DIST, "projector.js"))};
+      const tryLoad = (p) => { try { mtmdAddon().loadMtmd(p); return "loaded"; } catch (e) { return e.message; } };
+      const out = [tryLoad("/nonexistent/libnanollm-mtmd.so")];
+      const lib = loadLlama("cpu");
+      out.push(tryLoad("/nonexistent/libnanollm-mtmd.so"), ${fs.existsSync(cuda) ? `tryLoad(${JSON.stringify(cuda)})` : '"(no cuda variant installed)"'}, tryLoad(imageLibraryFor(lib.variant)));
+      console.log(JSON.stringify(out));`;
+    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script]);
+    const [before, missing, other, own] = JSON.parse(stdout) as string[];
+    assert.equal(before, "llama.cpp must be loaded before the image library.");
+    assert.equal(missing, "The image library /nonexistent/libnanollm-mtmd.so is not built; run 'npm ci' (or 'node daemon/native/mtmd.mjs') to build it.");
+    if (fs.existsSync(cuda)) assert.match(other!, /linux-x64-cuda\/libnanollm-mtmd\.so was built for another llama\.cpp variant than the one loaded; use the library built for this variant\.$/);
+    assert.equal(own, "loaded");
+  });
+
   it("a second run compiles nothing (objects cached for the bundle's commit)", async () => {
     const started = Date.now();
     const { stderr } = await run(process.execPath, [path.join(NATIVE_DIR, "mtmd.mjs")]);
