@@ -14,7 +14,7 @@ $(NODE_MODULES_STAMP): package.json package-lock.json shared/package.json daemon
 # The engine addon (daemon/native, C++ over llama.cpp's prebuilt libraries) builds during `npm ci`;
 # this rebuilds it when its sources change.
 ADDON := daemon/native/build/Release/nanollm.node
-$(ADDON): $(NODE_MODULES_STAMP) $(wildcard daemon/native/src/*) daemon/native/binding.gyp daemon/native/build.mjs
+$(ADDON): $(NODE_MODULES_STAMP) $(wildcard daemon/native/src/*) daemon/native/binding.gyp daemon/native/build.mjs daemon/native/mtmd.mjs
 	cd daemon && node native/build.mjs
 	@touch $@
 
@@ -44,7 +44,8 @@ test-asan: fixtures
 	NANOLLM_ADDON=$(CURDIR)/$(ASAN_ADDON) LD_PRELOAD="$$(g++ -print-file-name=libasan.so) $$(g++ -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  node --test --test-concurrency=1 test/dist/engine.test.js test/dist/chat.e2e.test.js test/dist/stops.e2e.test.js \
-	    test/dist/functions.e2e.test.js test/dist/durability.e2e.test.js test/dist/load.e2e.test.js
+	    test/dist/functions.e2e.test.js test/dist/durability.e2e.test.js test/dist/load.e2e.test.js \
+	    test/dist/mtmd.test.js
 
 # Daemon + chat. MODEL=path.gguf (or NANOLLM_MODEL) picks the model; default: fetched once.
 run: build
@@ -64,10 +65,11 @@ NATIVE_STAMP := node_modules/node-llama-cpp/llama/lastBuild.json
 native: $(NATIVE_STAMP)
 $(NATIVE_STAMP): $(NODE_MODULES_STAMP)
 	npx --no node-llama-cpp source download --gpu $(NATIVE_GPU) --noUsageExample
+	cd daemon && node native/mtmd.mjs
 
 .PHONY: bench-peer
 bench-peer: install
 	scripts/build-peer.sh
 
 clean:
-	rm -rf node_modules */node_modules */dist *.tsbuildinfo */*.tsbuildinfo shared/src/gen test/fixtures/models daemon/native/build daemon/native/build-asan daemon/native/llama
+	rm -rf node_modules */node_modules */dist *.tsbuildinfo */*.tsbuildinfo shared/src/gen test/fixtures/models daemon/native/build daemon/native/build-mtmd daemon/native/build-asan daemon/native/llama

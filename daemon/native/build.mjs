@@ -7,6 +7,8 @@ import path from "node:path";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 execFileSync(process.execPath, [path.join(here, "headers.mjs")], { stdio: "inherit" });
+// mtmd (images) before the addon: the addon includes mtmd's headers and loads the library it links.
+execFileSync(process.execPath, [path.join(here, "mtmd.mjs")], { stdio: "inherit" });
 const sanitize = process.env.NANOLLM_SANITIZE === "1";
 // npm puts its bundled node-gyp on PATH for lifecycle scripts; a direct run finds it beside npm.
 const npmGyp = path.join(path.dirname(fs.realpathSync(process.env.npm_execpath ?? "/usr/lib/node_modules/npm/bin/npm-cli.js")), "..", "node_modules", "node-gyp", "bin", "node-gyp.js");

@@ -3,6 +3,7 @@
 #include "Context.h"
 #include "Library.h"
 #include "Model.h"
+#include "Mtmd.h"
 #include "Plan.h"
 #include "ThreadChoice.h"
 
@@ -94,6 +95,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("planRound", Napi::Function::New(env, PlanRound));
   exports.Set("decodeCostsTrace", Napi::Function::New(env, DecodeCostsTrace));
   exports.Set("threadChoiceTrace", Napi::Function::New(env, ThreadChoiceTrace));
+  initMtmd(env, exports);
   return exports;
 }
 

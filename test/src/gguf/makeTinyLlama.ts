@@ -2,6 +2,8 @@
 import { GgmlType, GgufWriter } from "./GgufWriter.js";
 
 export interface TinyLlamaOptions {
+    /** "qwen2vl": the same weights under Qwen2-VL's architecture, whose positions are M-RoPE (4 sections). Default "llama". */
+    arch?: "llama" | "qwen2vl";
     /** PRNG seed; the same options always produce a byte-identical file. Default 1. */
     seed?: number;
     nEmbd?: number;
@@ -115,7 +117,7 @@ const FILE_TYPE = { f32: 0, f16: 1, q8_0: 7 } as const;
 const WEIGHT_GGML_TYPE = { f32: GgmlType.F32, f16: GgmlType.F16, q8_0: GgmlType.Q8_0 } as const;
 
 /** mulberry32 uniform in [0, 1) with Box-Muller normals; V8's Math.log/cos are fdlibm ports, so reproducible. */
-function makeRng(seed: number): { normal(): number } {
+export function makeRng(seed: number): { normal(): number } {
     let a = seed >>> 0;
     let spare: number | null = null;
     const uniform = (): number => {
@@ -150,7 +152,7 @@ export function makeTinyLlama(path: string, opts: TinyLlamaOptions = {}): void {
     const {
         seed = 1, nEmbd = 128, nLayer = 2, nHead = 4, nHeadKv = 4, nFf = 256,
         contextLength = 4096, name = "nanollm-tiny-test", chatTemplate, extraControlTokens = [],
-        weightType = "f32", eosEager = false, eagerToken,
+        weightType = "f32", eosEager = false, eagerToken, arch = "llama",
     } = opts;
     if (nEmbd % nHead !== 0 || nHead % nHeadKv !== 0) throw new Error("nEmbd % nHead and nHead % nHeadKv must be 0");
     const headDim = nEmbd / nHead;
@@ -167,19 +169,19 @@ export function makeTinyLlama(path: string, opts: TinyLlamaOptions = {}): void {
     const ones = (n: number): Float32Array => new Float32Array(n).fill(1);
 
     const w = new GgufWriter();
-    w.addString("general.architecture", "llama")
+    w.addString("general.architecture", arch)
         .addString("general.name", name)
         .addUint32("general.file_type", FILE_TYPE[weightType])
-        .addUint32("llama.context_length", contextLength)
-        .addUint32("llama.embedding_length", nEmbd)
-        .addUint32("llama.block_count", nLayer)
-        .addUint32("llama.feed_forward_length", nFf)
-        .addUint32("llama.attention.head_count", nHead)
-        .addUint32("llama.attention.head_count_kv", nHeadKv)
-        .addUint32("llama.rope.dimension_count", headDim)
-        .addFloat32("llama.rope.freq_base", 10000)
-        .addFloat32("llama.attention.layer_norm_rms_epsilon", 1e-5)
-        .addUint32("llama.vocab_size", nVocab)
+        .addUint32(`${arch}.context_length`, contextLength)
+        .addUint32(`${arch}.embedding_length`, nEmbd)
+        .addUint32(`${arch}.block_count`, nLayer)
+        .addUint32(`${arch}.feed_forward_length`, nFf)
+        .addUint32(`${arch}.attention.head_count`, nHead)
+        .addUint32(`${arch}.attention.head_count_kv`, nHeadKv)
+        .addUint32(`${arch}.rope.dimension_count`, headDim)
+        .addFloat32(`${arch}.rope.freq_base`, 10000)
+        .addFloat32(`${arch}.attention.layer_norm_rms_epsilon`, 1e-5)
+        .addUint32(`${arch}.vocab_size`, nVocab)
         .addString("tokenizer.ggml.model", "llama")
         .addStringArray("tokenizer.ggml.tokens", vocab.tokens)
         .addFloat32Array("tokenizer.ggml.scores", vocab.scores)
@@ -190,6 +192,8 @@ export function makeTinyLlama(path: string, opts: TinyLlamaOptions = {}): void {
         .addBool("tokenizer.ggml.add_bos_token", true)
         .addBool("tokenizer.ggml.add_eos_token", false);
     if (chatTemplate !== undefined) w.addString("tokenizer.chat_template", chatTemplate);
+    // M-RoPE sections (time, height, width, unused) in rotary pairs: they sum to half the head size.
+    if (arch === "qwen2vl") w.addInt32Array("qwen2vl.rope.dimension_sections", [headDim / 8, (headDim * 3) / 16, (headDim * 3) / 16, 0]);
 
     const F32 = GgmlType.F32;
     const W = WEIGHT_GGML_TYPE[weightType];
