@@ -8,7 +8,9 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { ModelHost } from "@nanollm/daemon/dist/engine/ModelHost.js";
-import { tempDir, tinyModel } from "./helpers/fixtures.js";
+import type { Segment } from "@nanollm/daemon/dist/engine/types.js";
+import { tempDir, tinyMmproj, tinyModel } from "./helpers/fixtures.js";
+import { checkerboard, gradient, makePng } from "./helpers/images.js";
 import { nanollm } from "./helpers/daemon.js";
 
 const run = promisify(execFile);
@@ -154,5 +156,93 @@ describe("the engine on a real model", () => {
     } finally {
       lease.release();
     }
+  });
+});
+
+describe("images in a sequence's KV history", () => {
+  let host: ModelHost;
+  let swap: string;
+  const greedySampling = { maxNewTokens: 12, minNewTokens: 0, doSample: false, temperature: 1, topP: 1, topK: 0, repetitionPenalty: 1, seed: 0 };
+  const pngA = makePng(64, 64, gradient);
+  const pngB = makePng(64, 64, checkerboard);
+  before(async () => {
+    swap = tempDir("engine-images");
+    host = await ModelHost.load({ modelPath: tinyModel(), mmproj: tinyMmproj(), gpu: "cpu", threads: 1, batchThreads: 1, parallel: 2, ctx: 512, kvCacheType: "f16", maxQueue: 4, swapDir: swap, log: () => {} });
+  });
+  after(async () => {
+    await host.dispose();
+    fs.rmSync(swap, { recursive: true, force: true });
+  });
+
+  async function prompt(image: Buffer | undefined, after = " What is in the picture?"): Promise<number[]> {
+    const segs: Segment[] = [{ kind: "text", text: "Look at this:" }];
+    if (image) segs.push({ kind: "image", image: await host.images!.read(image), text: "" });
+    segs.push({ kind: "text", text: after });
+    return host.tokenize(segs);
+  }
+
+  async function reply(owner: string, tokens: number[]) {
+    const lease = await host.pool.acquire(owner, new AbortController().signal);
+    try {
+      const stats = await lease.prepare(tokens);
+      const out: number[] = [];
+      for await (const t of lease.decode(tokens, greedySampling, { signal: new AbortController().signal, lockstep: false })) {
+        out.push(t);
+        if (out.length >= 12) break;
+      }
+      return { out, stats };
+    } finally {
+      lease.release();
+    }
+  }
+
+  it("an image takes its place in the prompt as placeholder positions", async () => {
+    const tokens = await prompt(pngA);
+    const placeholders = tokens.filter((t) => t < 0);
+    assert.equal(placeholders.length, 16, "64×64 at patch 16: 16 positions");
+    assert.equal(new Set(placeholders).size, 1);
+    assert.deepEqual((await prompt(pngA)).filter((t) => t < 0), placeholders, "the same image, the same placeholders");
+    assert.notDeepEqual((await prompt(pngB)).filter((t) => t < 0), placeholders);
+  });
+
+  it("the image changes the greedy reply; the same image in a fresh sequence gives the same reply", async () => {
+    const a = await reply("a1", await prompt(pngA));
+    const b = await reply("b1", await prompt(pngB));
+    const none = await reply("n1", await prompt(undefined));
+    const again = await reply("a2", await prompt(pngA));
+    assert.notDeepEqual(a.out, b.out, "another image, another reply");
+    assert.notDeepEqual(a.out, none.out, "no image, another reply");
+    assert.deepEqual(again.out, a.out);
+  });
+
+  it("the turn after an image evaluates only its new text and equals a fresh replay", async () => {
+    const first = await prompt(pngA);
+    const r1 = await reply("t", first);
+    const images = host.loopStats().images;
+    const second = [...first, ...r1.out, ...host.tokenizeText(" And the colours?", true)];
+    const r2 = await reply("t", second);
+    assert.equal(r2.stats.reusedTokens, first.length + r1.out.length - 1, "the image and the first reply stay in the cache");
+    assert.equal(host.loopStats().images, images, "the image was not evaluated again");
+    const fresh = await reply("t-fresh", second);
+    assert.equal(fresh.stats.reusedTokens, 0);
+    assert.deepEqual(r2.out, fresh.out, "the cached turn equals a fresh session replaying the history with the image");
+  });
+
+  it("a parked sequence with an image comes back exact", async () => {
+    const tokens = await prompt(pngB, " Describe it.");
+    const first = await reply("p", tokens);
+    // Two sequences: two other owners push p's cache out to its state file.
+    await reply("q", await prompt(undefined, " one"));
+    await reply("r", await prompt(undefined, " two"));
+    const images = host.loopStats().images;
+    const back = await reply("p", tokens);
+    assert.equal(back.stats.reusedTokens, tokens.length - 1, "restored from the state file, image cells included");
+    assert.equal(host.loopStats().images, images);
+    assert.deepEqual(back.out, first.out);
+  });
+
+  it("bad image bytes are one sentence; the model keeps serving", async () => {
+    await assert.rejects(host.images!.read(Buffer.from("not an image at all")), (e: Error) => /could not be read/.test(e.message) && !/\n/.test(e.message));
+    assert.ok((await reply("after-bad", await prompt(pngA))).out.length > 0);
   });
 });

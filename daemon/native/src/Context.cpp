@@ -1,5 +1,6 @@
 #include "Context.h"
 #include "Model.h"
+#include "Projector.h"
 
 static Napi::FunctionReference g_contextCtor;
 
@@ -195,9 +196,30 @@ Napi::Value Context::Submit(const Napi::CallbackInfo& info) {
   if (spec.seq < 0 || spec.seq >= seqs_) throw Napi::RangeError::New(env, "No such sequence.");
   spec.tokens = tokensOf(o.Get("tokens"));
   if (spec.tokens.empty()) throw Napi::Error::New(env, "A job needs at least one token.");
+  // images: [{offset, embedding}] — each covers nPos placeholder entries of `tokens`.
+  std::vector<bool> covered(spec.tokens.size(), false);
+  if (o.Has("images") && o.Get("images").IsArray()) {
+    Napi::Array imgs = o.Get("images").As<Napi::Array>();
+    size_t after = 0;
+    for (uint32_t i = 0; i < imgs.Length(); i++) {
+      Napi::Object im = imgs.Get(i).As<Napi::Object>();
+      ImageSpan span;
+      span.offset = (size_t)im.Get("offset").As<Napi::Number>().Int64Value();
+      span.embd = ImageEmbeddingHandle::from(im.Get("embedding"));
+      if (!span.embd) throw Napi::TypeError::New(env, "An image of the job is not an encoded image.");
+      size_t end = span.offset + (size_t)span.embd->nPos;
+      if (span.offset < after || end > spec.tokens.size()) throw Napi::RangeError::New(env, "The job's images overlap or run past its tokens.");
+      if (!mtmdLoaded() || span.embd->nEmbd != mtmdApi().llama_model_n_embd_inp(model_->model())) throw Napi::RangeError::New(env, "The image was encoded for another model.");
+      for (size_t k = span.offset; k < end; k++) covered[k] = true;
+      after = end;
+      spec.images.push_back(std::move(span));
+    }
+  }
   int32_t nVocab = api().llama_vocab_n_tokens(model_->vocab());
-  for (llama_token t : spec.tokens)
-    if (t < 0 || t >= nVocab) throw Napi::RangeError::New(env, "Token id " + std::to_string(t) + " is not in the vocabulary.");
+  for (size_t k = 0; k < spec.tokens.size(); k++) {
+    llama_token t = spec.tokens[k];
+    if (!covered[k] && (t < 0 || t >= nVocab)) throw Napi::RangeError::New(env, "Token id " + std::to_string(t) + " is not in the vocabulary.");
+  }
   spec.sample = o.Get("sample").ToBoolean();
   spec.lockstep = o.Get("lockstep").ToBoolean();
   spec.maxSamples = o.Has("maxSamples") ? intOf(o, "maxSamples") : 1;
@@ -281,6 +303,7 @@ Napi::Value Context::Stats(const Napi::CallbackInfo& info) {
   o.Set("decodeMs", s.decodeMs);
   o.Set("steps", (double)s.steps);
   o.Set("carried", (double)s.carried);
+  o.Set("images", (double)s.images);
   o.Set("stepThreads", s.stepThreads);
   o.Set("batchThreads", s.batchThreads);
   return o;

@@ -148,7 +148,11 @@ void Loop::run() {
     takeCommands(lock);
     if (quit_) break;
     lock.unlock();
-    std::vector<Segment> round = plan();
+    std::vector<Job*> images;
+    std::vector<Segment> round = plan(images);
+    // An image is one decode of its own (embeddings, not tokens); one a round, so text sessions
+    // wait at most one image between their steps.
+    if (!images.empty()) decodeImage(*images.front());
     if (!round.empty()) {
       bool stepsOnly = std::all_of(round.begin(), round.end(), [](const Segment& s) {
         return s.count == 1 && s.job->spec.sample && s.job->done + 1 == s.job->spec.tokens.size();
@@ -172,7 +176,7 @@ void Loop::run() {
       }
     }
     lock.lock();
-    if (round.empty() && incoming_.empty() && ops_.empty() && resumes_.empty() && cancels_.empty() && !quit_) {
+    if (round.empty() && images.empty() && incoming_.empty() && ops_.empty() && resumes_.empty() && cancels_.empty() && !quit_) {
       wake_.wait(lock);
     }
   }
@@ -183,15 +187,35 @@ void Loop::run() {
   lock.lock();
 }
 
-std::vector<Loop::Segment> Loop::plan() {
+namespace {
+/** The image that starts where the job stands, if any. */
+const ImageSpan* imageAt(const JobSpec& spec, size_t done) {
+  for (const ImageSpan& im : spec.images)
+    if (im.offset == done) return &im;
+  return nullptr;
+}
+
+/** Text tokens from `done` up to the next image (or the end). */
+int32_t textRun(const JobSpec& spec, size_t done) {
+  size_t end = spec.tokens.size();
+  for (const ImageSpan& im : spec.images)
+    if (im.offset >= done && im.offset < end) end = im.offset;
+  return (int32_t)(end - done);
+}
+}  // namespace
+
+// A job standing at an image goes to `images` (evaluated on its own after the round's batch).
+std::vector<Loop::Segment> Loop::plan(std::vector<Job*>& images) {
   std::vector<Job*> ready;
   std::vector<PlanItem> items;
   for (auto& [id, job] : jobs_) {
-    if (job->ended || job->paused) continue;
-    int32_t left = (int32_t)(job->spec.tokens.size() - job->done);
-    if (left == 0) continue;
+    if (job->ended || job->paused || job->done == job->spec.tokens.size()) continue;
+    if (imageAt(job->spec, job->done)) {
+      images.push_back(job.get());
+      continue;
+    }
     ready.push_back(job.get());
-    items.push_back({job->spec.seq, left});
+    items.push_back({job->spec.seq, textRun(job->spec, job->done)});
   }
   std::vector<Segment> round;
   for (const PlanPick& p : planRound(items, nBatch_)) round.push_back({ready[p.item], p.count});
@@ -265,6 +289,37 @@ void Loop::decode(const std::vector<Segment>& segments) {
   stats_.tokens += size;
   stats_.decodeMs += ms;
   (size == 1 ? stats_.stepThreads : stats_.batchThreads) = threads;
+}
+
+void Loop::decodeImage(Job& job) {
+  const ImageSpan* im = imageAt(job.spec, job.done);
+  const llama_pos nPast = (llama_pos)cacheSize(job.spec.seq);
+  llama_pos next = nPast;
+  auto t0 = std::chrono::steady_clock::now();
+  std::string err;
+  try {
+    err = evalImageChunk(ctx_, *im->embd, nPast, job.spec.seq, nBatch_, &next);
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (!err.empty()) {
+    api().llama_memory_seq_rm(mem_, job.spec.seq, nPast, -1);
+    finish(job, "error", "llama.cpp could not evaluate an image: " + err);
+    return;
+  }
+  const size_t n = (size_t)im->embd->nPos;
+  {
+    std::lock_guard<std::mutex> lock(cacheMu_);
+    auto& c = cache_[job.spec.seq];
+    c.insert(c.end(), job.spec.tokens.begin() + job.done, job.spec.tokens.begin() + job.done + n);
+  }
+  job.done += n;
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.decodes++;
+  stats_.tokens += im->embd->nTokens;
+  stats_.decodeMs += ms;
+  stats_.images++;
 }
 
 void Loop::afterStep(Job& job, int32_t logitIndex) {

@@ -15,6 +15,7 @@
 #include "DecodeCosts.h"
 #include "Plan.h"
 #include "ThreadChoice.h"
+#include "Mtmd.h"
 #include "Sampler.h"
 
 /** What the loop tells JS: a job's new tokens and/or its end, or a finished KV operation. */
@@ -27,9 +28,17 @@ struct Event {
   double value = 0;
 };
 
+/** An encoded image inside a job's tokens: `nPos` placeholder entries from `offset` stand for it. */
+struct ImageSpan {
+  size_t offset = 0;
+  std::shared_ptr<const ImageEmbedding> embd;
+};
+
 struct JobSpec {
   int32_t seq = 0;
   std::vector<llama_token> tokens;
+  /** Images among the tokens, in order; each is evaluated as its own llama_decode. */
+  std::vector<ImageSpan> images;
   bool sample = false;
   /** Pause after every sampled token until resume() (function calls and tool grammars decide in JS). */
   bool lockstep = false;
@@ -40,7 +49,7 @@ struct JobSpec {
 enum class OpKind { Erase, Clear, Save, Load };
 
 struct LoopStats {
-  uint64_t rounds = 0, steps = 0, carried = 0, decodes = 0, tokens = 0;
+  uint64_t rounds = 0, steps = 0, carried = 0, decodes = 0, tokens = 0, images = 0;
   double decodeMs = 0;
   /** Threads the last one-token decode and the last batch ran on. */
   int stepThreads = 0, batchThreads = 0;
@@ -99,7 +108,8 @@ class Loop {
 
   void run();
   void takeCommands(std::unique_lock<std::mutex>& lock);
-  std::vector<Segment> plan();
+  std::vector<Segment> plan(std::vector<Job*>& images);
+  void decodeImage(Job& job);
   void decode(const std::vector<Segment>& segments);
   void afterStep(Job& job, int32_t logitIndex);
   void runOp(const Op& op);

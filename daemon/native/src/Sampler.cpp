@@ -11,7 +11,8 @@ Sampler::Sampler(const llama_vocab* vocab, const SamplingSettings& s, const std:
   if (s.repetitionPenalty != 1.0f) {
     penalties_.reset(a.llama_sampler_init_penalties(nVocab_, kPenaltyWindow, s.repetitionPenalty, 0.0f, 0.0f));
     size_t from = history.size() > kPenaltyWindow ? history.size() - kPenaltyWindow : 0;
-    for (size_t i = from; i < history.size(); i++) a.llama_sampler_accept(penalties_.get(), history[i]);
+    for (size_t i = from; i < history.size(); i++)
+      if (history[i] >= 0) a.llama_sampler_accept(penalties_.get(), history[i]);  // images are not tokens
   }
   if (s.doSample && s.temperature > 0) {
     if (s.topK > 0) a.llama_sampler_chain_add(chain_.get(), a.llama_sampler_init_top_k(s.topK));

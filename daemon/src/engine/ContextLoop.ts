@@ -2,6 +2,12 @@ import { fail } from "@nanollm/shared";
 import type { LoopEvent, NativeContext, NativeGrammar, NativeSampling } from "./native.js";
 import type { Token } from "./types.js";
 
+/** An encoded image among a job's tokens, covering its placeholder entries from `offset`. */
+export interface ImageSpan {
+  offset: number;
+  embedding: unknown;
+}
+
 /** Why a reply's sampling ended in the loop. */
 export type ReplyEnd = "eog" | "max" | "ctx" | "cancelled";
 
@@ -66,10 +72,10 @@ export class ContextLoop {
   }
 
   /** Appends `tokens` to the sequence's cache; `signal` stops it between batches. */
-  evaluate(seq: number, tokens: readonly Token[], signal?: AbortSignal): Promise<void> {
+  evaluate(seq: number, tokens: readonly Token[], images: ImageSpan[], signal?: AbortSignal): Promise<void> {
     if (tokens.length === 0) return Promise.resolve();
     this.check();
-    const id = this.native.submit({ seq, tokens: Int32Array.from(tokens), sample: false });
+    const id = this.native.submit({ seq, tokens: Int32Array.from(tokens), images, sample: false });
     return new Promise((resolve, reject) => {
       const onAbort = () => this.native.cancel(id);
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -89,11 +95,12 @@ export class ContextLoop {
    * Free-running unless `lockstep`, where each token waits for resume() (JS decides what
    * follows: a function result, a grammar).
    */
-  reply(job: { seq: number; tokens: readonly Token[]; history: readonly Token[]; sampling: NativeSampling; maxSamples: number; lockstep: boolean; grammar?: NativeGrammar }): Reply {
+  reply(job: { seq: number; tokens: readonly Token[]; images: ImageSpan[]; history: readonly Token[]; sampling: NativeSampling; maxSamples: number; lockstep: boolean; grammar?: NativeGrammar }): Reply {
     this.check();
     const id = this.native.submit({
       seq: job.seq,
       tokens: Int32Array.from(job.tokens),
+      images: job.images,
       sample: true,
       lockstep: job.lockstep,
       maxSamples: Math.max(1, job.maxSamples),

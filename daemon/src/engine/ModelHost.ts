@@ -4,6 +4,9 @@ import path from "node:path";
 import { fail } from "@nanollm/shared";
 import { ContextLoop } from "./ContextLoop.js";
 import { Grammars } from "./Grammars.js";
+import { Images } from "./Images.js";
+import { mmprojBeside } from "./mmproj.js";
+import { loadProjector } from "./projector.js";
 import { kvCacheBytes } from "./kvBytes.js";
 import { KvSwap } from "./KvSwap.js";
 import { loadLlama, nativeAddon, type NativeModel, type NativeModelInfo } from "./native.js";
@@ -43,6 +46,8 @@ export function startEngine(opts: { gpu: GpuChoice; threads?: number; batchThrea
 /** A loaded GGUF model with one context of `parallel` sequences, one per session holding a KV cache. */
 export class ModelHost {
   readonly pool: SequencePool;
+  /** Present when the model takes images (a projector was loaded). */
+  readonly images: Images | undefined;
   private readonly grammars: Grammars;
   private readonly tokenizer: Tokenizer;
   private disposed = false;
@@ -55,9 +60,11 @@ export class ModelHost {
     readonly facts: ModelFacts,
     maxQueue: number,
     swap: KvSwap,
+    images: Images | undefined,
   ) {
     this.tokenizer = new Tokenizer(model, vocab);
-    this.pool = new SequencePool(loop, facts.sequences, vocab.eog, maxQueue, swap);
+    this.images = images;
+    this.pool = new SequencePool(loop, facts.sequences, vocab.eog, maxQueue, swap, images);
     this.grammars = new Grammars(model);
   }
 
@@ -112,11 +119,24 @@ export class ModelHost {
       model.dispose();
       throw fail.exhausted(`Could not create a ${opts.parallel}×${ctx}-token context for ${path.basename(file)} (${(err as Error).message}); lower --ctx or --parallel.`);
     }
-    const facts = describe(model, vocab, shape, file, opts, loop.contextSize);
+    // The projector: the one asked for, else an mmproj*.gguf beside the model.
+    const mmproj = opts.mmproj === "none" ? undefined : opts.mmproj ? path.resolve(opts.mmproj) : mmprojBeside(file);
+    let images: Images | undefined;
+    if (mmproj) {
+      try {
+        images = new Images(await loadProjector(mmproj, model, lib, { threads: Math.max(opts.threads, opts.batchThreads) }));
+      } catch (err) {
+        loop.dispose();
+        model.dispose();
+        throw err;
+      }
+      opts.log(`images: ${path.basename(mmproj)}`);
+    }
+    const facts = describe(model, vocab, shape, file, opts, loop.contextSize, images ? mmproj : undefined);
     opts.log(`loaded ${facts.name} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     // Without a data dir, parked caches live in a temporary folder removed at dispose.
     const swapDir = opts.swapDir ? path.join(opts.swapDir, facts.name) : fs.mkdtempSync(path.join(os.tmpdir(), "nanollm-kv-"));
-    const host = new ModelHost(model, loop, vocab, facts, opts.maxQueue, new KvSwap(swapDir, KvSwap.modelId(file), opts.log));
+    const host = new ModelHost(model, loop, vocab, facts, opts.maxQueue, new KvSwap(swapDir, KvSwap.modelId(file), opts.log), images);
     host.tempSwapDir = opts.swapDir ? undefined : swapDir;
     return host;
   }
@@ -170,6 +190,7 @@ export class ModelHost {
     this.disposed = true;
     if (this.tempSwapDir) fs.rmSync(this.tempSwapDir, { recursive: true, force: true });
     else await this.pool.saveAll();
+    this.images?.dispose();
     this.loop.dispose();
     this.model.dispose();
   }
@@ -210,7 +231,7 @@ function modelShape(model: NativeModel): ModelShape {
   return { layers: num("block_count") ?? 0, headDim, kvEmbd: kvHeads * headDim };
 }
 
-function describe(model: NativeModel, vocab: NativeModelInfo, shape: ModelShape, file: string, opts: EngineOptions, ctx: number): ModelFacts {
+function describe(model: NativeModel, vocab: NativeModelInfo, shape: ModelShape, file: string, opts: EngineOptions, ctx: number, mmproj: string | undefined): ModelFacts {
   return {
     name: path.basename(file).replace(/\.gguf$/i, ""),
     file,
@@ -225,5 +246,6 @@ function describe(model: NativeModel, vocab: NativeModelInfo, shape: ModelShape,
     ggufName: model.meta("general.name") ?? "",
     vocabSize: vocab.vocabSize,
     chatTemplateJinja: model.meta("tokenizer.chat_template"),
+    mmproj,
   };
 }

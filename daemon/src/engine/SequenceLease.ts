@@ -1,5 +1,6 @@
 import { fail } from "@nanollm/shared";
 import type { ContextLoop, Reply, ReplyEnd } from "./ContextLoop.js";
+import { imageSpans, type Images } from "./Images.js";
 import type { KvSwap } from "./KvSwap.js";
 import type { NativeGrammar } from "./native.js";
 import type { PrefillStats, Sampling, Token } from "./types.js";
@@ -32,6 +33,8 @@ export class SequenceLease {
     /** How the slot changed hands: whose cache to park first, and whether to load the owner's. */
     private handover: { previous: string | undefined; fresh: boolean; swap: KvSwap } | undefined,
     private readonly onRelease: () => void,
+    /** The model's images, when it has a projector: placeholders in prompts become embeddings. */
+    private readonly images: Images | undefined,
   ) {}
 
   get contextSize(): number {
@@ -58,7 +61,8 @@ export class SequenceLease {
   async sync(tokens: readonly Token[], signal: AbortSignal): Promise<void> {
     const keep = await this.align(tokens, tokens.length);
     if (signal.aborted) throw fail.cancelled("The turn was cancelled during prompt evaluation.");
-    await this.loop.evaluate(this.slot.seq, tokens.slice(keep), signal);
+    const rest = tokens.slice(keep);
+    await this.loop.evaluate(this.slot.seq, rest, await imageSpans(this.images, rest), signal);
   }
 
   /** Hands the sequence over if needed, then keeps the longest cached prefix of `tokens` (at most `max`). */
@@ -77,6 +81,8 @@ export class SequenceLease {
     let keep = 0;
     const limit = Math.min(cached.length, max);
     while (keep < limit && cached[keep] === tokens[keep]) keep++;
+    // An image is kept whole or not at all.
+    while (keep > 0 && keep < tokens.length && tokens[keep]! < 0 && tokens[keep - 1] === tokens[keep]) keep--;
     if (keep < cached.length) await this.loop.erase(seq, keep);
     return keep;
   }
@@ -94,9 +100,12 @@ export class SequenceLease {
     const cached = this.loop.cachedLength(this.slot.seq);
     const grammarNow = typeof opts.grammar === "function" ? opts.grammar() : opts.grammar;
     let applied = grammarNow;
+    const rest = prompt.slice(cached);
+    const images = await imageSpans(this.images, rest);
     const reply: Reply = this.loop.reply({
       seq: this.slot.seq,
-      tokens: prompt.slice(cached),
+      tokens: rest,
+      images,
       history: prompt.slice(Math.max(0, cached - 64), cached),
       sampling: {
         doSample: sampling.doSample,

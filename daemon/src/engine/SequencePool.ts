@@ -1,5 +1,6 @@
 import { fail } from "@nanollm/shared";
 import type { ContextLoop } from "./ContextLoop.js";
+import type { Images } from "./Images.js";
 import type { KvSwap } from "./KvSwap.js";
 import { SequenceLease, type Slot } from "./SequenceLease.js";
 
@@ -24,6 +25,7 @@ export class SequencePool {
     private readonly eog: Int32Array,
     private readonly maxQueue: number,
     private readonly swap: KvSwap,
+    private readonly images: Images | undefined,
   ) {
     this.slots = Array.from({ length: sequences }, (_, seq) => ({ seq, owner: undefined, busy: false, lastUsed: 0 }));
   }
@@ -81,7 +83,7 @@ export class SequencePool {
     slot.owner = owner;
     slot.busy = true;
     slot.lastUsed = ++this.clock;
-    return new SequenceLease(slot, this.loop, this.eog, { previous, fresh, swap: this.swap }, () => this.onRelease());
+    return new SequenceLease(slot, this.loop, this.eog, { previous, fresh, swap: this.swap }, () => this.onRelease(), this.images);
   }
 
   private wait(signal: AbortSignal, front: boolean): Promise<void> {

@@ -25,6 +25,13 @@ export class Tokenizer {
   segments(segments: readonly Segment[]): Token[] {
     const out: Token[] = [];
     for (const seg of segments) {
+      if (seg.kind === "image") {
+        for (const piece of seg.image.pieces) {
+          if (piece.kind === "text") for (const id of piece.tokens) out.push(id);
+          else for (let i = 0; i < piece.nPos; i++) out.push(piece.placeholder);
+        }
+        continue;
+      }
       const ids = seg.kind === "tokens" ? seg.ids : this.text(seg.text, seg.kind === "control", out.length > 0);
       for (const id of ids) out.push(id);
     }

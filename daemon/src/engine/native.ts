@@ -57,13 +57,13 @@ export interface NativeSampling {
 }
 
 export interface NativeContext {
-  submit(job: { seq: number; tokens: Int32Array; sample: boolean; lockstep?: boolean; maxSamples?: number; sampling?: NativeSampling; grammar?: NativeGrammar; history?: Int32Array }): number;
+  submit(job: { seq: number; tokens: Int32Array; images?: { offset: number; embedding: unknown }[]; sample: boolean; lockstep?: boolean; maxSamples?: number; sampling?: NativeSampling; grammar?: NativeGrammar; history?: Int32Array }): number;
   resume(id: number, tokens: Int32Array | null, grammar?: NativeGrammar): void;
   cancel(id: number): void;
   op(kind: "erase" | "clear" | "save" | "load", seq: number, from: number, file?: string): number;
   cached(seq: number): Int32Array;
   info(): { contextSize: number; sequences: number; threadpool: boolean };
-  stats(): { decodes: number; tokens: number; decodeMs: number; steps: number; carried: number; stepThreads: number; batchThreads: number };
+  stats(): { decodes: number; tokens: number; decodeMs: number; steps: number; carried: number; images: number; stepThreads: number; batchThreads: number };
   dispose(): void;
 }
 

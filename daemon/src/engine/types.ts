@@ -6,7 +6,9 @@ export type Token = number;
 export type Segment =
   | { kind: "control"; text: string }
   | { kind: "text"; text: string }
-  | { kind: "tokens"; ids: readonly Token[]; text: string };
+  | { kind: "tokens"; ids: readonly Token[]; text: string }
+  /** An image's pieces (Images.read): the projector's wrapping tokens and placeholder positions. */
+  | { kind: "image"; image: import("./Images.js").ImageRef; text: string };
 
 export type GpuChoice = "auto" | "cpu" | "cuda" | "vulkan" | "metal";
 export type KvCacheType = "f16" | "q8_0";
@@ -29,6 +31,8 @@ export interface EngineOptions {
   maxQueue: number;
   /** Where idle sessions' KV caches are parked on disk (default: a temporary folder). */
   swapDir?: string;
+  /** The projector for images: a file, "none", or undefined to look for mmproj*.gguf beside the model. */
+  mmproj?: string;
   log: (line: string) => void;
 }
 
@@ -61,6 +65,8 @@ export interface ModelFacts {
   /** GGUF metadata used to choose a template. */
   ggufName: string;
   chatTemplateJinja: string | undefined;
+  /** The projector (mmproj) file when the model takes images. */
+  mmproj: string | undefined;
 }
 
 /** What a prompt's preparation found: its tokens, those the cache already held, those to evaluate. */
