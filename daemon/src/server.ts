@@ -33,6 +33,8 @@ export interface DaemonOptions {
   ctx: number;
   gpu: GpuChoice;
   kvCacheType: KvCacheType;
+  /** The default model's image projector: a file, "none", or undefined for an mmproj*.gguf beside it. */
+  mmproj?: string;
   /** Where sessions are journaled; undefined keeps them in memory only. */
   dataDir: string | undefined;
   maxQueue?: number;
@@ -82,9 +84,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const auth = new Authenticator({ tokens, clientCertificates, required: false });
   const warning = checkExposure(host, opts.listen, { tls, auth: auth.enabled, insecure: opts.insecure === true });
   const models = new ModelRegistry(engine, opts.modelsDir);
-  const defaultHost = await models.loadDefault(opts.modelPath);
+  const defaultHost = await models.loadDefault(opts.modelPath, opts.mmproj);
   const journal = opts.dataDir ? new SessionJournal(opts.dataDir, log) : undefined;
-  const sessions = new SessionStore(new TemplateRegistry(), journal, opts.maxSessions);
+  const sessions = new SessionStore(new TemplateRegistry(), journal, opts.maxSessions, opts.dataDir);
   if (journal) restoreSessions(journal, sessions, defaultHost, log);
   const metrics = new Metrics(sessions);
   const state: DaemonState = {

@@ -39,6 +39,8 @@ export interface EnvConfig {
   gpu: string;
   /** NANOLLM_KV_CACHE_TYPE: f16 | q8_0 (default f16). */
   kvCacheType: string;
+  /** NANOLLM_MMPROJ: the image projector of the model (default: an mmproj*.gguf beside it; "none" for none). */
+  mmproj: string | undefined;
   /** NANOLLM_MODELS_DIR: where downloaded models are kept (default ~/.cache/nanollm/models). */
   modelsDir: string;
   /** NANOLLM_DATA_DIR: where sessions are journaled (default ~/.local/state/nanollm). */
@@ -74,6 +76,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     ctx: positiveInt(env.NANOLLM_CTX) ?? 4096,
     gpu: env.NANOLLM_GPU || "auto",
     kvCacheType: env.NANOLLM_KV_CACHE_TYPE || "f16",
+    mmproj: env.NANOLLM_MMPROJ || undefined,
     modelsDir: env.NANOLLM_MODELS_DIR || path.join(cacheHome, "nanollm", "models"),
     dataDir: env.NANOLLM_DATA_DIR || path.join(env.XDG_STATE_HOME ?? path.join(os.homedir(), ".local", "state"), "nanollm"),
     maxQueue: positiveInt(env.NANOLLM_MAX_QUEUE) ?? 256,

@@ -32,7 +32,7 @@ describe("a chat over the real daemon process", () => {
     assert.ok(st.evaluatedTokens < 30 && st.inputTokens > 80, `evaluated ${st.evaluatedTokens} of ${st.inputTokens}`);
 
     // A fresh session handed the same history at once must produce the same greedy reply.
-    const history = before3.history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.role === Role.ROLE_BOT ? m.tokenIds : [] }));
+    const history = before3.history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.role === Role.ROLE_BOT ? m.tokenIds : [], images: [] }));
     const fresh = await d.client.createSession({ chatTemplate: "chat-ml", history });
     const f3 = await turn(d.client, fresh.sessionId, PROMPTS[2]!);
     assert.deepEqual(f3.ids, t3.ids);

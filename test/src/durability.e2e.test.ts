@@ -11,7 +11,7 @@ import { tempDir, tinyModel } from "./helpers/fixtures.js";
 const LONG_PROMPT = "hello world ".repeat(1500);
 
 /** The history as CreateSession takes it, to replay a conversation in a fresh session. */
-const replay = (history: { role: Role; text: string; tokenIds: number[] }[]) => history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.tokenIds }));
+const replay = (history: { role: Role; text: string; tokenIds: number[] }[]) => history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.tokenIds, images: [] }));
 
 describe("a daemon killed with SIGKILL mid-reply", () => {
   it("restarts with every completed turn of every session, and the next turn works", async () => {
@@ -108,7 +108,7 @@ describe("a client that disconnects", () => {
       });
       call.on("error", () => resolve(events));
       call.on("end", () => resolve(events));
-      call.write({ kind: { $case: "userTurn", userTurn: { sessionId, text, params: { maxNewTokens: 3000 }, turnId: "t1" } } });
+      call.write({ kind: { $case: "userTurn", userTurn: { sessionId, text, params: { maxNewTokens: 3000 }, turnId: "t1", images: [] } } });
       if (when.ms !== undefined) setTimeout(() => call.cancel(), when.ms);
     });
 
@@ -152,7 +152,7 @@ describe("a client that disconnects", () => {
     const call = chat.chat({ deadline: Date.now() + 150 });
     const status = new Promise<number>((resolve) => call.on("error", (e: { code: number }) => resolve(e.code)));
     call.on("data", () => {});
-    call.write({ kind: { $case: "userTurn", userTurn: { sessionId: s.sessionId, text: "Write forever", params: { maxNewTokens: 3000 }, turnId: "t" } } });
+    call.write({ kind: { $case: "userTurn", userTurn: { sessionId: s.sessionId, text: "Write forever", params: { maxNewTokens: 3000 }, turnId: "t", images: [] } } });
     assert.equal(await status, 4, "DEADLINE_EXCEEDED");
     await settled(s.sessionId);
     const info = await d.client.getSession(s.sessionId, true);

@@ -44,7 +44,7 @@ describe("bad input gets a clear error and the daemon keeps serving", () => {
   it("a history that fits only without the functions' docs", async () => {
     const fns = { builtinFunctions: ["DATE", "TIME"] };
     const used = async (words: number, extra = {}) => {
-      const history = words ? [{ role: Role.ROLE_USER, text: "tea ".repeat(words), tokenIds: [] }] : [];
+      const history = words ? [{ role: Role.ROLE_USER, text: "tea ".repeat(words), tokenIds: [], images: [] }] : [];
       return (await d.client.createSession({ chatTemplate: "chat-ml", history, ...extra })).contextUsed;
     };
     const docs = (await used(0, fns)) - (await used(0));
@@ -58,7 +58,7 @@ describe("bad input gets a clear error and the daemon keeps serving", () => {
       if (u < 256 - docs / 2) lo = mid;
       else hi = mid;
     }
-    const history = [{ role: Role.ROLE_USER, text: "tea ".repeat(lo), tokenIds: [] }];
+    const history = [{ role: Role.ROLE_USER, text: "tea ".repeat(lo), tokenIds: [], images: [] }];
     assert.ok((await used(lo)) + docs >= 256, "the docs push it past the context");
     await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", history, ...fns }), "INVALID_ARGUMENT", /more than the context of 256/);
     await stillServes();

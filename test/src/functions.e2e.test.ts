@@ -30,7 +30,7 @@ async function assertCacheMatchesTranscript(d: TestDaemon, sessionId: string, ex
   const info = await d.client.getSession(sessionId, true);
   const next = await turn(d.client, sessionId, "And then?", 8);
   assert.equal(next.end.stats!.reusedTokens, info.contextUsed, "the cache holds exactly the rendered transcript");
-  const fresh = await d.client.createSession({ chatTemplate: "chat-ml", ...extra, history: info.history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.tokenIds })) });
+  const fresh = await d.client.createSession({ chatTemplate: "chat-ml", ...extra, history: info.history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.tokenIds, images: [] })) });
   assert.deepEqual((await turn(d.client, fresh.sessionId, "And then?", 8)).ids, next.ids, "same reply as a fresh evaluation");
 }
 

@@ -69,7 +69,7 @@ function request(r: Rng, method: string, known: string[]): Buffer {
   const params = { maxNewTokens: r.pick([1, 4, 0, 40000, 2 ** 32 - 1]), temperature: nastyNumber(r), topP: nastyNumber(r), topK: r.int(3) ? 40 : 2 ** 31, minNewTokens: r.int(3) ? 0 : 9 };
   switch (method) {
     case "SessionService/CreateSession":
-      return Buffer.from(CreateSessionRequest.encode({ model: r.int(4) ? "" : nastyString(r, known), chatTemplate: r.pick(["", "chat-ml", "raw", "nope", "/etc/passwd"]), systemPrompt: r.int(2) ? nastyString(r, known) : undefined, defaults: params, history: r.int(3) ? [] : [{ role: r.pick([0, 1, 2, 3, 4, 99]) as Role, text: nastyString(r, known), tokenIds: [r.int(3) ? 5 : 2 ** 31] }], overflow: r.pick([0, 1, 2, 7]) as OverflowPolicy, builtinFunctions: r.int(4) ? [] : [r.pick(["DATE", "TIME", "rm -rf", ""])], clientFunctions: r.int(4) ? [] : [{ name: nastyString(r, known).slice(0, 100), description: "d", parametersJson: r.pick(["", "{}", "[", '{"properties":{"a":{"type":"string"}}}']) }] }).finish());
+      return Buffer.from(CreateSessionRequest.encode({ model: r.int(4) ? "" : nastyString(r, known), chatTemplate: r.pick(["", "chat-ml", "raw", "nope", "/etc/passwd"]), systemPrompt: r.int(2) ? nastyString(r, known) : undefined, defaults: params, history: r.int(3) ? [] : [{ role: r.pick([0, 1, 2, 3, 4, 99]) as Role, text: nastyString(r, known), tokenIds: [r.int(3) ? 5 : 2 ** 31], images: [] }], overflow: r.pick([0, 1, 2, 7]) as OverflowPolicy, builtinFunctions: r.int(4) ? [] : [r.pick(["DATE", "TIME", "rm -rf", ""])], clientFunctions: r.int(4) ? [] : [{ name: nastyString(r, known).slice(0, 100), description: "d", parametersJson: r.pick(["", "{}", "[", '{"properties":{"a":{"type":"string"}}}']) }] }).finish());
     case "SessionService/UpdateSession":
       return Buffer.from(UpdateSessionRequest.encode({ sessionId: id, systemPrompt: nastyString(r, known), chatTemplate: r.pick([undefined, "raw", "nope"]), defaults: params, setFunctions: r.int(2) === 0, builtinFunctions: [r.pick(["DATE", "NOPE"])], clientFunctions: [] }).finish());
     case "SessionService/TruncateSession":
@@ -84,7 +84,7 @@ function chatRequest(r: Rng, known: string[]): Buffer {
   const sessionId = nastyString(r, known);
   if (r.int(4) === 0) return Buffer.from(ChatRequest.encode({ kind: { $case: "cancel", cancel: { turnId: "nope" } } }).finish());
   const text = r.int(3) ? `hello ${r.int(100)}` : nastyString(r, known);
-  return Buffer.from(ChatRequest.encode({ kind: { $case: "userTurn", userTurn: { sessionId, text, turnId: "", params: { maxNewTokens: r.pick([1, 3, 0, 40000]), topP: nastyNumber(r) } } } }).finish());
+  return Buffer.from(ChatRequest.encode({ kind: { $case: "userTurn", userTurn: { sessionId, text, turnId: "", images: [], params: { maxNewTokens: r.pick([1, 3, 0, 40000]), topP: nastyNumber(r) } } } }).finish());
 }
 
 function rssMiB(pid: number): number {

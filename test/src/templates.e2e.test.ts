@@ -48,7 +48,7 @@ describe("changing the system prompt mid-session", () => {
     assert.ok(st.reusedTokens >= 4 && st.reusedTokens < 12, `reused ${st.reusedTokens}`);
     assert.ok(st.evaluatedTokens > before2.contextUsed - st.reusedTokens, "the re-rendered history was evaluated again");
 
-    const history = before2.history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.tokenIds }));
+    const history = before2.history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.tokenIds, images: [] }));
     const fresh = await d.client.createSession({ chatTemplate: "chat-ml", systemPrompt: "You are a cruel bot.", history });
     const f3 = await turn(d.client, fresh.sessionId, "And now?", 16);
     assert.deepEqual(t3.ids, f3.ids, "same reply as a session that always had the new system prompt");

@@ -97,7 +97,7 @@ async function chat(ours: OurDaemon, session: string, peer: LlamaServer, turns: 
       (rec.stateless ? `; stateless ours ${rec.stateless.oursTtftMs.toFixed(0)} ms, llama-server ${rec.stateless.peerTtftMs.toFixed(0)} ms` : ""));
     records.push(rec);
     prev = { inputTokens: s.inputTokens, generated: s.generatedTokens };
-    history.push({ role: Role.ROLE_USER, text: user, tokenIds: [] }, { role: Role.ROLE_BOT, text: o.reply, tokenIds: o.replyTokenIds });
+    history.push({ role: Role.ROLE_USER, text: user, tokenIds: [], images: [] }, { role: Role.ROLE_BOT, text: o.reply, tokenIds: o.replyTokenIds, images: [] });
     peerPrompt += chatmlReplyEnd(p.content);
   }
   return records;

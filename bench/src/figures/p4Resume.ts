@@ -27,8 +27,8 @@ export const p4Resume: Figure = async (ctx) => {
       const restored = resumed.stats.reusedTokens >= 0.9 * cachedBefore;
       // Baseline: the same conversation prefilled from nothing in a new session.
       const c = await ours.session("raw", undefined, [
-        { role: Role.ROLE_USER, text: long, tokenIds: [] },
-        { role: Role.ROLE_BOT, text: first.reply, tokenIds: first.replyTokenIds },
+        { role: Role.ROLE_USER, text: long, tokenIds: [], images: [] },
+        { role: Role.ROLE_BOT, text: first.reply, tokenIds: first.replyTokenIds, images: [] },
       ]);
       const reprefill = await ours.turn(c, NEXT, REPLY);
       ctx.log(`P4 ours: resumed turn evaluated ${resumed.stats.evaluatedTokens}/${resumed.stats.inputTokens} tokens in ` +

@@ -106,13 +106,13 @@ export class NanoClient {
    * stop the reply; the turn then still ends with its stats and the CANCELLED stop reason. Calls of
    * this client's own functions go to `onFunctionCall`, whose answer is sent back on the stream.
    */
-  async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal, onFunctionCall?: FunctionHandler): AsyncGenerator<ChatEvent> {
+  async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal, onFunctionCall?: FunctionHandler, images: { data: Uint8Array; name: string }[] = []): AsyncGenerator<ChatEvent> {
     const turnId = `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta());
     const onAbort = () => call.write({ kind: { $case: "cancel", cancel: { turnId } } });
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      call.write({ kind: { $case: "userTurn", userTurn: { sessionId, text, params, turnId } } });
+      call.write({ kind: { $case: "userTurn", userTurn: { sessionId, text, params, turnId, images: images.map((i) => ({ name: i.name, data: Buffer.from(i.data) })) } } });
       for await (const event of call as AsyncIterable<ChatEvent>) {
         yield event;
         const fc = event.kind?.$case === "functionCall" ? event.kind.functionCall : undefined;

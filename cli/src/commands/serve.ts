@@ -19,6 +19,7 @@ export function serveCommand(): Command {
     .option("--gpu <kind>", `compute backend: ${GPUS.join("|")} (env NANOLLM_GPU)`, choiceArg(GPUS), env.gpu as (typeof GPUS)[number])
     .option("--kv-cache-type <type>", `KV cache element type: ${KV_TYPES.join("|")} (env NANOLLM_KV_CACHE_TYPE)`, choiceArg(KV_TYPES), env.kvCacheType as (typeof KV_TYPES)[number])
     .option("--data-dir <dir>", "where sessions are journaled and restored from (env NANOLLM_DATA_DIR)", env.dataDir)
+    .option("--mmproj <file>", "the model's image projector (env NANOLLM_MMPROJ; default: an mmproj*.gguf beside the model; none: no images)", env.mmproj)
     .option("--ephemeral", "keep sessions in memory only (nothing written, nothing restored)")
     .option("--max-queue <n>", "turns that may wait for a free sequence (env NANOLLM_MAX_QUEUE)", intArg(0, 1 << 20), env.maxQueue)
     .option("--tls-cert <pem>", "serve TLS with this certificate (e.g. server.pem from `nanollm certs init`)")
@@ -64,6 +65,7 @@ interface ServeFlags {
   ctx: number;
   gpu: (typeof GPUS)[number];
   kvCacheType: (typeof KV_TYPES)[number];
+  mmproj?: string;
   dataDir: string;
   ephemeral?: boolean;
   maxQueue: number;

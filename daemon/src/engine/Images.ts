@@ -54,7 +54,8 @@ export class Images {
     try {
       out = await this.projector.tokenize(this.info.marker, [bytes], { parseSpecial: true });
     } catch (err) {
-      throw fail.invalid(`The image could not be read (${(err as Error).message.replace(/\.$/, "")}); send a PNG, JPEG, BMP or GIF file.`);
+      const why = (err as Error).message;
+      throw fail.invalid(/send a/.test(why) ? why : `The image could not be read (${why.replace(/\.$/, "")}); send a PNG, JPEG, BMP or GIF file.`);
     }
     const facts = out.images[0];
     const pieces: ImagePiece[] = [];
@@ -72,6 +73,11 @@ export class Images {
     this.refs.set(id, ref);
     this.forgetOld();
     return ref;
+  }
+
+  /** Whether the image with this hash is read (its placeholders can be encoded). */
+  knows(id: string): boolean {
+    return this.refs.has(id);
   }
 
   /** The encoded image a placeholder stands for (encoded on first use, off the JS thread). */
@@ -121,4 +127,38 @@ export async function imageSpans(images: Images | undefined, tokens: readonly To
     i += enc.nPos;
   }
   return spans;
+}
+
+/** An image as a session keeps it (journaled): enough to render it without reading it again. */
+export interface StoredImage {
+  sha256: string;
+  name: string;
+  bytes: number;
+  width: number;
+  height: number;
+  /** The pieces without their placeholders (those follow from the hash). */
+  pieces: ({ kind: "text"; tokens: Token[] } | { kind: "image"; nPos: number })[];
+}
+
+export function storedImage(ref: ImageRef, name: string): StoredImage {
+  return {
+    sha256: ref.id,
+    name,
+    bytes: ref.bytes,
+    width: ref.width,
+    height: ref.height,
+    pieces: ref.pieces.map((p) => (p.kind === "text" ? p : { kind: "image", nPos: p.nPos })),
+  };
+}
+
+/** The prompt pieces of a stored image: the same placeholders as when it was read. */
+export function imageRefOf(stored: StoredImage): ImageRef {
+  let index = 0;
+  return {
+    id: stored.sha256,
+    width: stored.width,
+    height: stored.height,
+    bytes: stored.bytes,
+    pieces: stored.pieces.map((p) => (p.kind === "text" ? p : { kind: "image", placeholder: placeholderFor(stored.sha256, index++), nPos: p.nPos })),
+  };
 }

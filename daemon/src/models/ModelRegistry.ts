@@ -19,8 +19,9 @@ export class ModelRegistry {
     private readonly modelsDir: string | undefined = undefined,
   ) {}
 
-  async loadDefault(file: string): Promise<ModelHost> {
-    const host = await this.load(file);
+  /** Loads the daemon's model; `mmproj` is its projector ("none": none; default: one beside it). */
+  async loadDefault(file: string, mmproj?: string): Promise<ModelHost> {
+    const host = await this.load(file, mmproj);
     this.defaultName = host.facts.name;
     return host;
   }
@@ -53,11 +54,11 @@ export class ModelRegistry {
     this.loaded.clear();
   }
 
-  private load(file: string): Promise<ModelHost> {
+  private load(file: string, mmproj?: string): Promise<ModelHost> {
     const name = path.basename(file).replace(/\.gguf$/i, "");
     const existing = this.loaded.get(name);
     if (existing) return existing;
-    const loading = ModelHost.load({ ...this.engine, modelPath: file });
+    const loading = ModelHost.load({ ...this.engine, modelPath: file, mmproj });
     this.loaded.set(name, loading);
     // A failed load is forgotten so a fixed file can be tried again.
     loading.catch(() => this.loaded.delete(name));

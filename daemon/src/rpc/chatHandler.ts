@@ -58,7 +58,7 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
       turns.set(turnId, abort);
       const base = { turnId, sessionId: session.id };
       const observed = { who, session, text: turn.text, warm: session.history.length > 0, startedAt: performance.now() };
-      runTurn(session, { turnId, text: turn.text, params: turn.params, signal: abort.signal }, {
+      runTurn(session, { turnId, text: turn.text, params: turn.params, images: turn.images ?? [], signal: abort.signal }, {
         text: (text, tokenIds) => write({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
         wrapped: (info) => write({ ...base, kind: { $case: "wrapped", wrapped: info } }),
         functionCall: (call) => write({ ...base, kind: { $case: "functionCall", functionCall: call } }),

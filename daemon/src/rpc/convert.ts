@@ -32,7 +32,12 @@ export function sessionInfo(s: Session, withHistory: boolean): SessionInfo {
 }
 
 function messageToWire(m: HistoryMessage): Message {
-  return { role: TO_WIRE[m.role], text: m.text, tokenIds: m.tokens };
+  return {
+    role: TO_WIRE[m.role],
+    text: m.text,
+    tokenIds: m.tokens,
+    images: (m.images ?? []).map((i) => ({ name: i.name, sizeBytes: i.bytes, sha256: i.sha256, width: i.width, height: i.height })),
+  };
 }
 
 /** A client-given history message; the system prompt is set separately, so it is refused here. */
@@ -41,6 +46,7 @@ export function messageFromWire(m: Message, index: number): HistoryMessage {
   if (!role || role === "system") {
     throw fail.invalid(`History message ${index} has role ${m.role}; use USER, BOT or TOOL (the system prompt has its own field).`);
   }
+  if (m.images.length > 0) throw fail.invalid(`History message ${index} carries images; send images with a turn (UserTurn.images), not in a given history.`);
   return { role, text: m.text, tokens: role === "bot" ? [...m.tokenIds] : [] };
 }
 
@@ -72,5 +78,7 @@ export function modelInfo(h: ModelHost, templates: TemplateRegistry): ModelInfo 
     kvCacheType: f.kvCacheType,
     defaultTemplate: choice.template.name,
     defaultTemplateReason: choice.reason,
+    images: f.mmproj !== undefined,
+    mmproj: f.mmproj ?? "",
   };
 }

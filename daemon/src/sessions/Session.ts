@@ -1,4 +1,6 @@
-import type { GenerationParams } from "@nanollm/shared";
+import { fail, type GenerationParams } from "@nanollm/shared";
+import type { StoredImage } from "../engine/Images.js";
+import type { ImageStore } from "./ImageStore.js";
 import type { ModelHost } from "../engine/ModelHost.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
 import type { ChatTemplate } from "../templates/ChatTemplate.js";
@@ -9,6 +11,8 @@ export interface HistoryMessage {
   role: Role;
   text: string;
   tokens: number[];
+  /** Images a user message carries, stored by hash (ImageStore). */
+  images?: StoredImage[];
 }
 
 export type OverflowPolicy = "wrap" | "error";
@@ -43,6 +47,8 @@ export class Session {
   private used: { key: unknown[]; tokens: readonly number[] } | undefined;
   /** The identity that created it; others get NOT_FOUND for it. */
   owner = "local";
+  /** Where the session's images are kept; set by the store. */
+  imageStore: ImageStore | undefined;
   /** Writes the session to the journal; set by the store. */
   persist: () => Promise<void> = async () => {};
 
@@ -66,6 +72,22 @@ export class Session {
   /** Token ids of the conversation rendered with `extra` messages after it. */
   tokens(extra: readonly RenderMessage[]): number[] {
     return this.host.tokenize(render(this.template, this.messages(extra)));
+  }
+
+  /**
+   * Makes the model know every image the rendered conversation shows (read back from the store
+   * after a restart or when the model forgot it), so a prompt evaluation can encode them.
+   */
+  async loadImages(extra: readonly HistoryMessage[] = []): Promise<void> {
+    const images = this.host.images;
+    for (const msg of [...this.history.slice(this.windowStart), ...extra]) {
+      for (const im of msg.images ?? []) {
+        if (images?.knows(im.sha256)) continue;
+        if (!images) throw fail.precondition(`This session shows images, and the model ${this.host.facts.name} takes none now; start the daemon with its --mmproj.`);
+        if (!this.imageStore) throw fail.internal("The session has no image store.");
+        await images.read(await this.imageStore.get(im.sha256));
+      }
+    }
   }
 
   /**

@@ -6,6 +6,7 @@ import { chooseTemplate } from "../templates/chooseTemplate.js";
 import { checkParams } from "./params.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
 import { checkText } from "./limits.js";
+import { ImageStore } from "./ImageStore.js";
 import { Session, type Caller, type HistoryMessage, type OverflowPolicy } from "./Session.js";
 import type { SessionJournal, SessionRecord } from "./SessionJournal.js";
 
@@ -33,12 +34,17 @@ export interface CreateOptions {
 /** Owns every session: creation, lookup, reset and deletion. */
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
+  /** Every session's images, by hash (under the data folder when there is one). */
+  readonly images: ImageStore;
 
   constructor(
     readonly templates: TemplateRegistry,
     private readonly journal: SessionJournal | undefined,
     private readonly maxSessions = 1024,
-  ) {}
+    dataDir?: string,
+  ) {
+    this.images = new ImageStore(dataDir);
+  }
 
   async create(opts: CreateOptions): Promise<Session> {
     if (this.sessions.size >= this.maxSessions) {
@@ -76,6 +82,7 @@ export class SessionStore {
   }
 
   private track(session: Session): void {
+    session.imageStore = this.images;
     const journal = this.journal;
     if (journal) session.persist = () => journal.save(toRecord(session));
     this.sessions.set(session.id, session);

@@ -36,3 +36,18 @@ export const MAX_SCHEMA_NODES = 10_000;
 
 /** Longest GBNF text a JSON Schema may turn into, in characters. */
 export const MAX_SCHEMA_GRAMMAR_CHARS = 1_000_000;
+
+/** Most images one message may carry. */
+export const MAX_IMAGES_PER_MESSAGE = 8;
+
+/** Largest image file accepted, in bytes (a turn travels in one gRPC message of at most 16 MiB). */
+export const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
+
+/** Refuses too many or too large images in one message, naming the limit. */
+export function checkImages(images: readonly { data: Uint8Array; name: string }[]): void {
+  if (images.length > MAX_IMAGES_PER_MESSAGE) throw fail.invalid(`The message carries ${images.length} images, more than the limit of ${MAX_IMAGES_PER_MESSAGE}; send them over several turns.`);
+  for (const im of images) {
+    if (im.data.length === 0) throw fail.invalid(`The image ${im.name || "(unnamed)"} is empty; send the file's bytes.`);
+    if (im.data.length > MAX_IMAGE_BYTES) throw fail.invalid(`The image ${im.name || "(unnamed)"} is ${im.data.length} bytes, more than the limit of ${MAX_IMAGE_BYTES}; send a smaller file.`);
+  }
+}

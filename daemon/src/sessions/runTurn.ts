@@ -1,7 +1,8 @@
 import { fail, StopReason, type GenerationParams, type TurnStats } from "@nanollm/shared";
 import type { SequenceLease } from "../engine/SequenceLease.js";
 import type { PrefillStats } from "../engine/types.js";
-import { checkText } from "./limits.js";
+import { checkImages, checkText } from "./limits.js";
+import { storedImage, type StoredImage } from "../engine/Images.js";
 import { resolveSampling } from "./params.js";
 import { decodeReply, type ReplyPart } from "./decodeReply.js";
 import { MAX_CALLS_PER_TURN, TurnCalls, type CallSink } from "./TurnCalls.js";
@@ -30,7 +31,7 @@ export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink)
   turn.signal.addEventListener("abort", () => abort.abort(), { once: true });
   if (turn.signal.aborted) abort.abort();
   try {
-    return await generateTurn(session, turn.text, turn.params, abort.signal, sink);
+    return await generateTurn(session, turn.text, turn.params, abort.signal, sink, turn.images ?? []);
   } finally {
     session.running = undefined;
   }
@@ -40,17 +41,22 @@ export interface TurnInput {
   turnId: string;
   text: string;
   params: GenerationParams | undefined;
+  /** Images shown with the message (bytes the client read; PNG, JPEG, BMP, GIF). */
+  images?: { data: Uint8Array; name: string }[];
   /** Aborted by the client's cancel, disconnect or deadline, or by shutdown. */
   signal: AbortSignal;
 }
 
-async function generateTurn(session: Session, text: string, params: GenerationParams | undefined, signal: AbortSignal, sink: TurnSink): Promise<TurnResult> {
-  if (!text.trim()) throw fail.invalid("The message is empty; type some text to send.");
+async function generateTurn(session: Session, text: string, params: GenerationParams | undefined, signal: AbortSignal, sink: TurnSink, images: { data: Uint8Array; name: string }[]): Promise<TurnResult> {
+  if (!text.trim() && images.length === 0) throw fail.invalid("The message is empty; type some text to send.");
   checkText("The message", text);
+  checkImages(images);
   const sampling = resolveSampling(session.defaults, params);
   const host = session.host;
   const user: HistoryMessage = { role: "user", text, tokens: host.tokenizeText(text) };
+  if (images.length > 0) user.images = await readImages(session, images);
   await session.settling;
+  await session.loadImages([user]);
   const prompt = await fitContext(session, user, sampling.maxNewTokens, sink);
   const started = performance.now();
   const running = session.running;
@@ -171,4 +177,19 @@ function settle(session: Session, lease: SequenceLease): void {
 
 function prefillStats(p: PrefillStats, prefillMs: number) {
   return { ...p, prefillMs, prefillTokensPerSecond: prefillMs > 0 ? (p.evaluatedTokens * 1000) / prefillMs : 0 };
+}
+
+/** The turn's images, read by the model's projector (bad bytes are refused here) and stored by hash. */
+async function readImages(session: Session, images: { data: Uint8Array; name: string }[]): Promise<StoredImage[]> {
+  const reader = session.host.images;
+  if (!reader) throw fail.precondition(`The model ${session.host.facts.name} takes no images (no projector is loaded); start the daemon with --mmproj FILE, or send text only.`);
+  const out: StoredImage[] = [];
+  for (const im of images) {
+    const name = im.name.replace(/[\u0000-\u001f]/g, "").slice(0, 200);
+    if (/^RIFF....WEBP/s.test(Buffer.from(im.data.subarray(0, 12)).toString("latin1"))) throw fail.invalid(`The image ${name || "(unnamed)"} is WebP, which the daemon cannot read; convert it to PNG or JPEG first.`);
+    const ref = await reader.read(im.data);
+    await session.imageStore?.put(im.data);
+    out.push(storedImage(ref, name));
+  }
+  return out;
 }

@@ -1,3 +1,4 @@
+import { imageRefOf, type StoredImage } from "../engine/Images.js";
 import type { Segment } from "../engine/types.js";
 import { MESSAGE, type ChatTemplate } from "./ChatTemplate.js";
 
@@ -8,6 +9,8 @@ export interface RenderMessage {
   role: Role;
   text: string;
   tokens?: readonly number[];
+  /** Images shown to the model before the message's text (the reference's image message + text message). */
+  images?: readonly StoredImage[];
 }
 
 /**
@@ -24,6 +27,7 @@ export function render(template: ChatTemplate, messages: readonly RenderMessage[
     const format = formatFor(template, msg.role, i === firstAt);
     const [prefix = "", suffix = ""] = format.split(MESSAGE);
     if (messages[i - 1]?.role !== msg.role && prefix) segments.push({ kind: "control", text: prefix });
+    for (const image of msg.images ?? []) segments.push({ kind: "image", image: imageRefOf(image), text: `[image ${image.name || image.sha256.slice(0, 12)}]` });
     if (msg.role === "bot" && msg.tokens) segments.push({ kind: "tokens", ids: msg.tokens, text: msg.text });
     else if (msg.text) segments.push({ kind: "text", text: msg.text });
     if (messages[i + 1]?.role !== msg.role && suffix) segments.push({ kind: "control", text: suffix });
