@@ -1,0 +1,109 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+
+/** What a client may attach: the daemon's own limits (the daemon refuses past them too). */
+export const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
+export const MAX_IMAGES = 8;
+const DOWNLOAD_TIMEOUT_MS = 15_000;
+const IMAGE_EXT = /\.(jpe?g|png|bmp|gif|webp)$/i;
+
+export interface Attachment {
+  name: string;
+  data: Uint8Array;
+}
+
+/** A line split into its text and the image paths or URLs it names (as the reference's chat does). */
+export interface ParsedLine {
+  text: string;
+  sources: string[];
+}
+
+/**
+ * Finds image file names and http(s) URLs anywhere in a typed line (`photo.jpg what is this?`),
+ * quoted or not; the rest is the message. A word counts as an image when it ends in an image
+ * extension or is an http(s) URL ending in one.
+ */
+export function parseImageLine(line: string): ParsedLine {
+  const sources: string[] = [];
+  const rest = line.replace(/(["'])([^"']+?)\1|(\S+)/g, (whole, _q: string, quoted: string | undefined, bare: string | undefined) => {
+    const word = quoted ?? bare ?? "";
+    const candidate = word.replace(/^file:\/\//, "");
+    if (IMAGE_EXT.test(candidate.replace(/[?#].*$/, "")) && (isUrl(candidate) || !/^[a-z]+:\/\//i.test(candidate))) {
+      sources.push(candidate);
+      return "";
+    }
+    return whole;
+  });
+  return { text: rest.replace(/\s+/g, " ").trim(), sources };
+}
+
+const isUrl = (s: string) => /^https?:\/\//i.test(s);
+
+/** Reads a file or downloads a URL (size-capped, time-bounded); one sentence when it cannot. */
+export async function readImage(source: string, cwd = process.cwd()): Promise<Attachment> {
+  if (isUrl(source)) return download(source);
+  const file = path.resolve(cwd, source.replace(/^~(?=\/)/, process.env.HOME ?? "~"));
+  let data: Buffer;
+  try {
+    const st = await fs.stat(file);
+    if (!st.isFile()) throw new Error(`${source} is not a file`);
+    if (st.size > MAX_IMAGE_BYTES) throw new Error(`${source} is ${st.size} bytes, more than the limit of ${MAX_IMAGE_BYTES}`);
+    data = await fs.readFile(file);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(e.code === "ENOENT" ? `No image file ${source}; check the path (nothing was sent).` : `${e.message.replace(/\.$/, "")}; nothing was sent.`);
+  }
+  return { name: path.basename(file), data: new Uint8Array(data) };
+}
+
+async function download(url: string): Promise<Attachment> {
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS) });
+  } catch (err) {
+    const why = (err as Error).name === "TimeoutError" ? `no answer in ${DOWNLOAD_TIMEOUT_MS / 1000} s` : ((err as { cause?: Error }).cause?.message ?? (err as Error).message);
+    throw new Error(`Could not download ${url} (${why}); check the address and the network, or save the image and give its path.`);
+  }
+  if (!res.ok) throw new Error(`Could not download ${url} (HTTP ${res.status}); check the address.`);
+  const declared = Number(res.headers.get("content-length") ?? 0);
+  if (declared > MAX_IMAGE_BYTES) throw new Error(`${url} is ${declared} bytes, more than the limit of ${MAX_IMAGE_BYTES}; use a smaller image.`);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    total += chunk.length;
+    if (total > MAX_IMAGE_BYTES) throw new Error(`${url} is more than the limit of ${MAX_IMAGE_BYTES} bytes; use a smaller image.`);
+    chunks.push(chunk);
+  }
+  const data = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    data.set(c, at);
+    at += c.length;
+  }
+  return { name: decodeURIComponent(new URL(url).pathname.split("/").pop() || "image"), data };
+}
+
+/** Width × height of a PNG, JPEG, GIF or BMP from its header (for the transcript), or undefined. */
+export function imageSize(data: Uint8Array): { width: number; height: number } | undefined {
+  const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (b.length > 24 && b.readUInt32BE(0) === 0x89504e47) return { width: b.readUInt32BE(16), height: b.readUInt32BE(20) };
+  if (b.length > 10 && b.toString("latin1", 0, 3) === "GIF") return { width: b.readUInt16LE(6), height: b.readUInt16LE(8) };
+  if (b.length > 26 && b.toString("latin1", 0, 2) === "BM") return { width: b.readInt32LE(18), height: Math.abs(b.readInt32LE(22)) };
+  if (b.length > 4 && b[0] === 0xff && b[1] === 0xd8) {
+    for (let i = 2; i + 9 < b.length; ) {
+      if (b[i] !== 0xff) return undefined;
+      const marker = b[i + 1]!;
+      const len = b.readUInt16BE(i + 2);
+      if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) return { width: b.readUInt16BE(i + 7), height: b.readUInt16BE(i + 5) };
+      i += 2 + len;
+    }
+  }
+  return undefined;
+}
+
+/** "photo.jpg, 640×480, 52 KB" for the transcript. */
+export function describeImage(a: Attachment): string {
+  const size = imageSize(a.data);
+  const kb = a.data.length < 1024 ? `${a.data.length} B` : `${Math.round(a.data.length / 1024)} KB`;
+  return [a.name, size && `${size.width}×${size.height}`, kb].filter(Boolean).join(", ");
+}

@@ -1,0 +1,66 @@
+// The client's side of image chat: image names and URLs found in a typed line, files read and URLs
+// downloaded by the client (size-capped, time-bounded), never a path sent to the daemon.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { describeImage, imageSize, MAX_IMAGE_BYTES, parseImageLine, readImage } from "nanollm/dist/client/attachImages.js";
+import { tempDir } from "./helpers/fixtures.js";
+import { gradient, makeBmp, makePng } from "./helpers/images.js";
+
+describe("image names in a typed line", () => {
+  it("finds a path anywhere in the line, as the reference does", () => {
+    assert.deepEqual(parseImageLine("photo.jpg what is this?"), { text: "what is this?", sources: ["photo.jpg"] });
+    assert.deepEqual(parseImageLine("what is in ./pics/cat.PNG and 'my dog.jpeg'?"), { text: "what is in and ?", sources: ["./pics/cat.PNG", "my dog.jpeg"] });
+    assert.deepEqual(parseImageLine("look https://example.org/a/b.gif?x=1 now"), { text: "look now", sources: ["https://example.org/a/b.gif?x=1"] });
+  });
+
+  it("leaves plain text and other URLs alone", () => {
+    assert.deepEqual(parseImageLine("tell me about jpg files and https://example.org/page"), { text: "tell me about jpg files and https://example.org/page", sources: [] });
+  });
+});
+
+describe("reading images on the client", () => {
+  const dir = tempDir("attach");
+  const png = makePng(64, 32, gradient);
+  fs.writeFileSync(path.join(dir, "g.png"), png);
+
+  it("reads a file and describes it for the transcript", async () => {
+    const a = await readImage("g.png", dir);
+    assert.equal(a.name, "g.png");
+    assert.deepEqual(Buffer.from(a.data), png);
+    assert.deepEqual(imageSize(a.data), { width: 64, height: 32 });
+    assert.match(describeImage(a), /^g\.png, 64×32, \d+ (B|KB)$/);
+    assert.deepEqual(imageSize(makeBmp(5, 7, gradient)), { width: 5, height: 7 });
+  });
+
+  it("a missing file is an error, never text sent to the model", async () => {
+    await assert.rejects(readImage("missing.jpg", dir), /^Error: No image file missing\.jpg; check the path \(nothing was sent\)\.$/);
+  });
+
+  it("downloads a URL, and refuses a too-large one, a 404 and an unreachable host with one sentence", async () => {
+    const server = http.createServer((req, res) => {
+      if (req.url === "/ok.png") return res.end(png);
+      if (req.url === "/big.png") {
+        res.setHeader("content-length", String(MAX_IMAGE_BYTES + 1));
+        return res.end();
+      }
+      res.statusCode = 404;
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const a = await readImage(`${base}/ok.png`);
+      assert.equal(a.name, "ok.png");
+      assert.equal(a.data.length, png.length);
+      await assert.rejects(readImage(`${base}/big.png`), /more than the limit/);
+      await assert.rejects(readImage(`${base}/nope.png`), /HTTP 404/);
+    } finally {
+      server.close();
+    }
+    await assert.rejects(readImage("http://127.0.0.1:1/x.png"), /^Error: Could not download http:\/\/127\.0\.0\.1:1\/x\.png \(.+\); check the address and the network/);
+  });
+});
