@@ -3,7 +3,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { NanoClient } from "nanollm/dist/client/NanoClient.js";
-import { inProcessDaemon, type TestDaemon } from "./helpers/daemon.js";
+import fs from "node:fs";
+import path from "node:path";
+import { inProcessDaemon, nanollm, spawnDaemon, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyMmproj, tinyModel } from "./helpers/fixtures.js";
 import { checkerboard, gradient, makePng, webpBytes } from "./helpers/images.js";
 
@@ -92,6 +94,28 @@ describe("a model without a projector", () => {
     try {
       const s = await d.client.createSession({ chatTemplate: "chat-ml" });
       await assert.rejects(say(d.client, s.sessionId, "What is this?", [pngA]), (e: Error & { code?: unknown }) => isCode(e.code, 9, "FAILED_PRECONDITION") && /takes no images/.test(e.message) && !/\n/.test(e.message));
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+describe("nanollm chat --image", () => {
+  it("sends the file's bytes with the first prompt; a missing file is one sentence and nothing is sent", async () => {
+    const d = await spawnDaemon(tinyModel(), ["--mmproj", tinyMmproj(), "--ephemeral"]);
+    const dir = tempDir("chat-image");
+    fs.writeFileSync(path.join(dir, "g.png"), pngA.data);
+    try {
+      const base = ["chat", "--host", d.address, "--chat-template", "chat-ml", "--max-new-tokens", "12", "--prompt", "What is this?"];
+      const withImage = await nanollm([...base, "--image", path.join(dir, "g.png")]);
+      const without = await nanollm(base);
+      assert.equal(withImage.code, 0, withImage.stderr);
+      assert.match(withImage.stderr, /\[image g\.png, 64×64, \d+ KB\]/);
+      assert.notEqual(withImage.stdout, without.stdout, "the image changes the reply");
+      const missing = await nanollm([...base, "--image", path.join(dir, "nope.jpg")]);
+      assert.notEqual(missing.code, 0);
+      assert.match(missing.stderr, /No image file .*nope\.jpg; check the path \(nothing was sent\)\./);
+      assert.doesNotMatch(missing.stderr, /\n\s+at /);
     } finally {
       await d.stop();
     }

@@ -25,9 +25,10 @@ export interface ParsedLine {
  */
 export function parseImageLine(line: string): ParsedLine {
   const sources: string[] = [];
-  const rest = line.replace(/(["'])([^"']+?)\1|(\S+)/g, (whole, _q: string, quoted: string | undefined, bare: string | undefined) => {
-    const word = quoted ?? bare ?? "";
-    const candidate = word.replace(/^file:\/\//, "");
+  // Words: quoted, or runs of non-spaces where "\ " is a space (paths dropped into a terminal).
+  const rest = line.replace(/(["'])([^"']+?)\1|((?:\\\s|\S)+)/g, (whole, _q: string, quoted: string | undefined, bare: string | undefined) => {
+    const word = quoted ?? (bare ?? "").replace(/\\(\s)/g, "$1");
+    const candidate = word.startsWith("file://") ? decodeURIComponent(word.slice("file://".length)) : word;
     if (IMAGE_EXT.test(candidate.replace(/[?#].*$/, "")) && (isUrl(candidate) || !/^[a-z]+:\/\//i.test(candidate))) {
       sources.push(candidate);
       return "";

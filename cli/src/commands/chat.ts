@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { ChatEvent, NanoError, type CreateSessionRequest, type GenerationParams, type SessionInfo } from "@nanollm/shared";
+import { describeImage, readImage, type Attachment } from "../client/attachImages.js";
 import type { NanoClient } from "../client/NanoClient.js";
 import { connect, connectionOptions, type ConnectionFlags } from "./connection.js";
 import { statsLine } from "./format.js";
@@ -15,6 +16,7 @@ interface ChatFlags extends SamplingFlags, ConnectionFlags {
   session?: string;
   functions?: string;
   builtins?: string[];
+  image: string[];
 }
 
 export function chatCommand(): Command {
@@ -32,6 +34,7 @@ export function chatCommand(): Command {
     .option("--repetition-penalty <r>", "penalty for repeated tokens (1 = off)", numArg(0, 10))
     .option("--seed <n>", "random seed for sampling", intArg(0, 2 ** 32 - 1))
     .option("--grammar <gbnf|file>", "a GBNF grammar every reply must follow (structured output)", textOrFile)
+    .option("--image <file|url>", "an image for the first --prompt (repeat for several; the model must take images)", (v: string, acc: string[]) => [...acc, v], [])
     .option("--json", "without the TUI: print the chat events as NDJSON (one JSON object per line)")
     .option("--session <id>", "continue an existing session (see `nanollm sessions`)")
     .option("--functions <module.mjs>", "offer the model the upper-case functions this ES module exports (they run here)")
@@ -42,6 +45,8 @@ export function chatCommand(): Command {
         const params = paramsFromFlags(flags);
         const prompts = flags.prompt.length > 0 ? flags.prompt : process.stdin.isTTY ? undefined : [await readStdin()];
         if (flags.json && !prompts) throw new NanoError("INVALID_ARGUMENT", "--json runs without the TUI: give the prompt with --prompt or on stdin.");
+        if (flags.image.length > 0 && !prompts) throw new NanoError("INVALID_ARGUMENT", "--image goes with --prompt or piped stdin; in the chat screen, type the image's path or use /image.");
+        const images = await Promise.all(flags.image.map((f) => readImage(f).catch((err: Error) => Promise.reject(new NanoError("INVALID_ARGUMENT", err.message)))));
         const own = flags.functions ? await loadFunctions(flags.functions) : undefined;
         client.functionHandler = own?.handler;
         const request: Partial<CreateSessionRequest> = {
@@ -53,7 +58,7 @@ export function chatCommand(): Command {
           clientFunctions: own?.decls ?? [],
         };
         const session = flags.session ? await continueSession(client, flags, request) : await client.createSession(request);
-        if (prompts) await runPrompts(client, session, prompts, params, flags.json === true);
+        if (prompts) await runPrompts(client, session, prompts, params, flags.json === true, images);
         else {
           // Ink draws only the last frame when CI or CONTINUOUS_INTEGRATION is set (it reads them
           // once, on import); a chat in a terminal must redraw live whatever the environment says.
@@ -79,12 +84,13 @@ async function continueSession(client: NanoClient, flags: ChatFlags, request: Pa
 }
 
 /** Non-interactive: reply text (or, with --json, every event as NDJSON) alone on stdout, the rest on stderr. */
-async function runPrompts(client: NanoClient, session: SessionInfo, prompts: string[], params: GenerationParams, json: boolean): Promise<void> {
+async function runPrompts(client: NanoClient, session: SessionInfo, prompts: string[], params: GenerationParams, json: boolean, images: Attachment[]): Promise<void> {
   process.stderr.write(`session ${session.sessionId} · model ${session.model} · template ${session.chatTemplate} (${session.templateReason})\n`);
   const abort = new AbortController();
   process.once("SIGINT", () => abort.abort());
-  for (const prompt of prompts) {
-    for await (const event of client.turn(session.sessionId, prompt, params, abort.signal)) {
+  for (const a of images) process.stderr.write(`[image ${describeImage(a)}]\n`);
+  for (const [i, prompt] of prompts.entries()) {
+    for await (const event of client.turn(session.sessionId, prompt, params, abort.signal, undefined, i === 0 ? images : [])) {
       if (json) {
         process.stdout.write(JSON.stringify(ChatEvent.toJSON(event)) + "\n");
         continue;

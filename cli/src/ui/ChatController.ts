@@ -4,7 +4,7 @@ import type { ChatClient } from "./ChatClient.js";
 import type { ChatStore } from "./ChatStore.js";
 import { findCommand, parseCommandLine } from "./commands/registry.js";
 import { CommandError, type CommandContext, type SlashCommand } from "./commands/types.js";
-import { imagePathOf } from "./input/imagePath.js";
+import { describeImage, MAX_IMAGES, parseImageLine, readImage, type Attachment } from "../client/attachImages.js";
 import type { InputHistory } from "./input/InputHistory.js";
 import type { Action, ChatState } from "./state.js";
 
@@ -35,6 +35,8 @@ export class ChatController implements CommandContext {
   private flushTimer: NodeJS.Timeout | undefined;
   private noticeTimer: NodeJS.Timeout | undefined;
   private lastCtrlC = -Infinity;
+  /** Images attached (a line of only image names, or /image) for the next message. */
+  private attached: Attachment[] = [];
 
   constructor(opts: ControllerOptions) {
     this.client = opts.client;
@@ -62,15 +64,31 @@ export class ChatController implements CommandContext {
       return;
     }
     this.history.add(message);
-    const image = imagePathOf(message);
-    if (image) {
-      this.dispatch({ type: "user", text: message });
-      this.dispatch({ type: "error", text: `${image} is an image; image input is not supported yet, so nothing was sent.` });
-      return;
-    }
     const parsed = parseCommandLine(message);
     if (parsed) return this.runCommand(message, parsed.name, parsed.args);
+    // Image files and URLs anywhere in the line go with it, read here (the daemon never opens a
+    // path); a line of images alone waits for the question.
+    const { text, sources } = parseImageLine(message);
+    if (sources.length > 0) {
+      if (!(await this.attach(sources))) return;
+      if (!text) return this.info(`attached ${this.attached.length === 1 ? "an image" : `${this.attached.length} images`}: type your message`);
+      return this.sendTurn(text);
+    }
     return this.sendTurn(message);
+  }
+
+  /** Reads images for the next message; false (and an error shown, nothing sent) when one cannot be read. */
+  async attach(sources: string[]): Promise<boolean> {
+    try {
+      const read = await Promise.all(sources.map((s) => readImage(s)));
+      if (this.attached.length + read.length > MAX_IMAGES) throw new Error(`A message takes at most ${MAX_IMAGES} images; send the rest with the next one.`);
+      this.attached.push(...read);
+      for (const a of read) this.dispatch({ type: "info", text: `[image ${describeImage(a)}]` });
+      return true;
+    } catch (err) {
+      this.dispatch({ type: "error", text: (err as Error).message });
+      return false;
+    }
   }
 
   /** Runs one turn: the reply streams into the live area and ends in the transcript. */
@@ -78,11 +96,13 @@ export class ChatController implements CommandContext {
     const { session, params } = this.state();
     const abort = new AbortController();
     this.abort = abort;
+    const images = this.attached;
+    this.attached = [];
     this.dispatch({ type: "user", text });
     this.dispatch({ type: "turnStart" });
     let ended = false;
     try {
-      for await (const event of this.client.turn(session.sessionId, text, params, abort.signal)) {
+      for await (const event of this.client.turn(session.sessionId, text, params, abort.signal, undefined, images)) {
         const kind = event.kind;
         if (!kind) continue;
         switch (kind.$case) {

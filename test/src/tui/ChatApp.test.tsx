@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { cleanup } from "ink-testing-library";
+import { gradient, makePng } from "../helpers/images.js";
 import { tempDir } from "../helpers/fixtures.js";
 import { FakeClient } from "./fakeClient.js";
 import { KEY, renderChat, waitFor } from "./harness.js";
@@ -55,13 +56,38 @@ describe("chat screen: a turn", () => {
     assert.ok(order.every((i, n) => i >= 0 && (n === 0 || i > order[n - 1]!)), `text, call, result and text in order:\n${frame}`);
   });
 
-  it("does not send an image path as text, and says images are not supported yet", async () => {
+  it("a dropped image path is read here and goes with the next message, never as text", async () => {
     const png = path.join(tempDir("tui-image"), "pixel one.png");
-    fs.writeFileSync(png, Buffer.from("89504e470d0a1a0a", "hex"));
+    fs.writeFileSync(png, makePng(8, 4, gradient));
     const t = renderChat();
     await t.type(`'${png}'\r`);
-    await t.see("image input is not supported yet");
-    assert.equal(t.client.turns.length, 0);
+    await t.see("[image pixel one.png, 8×4");
+    await t.see("type your message");
+    assert.equal(t.client.turns.length, 0, "an image alone waits for the question");
+    await t.type("what is this?\r");
+    await waitFor(() => t.client.turns.length === 1, "the turn");
+    assert.equal(t.client.turns[0]!.text, "what is this?");
+    assert.equal(t.client.turns[0]!.images.length, 1);
+    assert.equal(t.client.turns[0]!.images[0]!.name, "pixel one.png");
+  });
+
+  it("an image named inside the line goes with it; a missing one is an error and nothing is sent", async () => {
+    const dir = tempDir("tui-image2");
+    fs.writeFileSync(path.join(dir, "cat.png"), makePng(4, 4, gradient));
+    const t = renderChat();
+    await t.type(`${path.join(dir, "cat.png")} what is this?\r`);
+    await waitFor(() => t.client.turns.length === 1, "the turn");
+    assert.equal(t.client.turns[0]!.text, "what is this?");
+    assert.equal(t.client.turns[0]!.images.length, 1);
+    await t.idle();
+    await t.type(`${path.join(dir, "dog.jpg")} and this?\r`);
+    await t.see("No image file");
+    assert.equal(t.client.turns.length, 1, "nothing was sent");
+    await t.type(`/image ${path.join(dir, "cat.png")}\r`);
+    await t.see("the image goes with it");
+    await t.type("again?\r");
+    await waitFor(() => t.client.turns.length === 2, "the second turn");
+    assert.equal(t.client.turns[1]!.images.length, 1);
   });
 });
 

@@ -11,7 +11,7 @@ export type Step = { text: string } | { call: string; args: string } | { result:
 export class FakeClient implements ChatClient {
   readonly host = "fake:7433";
   readonly calls: string[] = [];
-  readonly turns: { text: string; params: GenerationParams | undefined }[] = [];
+  readonly turns: { text: string; params: GenerationParams | undefined; images: { name: string; data: Uint8Array }[] }[] = [];
   history: Message[] = [];
   slow = false;
   session: SessionInfo = SessionInfo.fromPartial({ sessionId: "5e55104a-0000-4000-8000-000000000001", model: "tiny", chatTemplate: "chat-ml", templateReason: "requested", contextSize: 1024, contextUsed: 12 });
@@ -22,8 +22,8 @@ export class FakeClient implements ChatClient {
     return { ...this.session, messageCount: this.history.length, contextUsed: 12 + this.history.length * 10, history: withHistory ? [...this.history] : [] };
   }
 
-  async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
-    this.turns.push({ text, params });
+  async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal, _onCall?: unknown, images: { name: string; data: Uint8Array }[] = []): AsyncGenerator<ChatEvent> {
+    this.turns.push({ text, params, images });
     const base = { turnId: `t${this.turns.length}`, sessionId };
     let reply = "";
     let tokens = 0;

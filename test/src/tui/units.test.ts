@@ -8,7 +8,7 @@ import { completeLine, parseCommandLine } from "nanollm/dist/ui/commands/registr
 import { COMMANDS } from "nanollm/dist/ui/commands/index.js";
 import { statusLines } from "nanollm/dist/ui/components/statusParts.js";
 import { tailLines } from "nanollm/dist/ui/components/tailLines.js";
-import { imagePathOf } from "nanollm/dist/ui/input/imagePath.js";
+import { parseImageLine } from "nanollm/dist/client/attachImages.js";
 import { defaultHistoryFile, InputHistory } from "nanollm/dist/ui/input/InputHistory.js";
 import { editLine } from "nanollm/dist/ui/input/lineEditor.js";
 import { splitLive } from "nanollm/dist/ui/markdown/splitLive.js";
@@ -86,13 +86,11 @@ describe("tui units", () => {
     assert.equal(unwritable.older(""), "still works");
   });
 
-  it("an image path is recognised typed, quoted or with escaped spaces", () => {
-    const dir = tempDir("img");
-    const file = path.join(dir, "my pic.JPG");
-    fs.writeFileSync(file, "x");
-    assert.equal(imagePathOf(`"${file}"`), file);
-    assert.equal(imagePathOf(file.replace(/ /g, "\\ ")), file);
-    assert.equal(imagePathOf(path.join(dir, "missing.png")), undefined);
-    assert.equal(imagePathOf(`look at ${file}`), undefined);
+  it("an image path is recognised typed, quoted, with escaped spaces or as a file:// URL", () => {
+    const file = "/tmp/some dir/my pic.JPG";
+    assert.deepEqual(parseImageLine(`"${file}"`).sources, [file]);
+    assert.deepEqual(parseImageLine(file.replace(/ /g, "\\ ")).sources, [file]);
+    assert.deepEqual(parseImageLine(`file://${encodeURI(file)} what`), { text: "what", sources: [file] });
+    assert.deepEqual(parseImageLine(`look at ${file.replace(/ /g, "\\ ")} please`), { text: "look at please", sources: [file] });
   });
 });

@@ -80,3 +80,14 @@ export const template: SlashCommand = {
     ctx.info(`${args === "" ? "template" : "template now"} ${session.chatTemplate} (${session.templateReason})`);
   },
 };
+
+export const image: SlashCommand = {
+  name: "image",
+  help: "attach an image file or http(s) URL to your next message (the model must take images)",
+  async run(args, ctx) {
+    const source = args.trim().replace(/^(['"])(.*)\1$/, "$2");
+    if (!source) throw new CommandError("Give an image file or URL: /image photo.jpg");
+    if (!(await ctx.attach([source]))) return;
+    ctx.info("type your message: the image goes with it");
+  },
+};

@@ -12,6 +12,8 @@ export interface CommandContext {
   dispatch(action: Action): void;
   info(text: string): void;
   sendTurn(text: string): Promise<void>;
+  /** Reads images (files or URLs) for the next message; false when one could not be read (shown). */
+  attach(sources: string[]): Promise<boolean>;
   /** Re-reads the current session from the daemon (context used, message count). */
   refreshSession(): Promise<SessionInfo>;
   quit(): void;
