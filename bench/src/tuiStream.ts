@@ -79,6 +79,8 @@ function tapped(client: NanoClient, arrivals: { t: number; tokens: number; end?:
     resetSession: (id) => client.resetSession(id),
     updateSession: (id, c) => client.updateSession(id, c),
     truncateSession: (id, k) => client.truncateSession(id, k),
+    deleteSession: (id) => client.deleteSession(id),
+    listTemplates: () => client.listTemplates(),
     async *turn(...a: Parameters<NanoClient["turn"]>): AsyncGenerator<ChatEvent> {
       for await (const ev of client.turn(...a)) {
         if (ev.kind?.$case === "text") arrivals.push({ t: performance.now(), tokens: ev.kind.text.tokenIds.length });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { credentials, makeGenericClientConstructor, status, type Client, type ServiceError } from "@grpc/grpc-js";
 import { after, before, describe, it } from "node:test";
-import { ChatRequest, CreateSessionRequest, GetSessionRequest, TruncateSessionRequest, UpdateSessionRequest, type OverflowPolicy, type Role } from "@nanollm/shared";
+import { ChatEvent, ChatRequest, CreateSessionRequest, GetSessionRequest, TruncateSessionRequest, UpdateSessionRequest, type OverflowPolicy, type Role } from "@nanollm/shared";
 import { spawnDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tinyModel } from "./helpers/fixtures.js";
 
@@ -69,11 +69,11 @@ function request(r: Rng, method: string, known: string[]): Buffer {
   const params = { maxNewTokens: r.pick([1, 4, 0, 40000, 2 ** 32 - 1]), temperature: nastyNumber(r), topP: nastyNumber(r), topK: r.int(3) ? 40 : 2 ** 31, minNewTokens: r.int(3) ? 0 : 9 };
   switch (method) {
     case "SessionService/CreateSession":
-      return Buffer.from(CreateSessionRequest.encode({ model: r.int(4) ? "" : nastyString(r, known), chatTemplate: r.pick(["", "chat-ml", "raw", "nope", "/etc/passwd"]), systemPrompt: r.int(2) ? nastyString(r, known) : undefined, defaults: params, history: r.int(3) ? [] : [{ role: r.pick([0, 1, 2, 3, 4, 99]) as Role, text: nastyString(r, known), tokenIds: [r.int(3) ? 5 : 2 ** 31], images: [] }], overflow: r.pick([0, 1, 2, 7]) as OverflowPolicy, builtinFunctions: r.int(4) ? [] : [r.pick(["DATE", "TIME", "rm -rf", ""])], clientFunctions: r.int(4) ? [] : [{ name: nastyString(r, known).slice(0, 100), description: "d", parametersJson: r.pick(["", "{}", "[", '{"properties":{"a":{"type":"string"}}}']) }] }).finish());
+      return Buffer.from(CreateSessionRequest.encode({ model: r.int(4) ? "" : nastyString(r, known), chatTemplate: r.pick(["", "chat-ml", "raw", "nope", "/etc/passwd"]), chatTemplateJson: r.pick(["", "", "{", '{"user":"${MESSAGE}","bot":"${MESSAGE}"}', "[1]"]), systemPrompt: r.int(2) ? nastyString(r, known) : undefined, defaults: params, history: r.int(3) ? [] : [{ role: r.pick([0, 1, 2, 3, 4, 99]) as Role, text: nastyString(r, known), tokenIds: [r.int(3) ? 5 : 2 ** 31], images: [] }], overflow: r.pick([0, 1, 2, 7]) as OverflowPolicy, builtinFunctions: r.int(4) ? [] : [r.pick(["DATE", "TIME", "rm -rf", ""])], clientFunctions: r.int(4) ? [] : [{ name: nastyString(r, known).slice(0, 100), description: "d", parametersJson: r.pick(["", "{}", "[", '{"properties":{"a":{"type":"string"}}}']) }] }).finish());
     case "SessionService/UpdateSession":
       return Buffer.from(UpdateSessionRequest.encode({ sessionId: id, systemPrompt: nastyString(r, known), chatTemplate: r.pick([undefined, "raw", "nope"]), defaults: params, setFunctions: r.int(2) === 0, builtinFunctions: [r.pick(["DATE", "NOPE"])], clientFunctions: [] }).finish());
     case "SessionService/TruncateSession":
-      return Buffer.from(TruncateSessionRequest.encode({ sessionId: id, keepMessages: r.pick([0, 1, 2, 2 ** 32 - 1]) }).finish());
+      return Buffer.from(TruncateSessionRequest.encode({ sessionId: id, keepMessages: r.pick([0, 1, 2, 2 ** 32 - 1]), dropLastExchange: r.int(3) === 0 }).finish());
     default:
       return Buffer.from(GetSessionRequest.encode({ sessionId: id, withHistory: r.int(2) === 0 }).finish());
   }
@@ -127,7 +127,11 @@ describe(`fuzz: ${COUNT} random or malformed requests across every RPC`, () => {
     const chat = (body: Buffer) =>
       new Promise<number>((resolve) => {
         const call = (raw["ChatService/Chat"] as (o: object) => NodeJS.ReadWriteStream & { end(): void }).call(raw, { deadline: Date.now() + 20_000 });
-        call.on("data", () => {});
+        // A turn's failure is an error event (the stream goes on); it counts as that status.
+        call.on("data", (b: Buffer) => {
+          const kind = ChatEvent.decode(b).kind;
+          if (kind?.$case === "error") resolve(kind.error.code);
+        });
         call.on("error", (e: ServiceError) => resolve(e.code));
         call.on("status", (s: { code: number }) => resolve(s.code));
         call.write(body);

@@ -72,15 +72,17 @@ describe("templates", () => {
     assert.equal(got, "<|im_start|>user\nonetwo<|im_end|>\n<|im_start|>assistant\n");
   });
 
-  it("rejects a bad template file naming the file and the field", () => {
+  it("rejects a bad template's JSON naming the template and the field", () => {
+    assert.throws(() => registry.parse(JSON.stringify({ name: "mine.json", user: "no placeholder", bot: "${MESSAGE}" })), (e: unknown) => e instanceof NanoError && e.message.includes("mine.json") && e.message.includes('"user"'));
+    assert.throws(() => registry.parse("{ not json"), /not valid JSON/);
+    assert.equal(registry.parse(JSON.stringify({ name: "mine.json", user: "${MESSAGE}", bot: "${MESSAGE}" })).name, "mine.json");
+  });
+
+  it("never reads a template file a client names (defect 1)", () => {
     const dir = tempDir("tpl");
     const file = path.join(dir, "mine.json");
-    fs.writeFileSync(file, JSON.stringify({ user: "no placeholder", bot: "${MESSAGE}" }));
-    assert.throws(() => registry.resolve(file), (e: unknown) => e instanceof NanoError && e.message.includes(file) && e.message.includes('"user"'));
-    fs.writeFileSync(file, "{ not json");
-    assert.throws(() => registry.resolve(file), /not valid JSON/);
     fs.writeFileSync(file, JSON.stringify({ user: "${MESSAGE}", bot: "${MESSAGE}" }));
-    assert.equal(registry.resolve(file).name, file, "a template without a name is named after its file");
+    assert.throws(() => registry.resolve(file), /does not read template files.*send the file's JSON text/);
   });
 });
 
@@ -93,7 +95,7 @@ describe("generation settings", () => {
   });
 
   it("refuses out-of-range values with the field's name", () => {
-    assert.throws(() => resolveSampling({ minNewTokens: 9, maxNewTokens: 4 }), /min_new_tokens must be between 0 and max_new_tokens/);
+    assert.throws(() => resolveSampling({ minNewTokens: 9, maxNewTokens: 4 }), /min_new_tokens must be at most max_new_tokens/);
     assert.throws(() => resolveSampling({ repetitionPenalty: 0 }), /repetition_penalty/);
     assert.throws(() => resolveSampling({ temperature: Number.NaN }), /temperature/);
   });

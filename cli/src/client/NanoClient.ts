@@ -14,8 +14,9 @@ import {
   type ModelInfo,
   type ServerInfo,
   type SessionInfo,
+  type TemplateInfo,
 } from "@nanollm/shared";
-import { toClientError } from "./errors.js";
+import { FROM_STATUS, toClientError } from "./errors.js";
 
 type Callback<T> = (err: ServiceError | null, res: T) => void;
 
@@ -59,7 +60,7 @@ export class NanoClient {
   }
 
   createSession(req: Partial<CreateSessionRequest>): Promise<SessionInfo> {
-    const full: CreateSessionRequest = { model: "", chatTemplate: "", history: [], defaults: undefined, systemPrompt: undefined, overflow: 0, builtinFunctions: [], clientFunctions: [], ...req };
+    const full: CreateSessionRequest = { model: "", chatTemplate: "", chatTemplateJson: "", history: [], defaults: undefined, systemPrompt: undefined, overflow: 0, builtinFunctions: [], clientFunctions: [], ...req };
     return this.unary((cb: Callback<SessionInfo>) => this.sessions.createSession(full, this.meta(), this.opts(), cb));
   }
 
@@ -77,16 +78,17 @@ export class NanoClient {
 
   updateSession(
     sessionId: string,
-    change: { systemPrompt?: string; chatTemplate?: string; defaults?: GenerationParams; setFunctions?: boolean; builtinFunctions?: string[]; clientFunctions?: FunctionDecl[] },
+    change: { systemPrompt?: string; chatTemplate?: string; chatTemplateJson?: string; defaults?: GenerationParams; setFunctions?: boolean; builtinFunctions?: string[]; clientFunctions?: FunctionDecl[] },
   ): Promise<SessionInfo> {
     return this.unary((cb: Callback<SessionInfo>) =>
       this.sessions.updateSession({ sessionId, defaults: undefined, setFunctions: false, builtinFunctions: [], clientFunctions: [], ...change }, this.meta(), this.opts(), cb),
     );
   }
 
-  /** Keeps the first `keepMessages` messages of the history. */
-  truncateSession(sessionId: string, keepMessages: number): Promise<SessionInfo> {
-    return this.unary((cb: Callback<SessionInfo>) => this.sessions.truncateSession({ sessionId, keepMessages }, this.meta(), this.opts(), cb));
+  /** Keeps the first `keep` messages of the history, or those before the last user message. */
+  truncateSession(sessionId: string, keep: number | "last exchange"): Promise<SessionInfo> {
+    const req = keep === "last exchange" ? { sessionId, keepMessages: 0, dropLastExchange: true } : { sessionId, keepMessages: keep, dropLastExchange: false };
+    return this.unary((cb: Callback<SessionInfo>) => this.sessions.truncateSession(req, this.meta(), this.opts(), cb));
   }
 
   async deleteSession(sessionId: string): Promise<void> {
@@ -97,29 +99,42 @@ export class NanoClient {
     return (await this.unary((cb: Callback<{ models: ModelInfo[] }>) => this.models.listModels({}, this.meta(), this.opts(), cb))).models;
   }
 
+  async listTemplates(): Promise<TemplateInfo[]> {
+    return (await this.unary((cb: Callback<{ templates: TemplateInfo[] }>) => this.models.listTemplates({}, this.meta(), this.opts(), cb))).templates;
+  }
+
   serverInfo(): Promise<ServerInfo> {
     return this.unary((cb: Callback<ServerInfo>) => this.models.getServerInfo({}, this.meta(), this.opts(), cb));
   }
 
   /**
    * Runs one turn and yields its events until the turn ends. Aborting `signal` asks the daemon to
-   * stop the reply; the turn then still ends with its stats and the CANCELLED stop reason. Calls of
-   * this client's own functions go to `onFunctionCall`, whose answer is sent back on the stream.
+   * stop the reply (a CancelTurn on the stream: the one way this client cancels); the turn then
+   * still ends with its stats and the CANCELLED stop reason. A turn the daemon refuses or fails
+   * throws its one sentence. Calls of this client's own functions go to `onFunctionCall`, whose
+   * answer is sent back on the stream.
    */
   async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal, onFunctionCall?: FunctionHandler, images: { data: Uint8Array; name: string }[] = []): AsyncGenerator<ChatEvent> {
     const turnId = `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta());
-    const onAbort = () => call.write({ kind: { $case: "cancel", cancel: { turnId } } });
+    const onAbort = () => !call.writableEnded && call.write({ kind: { $case: "cancel", cancel: { turnId } } });
     signal?.addEventListener("abort", onAbort, { once: true });
+    let ended = false;
     try {
       call.write({ kind: { $case: "userTurn", userTurn: { sessionId, text, params, turnId, images: images.map((i) => ({ name: i.name, data: Buffer.from(i.data) })) } } });
+      if (signal?.aborted) onAbort();
       for await (const event of call as AsyncIterable<ChatEvent>) {
+        const kind = event.kind;
+        if (kind?.$case === "error") {
+          ended = true;
+          throw new NanoError(FROM_STATUS[kind.error.code as status] ?? "INTERNAL", kind.error.message);
+        }
         yield event;
-        const fc = event.kind?.$case === "functionCall" ? event.kind.functionCall : undefined;
+        const fc = kind?.$case === "functionCall" ? kind.functionCall : undefined;
         // The function runs beside the stream, so events keep flowing while it works.
         if (fc?.clientSide) void answerCall(fc, onFunctionCall ?? this.functionHandler).then((answer) => !call.writableEnded && call.write({ kind: { $case: "functionResult", functionResult: { callId: fc.callId, ...answer } } }));
-        if (event.kind?.$case === "end") {
-          call.end();
+        if (kind?.$case === "end") {
+          ended = true;
           return;
         }
       }
@@ -127,7 +142,10 @@ export class NanoClient {
       throw toClientError(err, this.host);
     } finally {
       signal?.removeEventListener("abort", onAbort);
-      call.cancel();
+      // A turn that ended closes its stream politely; one left early (the caller stopped reading,
+      // or the transport failed) is dropped.
+      if (ended) call.end();
+      else call.cancel();
     }
   }
 

@@ -1,7 +1,8 @@
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { NanoError, type ErrorCode } from "@nanollm/shared";
 
-const FROM_STATUS: Partial<Record<status, ErrorCode>> = {
+/** The daemon's error kinds by the gRPC status each travels as. */
+export const FROM_STATUS: Partial<Record<status, ErrorCode>> = {
   [status.NOT_FOUND]: "NOT_FOUND",
   [status.INVALID_ARGUMENT]: "INVALID_ARGUMENT",
   [status.FAILED_PRECONDITION]: "FAILED_PRECONDITION",

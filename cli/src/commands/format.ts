@@ -10,6 +10,11 @@ const REASONS: Record<StopReason, string> = {
   [StopReason.UNRECOGNIZED]: "unknown",
 };
 
+/** "1 token", "2 tokens". */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
 export function stopReasonText(reason: StopReason): string {
   return REASONS[reason] ?? "unknown";
 }
@@ -20,7 +25,7 @@ export function statsLine(s: TurnStats | undefined, reason: StopReason): string 
   return (
     `${s.inputTokens} prompt tokens (${s.reusedTokens} reused, ${s.evaluatedTokens} evaluated) · ` +
     `prefill ${s.prefillMs.toFixed(0)} ms (${s.prefillTokensPerSecond.toFixed(0)} tok/s) · ` +
-    `${s.generatedTokens} tokens in ${s.decodeMs.toFixed(0)} ms (${s.decodeTokensPerSecond.toFixed(1)} tok/s) · ` +
+    `${plural(s.generatedTokens, "token")} in ${s.decodeMs.toFixed(0)} ms (${s.decodeTokensPerSecond.toFixed(1)} tok/s) · ` +
     `first token ${s.timeToFirstTokenMs.toFixed(0)} ms · stop: ${stopReasonText(reason)}`
   );
 }

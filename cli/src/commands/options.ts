@@ -1,6 +1,5 @@
-import fs from "node:fs";
 import { InvalidArgumentError } from "commander";
-import type { GenerationParams } from "@nanollm/shared";
+import { describeRange, inRange, SETTING_RANGES, type GenerationParams, type SettingName, type SettingRange } from "@nanollm/shared";
 
 /** commander parser for a whole number in [min, max]. */
 export function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -28,14 +27,14 @@ export function choiceArg<T extends string>(choices: readonly T[]) {
   };
 }
 
-/** A flag that takes TEXT or the path of a file holding the text. */
-export function textOrFile(value: string): string {
-  try {
-    if (fs.statSync(value).isFile()) return fs.readFileSync(value, "utf8");
-  } catch {
-    // Not a readable file: the value is the text itself.
-  }
-  return value;
+/** commander parser for a generation setting, with its range from the one shared table. */
+export function settingArg(name: SettingName) {
+  const range: SettingRange = SETTING_RANGES[name];
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !inRange(range, n)) throw new InvalidArgumentError(`expected ${describeRange(range)}, got "${value}".`);
+    return n;
+  };
 }
 
 export interface SamplingFlags {
@@ -50,12 +49,13 @@ export interface SamplingFlags {
   grammar?: string;
 }
 
-/** The sampling flags as wire params (unset flags stay unset so the daemon's defaults apply). */
+/** The sampling flags as wire params (unset flags stay unset so the daemon's defaults apply; a sampling setting implies do_sample). */
 export function paramsFromFlags(f: SamplingFlags): GenerationParams {
   return {
     maxNewTokens: f.maxNewTokens,
     minNewTokens: f.minNewTokens,
-    doSample: f.doSample,
+    // A sampling setting means sampling, as other tools take it (greedy decoding would ignore it).
+    doSample: f.doSample ?? (f.temperature !== undefined || f.topP !== undefined || f.topK !== undefined ? true : undefined),
     temperature: f.temperature,
     topP: f.topP,
     topK: f.topK,

@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { loadDaemon } from "./loadDaemon.js";
 import { DEFAULT_MODEL_URI, readEnv } from "@nanollm/shared";
 
 export function pullCommand(): Command {
@@ -6,7 +7,7 @@ export function pullCommand(): Command {
     .description("fetch a model once into the models folder (with progress) and print its path")
     .argument("[model]", "hf: URI, URL or local path", DEFAULT_MODEL_URI)
     .action(async (model: string) => {
-      const { resolveModel } = await import("@nanollm/daemon");
+      const { resolveModel } = await loadDaemon("pull");
       process.stdout.write(`${await resolveModel(model, readEnv().modelsDir)}\n`);
     });
 }

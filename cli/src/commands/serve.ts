@@ -1,5 +1,6 @@
 import path from "node:path";
 import { Command } from "commander";
+import { loadDaemon } from "./loadDaemon.js";
 import { DEFAULT_LISTEN, DEFAULT_MODEL_URI, readEnv } from "@nanollm/shared";
 import { choiceArg, intArg } from "./options.js";
 
@@ -31,7 +32,7 @@ export function serveCommand(): Command {
     .option("--log-text", "include the users' messages and the replies in the per-turn log lines")
     .action(async (opts: ServeFlags) => {
       // The daemon (and node-llama-cpp) load only for `serve`, so `chat` starts fast.
-      const { startDaemon, resolveModel } = await import("@nanollm/daemon");
+      const { startDaemon, resolveModel } = await loadDaemon("serve");
       const modelPath = await resolveModel(opts.model ?? DEFAULT_MODEL_URI, env.modelsDir);
       const daemon = await startDaemon({
         ...opts,

@@ -1,36 +1,41 @@
 import { Command } from "commander";
-import { TemplateRegistry } from "@nanollm/daemon/dist/templates/TemplateRegistry.js";
-import { renderToString, type RenderMessage } from "@nanollm/daemon/dist/templates/render.js";
+import { connect, connectionOptions, type ConnectionFlags } from "./connection.js";
+import { templateFields } from "../files/userFiles.js";
+import { loadDaemon } from "./loadDaemon.js";
 
-/** `nanollm templates list|render`: works offline, without a daemon. */
+/** `nanollm templates list|render`: list asks the daemon; render runs here, with the daemon package. */
 export function templatesCommand(): Command {
-  const templates = new Command("templates").description("list chat templates, or render messages with one");
-  templates
-    .command("list", { isDefault: true })
-    .description("list the built-in chat templates")
-    .action(() => {
-      const registry = new TemplateRegistry();
-      for (const name of registry.names()) {
-        const t = registry.resolve(name);
-        const traits = [t.system !== undefined ? "system" : "no system", t.tool_call ? "tool calls" : "", t.stop?.length ? `stops ${JSON.stringify(t.stop)}` : ""].filter(Boolean);
-        console.log(`${name.padEnd(16)} ${traits.join(", ")}`);
+  const templates = new Command("templates").description("list the daemon's chat templates, or render messages with one");
+  connectionOptions(templates.command("list", { isDefault: true }).description("list the daemon's built-in chat templates"))
+    .action(async (opts: ConnectionFlags) => {
+      const client = await connect(opts);
+      try {
+        for (const t of await client.listTemplates()) {
+          const traits = [t.hasSystem ? "system" : "no system", t.toolCalls ? "tool calls" : "", t.stop.length ? `stops ${JSON.stringify(t.stop)}` : ""].filter(Boolean);
+          console.log(`${t.name.padEnd(16)} ${traits.join(", ")}`);
+        }
+      } finally {
+        client.close();
       }
     });
   // --user and --bot may repeat and interleave; both push onto one list so their order is kept.
-  const messages: RenderMessage[] = [];
-  const push = (role: RenderMessage["role"]) => (text: string) => {
+  const messages: { role: "user" | "bot"; text: string }[] = [];
+  const push = (role: "user" | "bot") => (text: string) => {
     messages.push({ role, text });
     return text;
   };
   templates
-    .command("render <name|file>")
-    .description("print exactly the prompt the messages render to (no newline added)")
+    .command("render <name|file.json>")
+    .description("print exactly the prompt the messages render to (no newline added; needs the daemon package)")
     .option("--system <text>", "a system message first (used only if the template has a system format)")
     .option("--user <text>", "a user message (repeatable)", push("user"))
     .option("--bot <text>", "a bot message (repeatable)", push("bot"))
-    .action((name: string, opts: { system?: string }) => {
-      const template = new TemplateRegistry().resolve(name);
-      const all: RenderMessage[] = opts.system !== undefined && template.system !== undefined ? [{ role: "system", text: opts.system }, ...messages] : messages;
+    .action(async (name: string, opts: { system?: string }) => {
+      const { TemplateRegistry, renderToString } = await loadDaemon("templates render");
+      const registry = new TemplateRegistry();
+      const fields = templateFields(name);
+      const template = "chatTemplateJson" in fields ? registry.parse(fields.chatTemplateJson) : registry.resolve(name);
+      const all = opts.system !== undefined && template.system !== undefined ? [{ role: "system" as const, text: opts.system }, ...messages] : messages;
       process.stdout.write(renderToString(template, all));
     });
   return templates;

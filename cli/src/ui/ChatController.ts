@@ -1,15 +1,15 @@
 import { NanoError, StopReason, type CreateSessionRequest, type SessionInfo } from "@nanollm/shared";
-import { stopReasonText } from "../commands/format.js";
+import { plural, stopReasonText } from "../commands/format.js";
 import type { ChatClient } from "./ChatClient.js";
 import type { ChatStore } from "./ChatStore.js";
 import { findCommand, parseCommandLine } from "./commands/registry.js";
 import { CommandError, type CommandContext, type SlashCommand } from "./commands/types.js";
 import { describeImage, MAX_IMAGES, parseImageLine, readImage, type Attachment } from "../client/attachImages.js";
 import type { InputHistory } from "./input/InputHistory.js";
+import { ago } from "../commands/sessionList.js";
+import { shortId, showConversation } from "./commands/sessions.js";
 import type { Action, ChatState } from "./state.js";
 
-/** Text deltas are handed to the screen at most this often: one render per batch, not per token. */
-const FLUSH_MS = 16;
 /** Two Ctrl+C within this window quit. */
 const QUIT_WINDOW_MS = 2000;
 
@@ -31,12 +31,14 @@ export class ChatController implements CommandContext {
   private readonly store: ChatStore;
   private readonly onQuit: () => void;
   private abort: AbortController | undefined;
-  private pending = { text: "", tokens: 0 };
-  private flushTimer: NodeJS.Timeout | undefined;
   private noticeTimer: NodeJS.Timeout | undefined;
   private lastCtrlC = -Infinity;
   /** Images attached (a line of only image names, or /image) for the next message. */
   private attached: Attachment[] = [];
+  /** Sessions this chat created; those still empty when it ends are deleted, not left behind. */
+  private readonly created = new Set<string>();
+  /** What Tab completes that only the daemon knows: its templates and its session ids. */
+  readonly known = { templates: [] as string[], sessionIds: [] as string[] };
 
   constructor(opts: ControllerOptions) {
     this.client = opts.client;
@@ -45,6 +47,27 @@ export class ChatController implements CommandContext {
     this.history = opts.history;
     this.sessionRequest = opts.sessionRequest ?? {};
     this.onQuit = opts.onQuit;
+  }
+
+  /**
+   * The screen's first moments: a continued session shows its conversation; a new one mentions
+   * the session used last, which /session switch (or `chat --continue`) resumes.
+   */
+  async start(fresh: boolean): Promise<void> {
+    const session = this.state().session;
+    if (fresh) this.created.add(session.sessionId);
+    else if (session.history.length > 0) showConversation(this, session);
+    const sessions = await this.client.listSessions().catch(() => []);
+    this.known.sessionIds = sessions.map((s) => s.sessionId);
+    this.known.templates = (await this.client.listTemplates().catch(() => [])).map((t) => t.name);
+    const last = sessions.filter((s) => s.sessionId !== session.sessionId && s.messageCount > 0).sort((a, b) => b.updatedAtMs - a.updatedAtMs)[0];
+    if (fresh && last) this.info(`last session ${shortId(last.sessionId)} "${last.title}" (${ago(last.updatedAtMs)}): /session switch ${shortId(last.sessionId)} resumes it`);
+  }
+
+  /** Notes a session this chat made (/session new), so it is removed at the end if left empty. */
+  createdSession(session: SessionInfo): void {
+    this.created.add(session.sessionId);
+    this.known.sessionIds = [...new Set([...this.known.sessionIds, session.sessionId])];
   }
 
   state = (): ChatState => this.store.getState();
@@ -91,7 +114,11 @@ export class ChatController implements CommandContext {
     }
   }
 
-  /** Runs one turn: the reply streams into the live area and ends in the transcript. */
+  /**
+   * Runs one turn: the reply streams into the live area and ends in the transcript. The daemon
+   * already paces text events (one per 16 ms at most), so each goes to the screen as it comes;
+   * the end event carries the session as the turn left it.
+   */
   async sendTurn(text: string): Promise<void> {
     const { session, params } = this.state();
     const abort = new AbortController();
@@ -107,31 +134,36 @@ export class ChatController implements CommandContext {
         if (!kind) continue;
         switch (kind.$case) {
           case "text":
-            this.queue(kind.text.text, kind.text.tokenIds.length);
+            this.dispatch({ type: "delta", text: kind.text.text, tokens: kind.text.tokenIds.length });
             break;
           case "functionCall":
-            this.flush();
             this.dispatch({ type: "function", text: `call ${kind.functionCall.name}(${kind.functionCall.argumentsJson})` });
+            break;
+          case "functionResult":
+            this.dispatch({ type: "function", text: `${kind.functionResult.isError ? "error" : "result"}: ${kind.functionResult.result}` });
+            break;
+          case "wrapped":
+            this.info(`the conversation outgrew the context: the oldest ${plural(kind.wrapped.droppedMessages, "message")} (${plural(kind.wrapped.droppedTokens, "token")}) are no longer seen by the model`);
             break;
           case "end":
             ended = true;
-            this.flush();
+            if (kind.end.session) this.dispatch({ type: "session", session: kind.end.session });
             this.dispatch({ type: "end", reply: kind.end.reply, stats: kind.end.stats, stop: kind.end.stopReason });
             this.explainStop(kind.end.stopReason, kind.end.stats?.generatedTokens ?? 0);
             break;
+          case "error":
+            // NanoClient throws these; a client that yields one ends the turn the same way.
+            throw new NanoError("INTERNAL", kind.error.message);
           default:
-            this.otherEvent(kind);
+            kind satisfies never;
         }
       }
       if (!ended) this.dispatch({ type: "turnFailed", text: "The daemon closed the stream before the reply ended; check that it is still running." });
     } catch (err) {
-      this.flush();
       this.dispatch({ type: "turnFailed", text: errorText(err) });
     } finally {
       this.abort = undefined;
-      this.flush();
     }
-    await this.refreshSession().catch(() => undefined);
   }
 
   /** Stops the reply in progress (Esc); false when there is none. */
@@ -169,9 +201,14 @@ export class ChatController implements CommandContext {
     this.noticeTimer.unref();
   }
 
-  dispose(): void {
+  /** Stops what runs and deletes the sessions this chat made and never used. */
+  async dispose(): Promise<void> {
     this.abort?.abort();
     this.clearTimers();
+    for (const id of this.created) {
+      const s = await this.client.getSession(id).catch(() => undefined);
+      if (s && s.messageCount === 0) await this.client.deleteSession(id).catch(() => undefined);
+    }
   }
 
   private async runCommand(line: string, name: string, args: string): Promise<void> {
@@ -192,45 +229,14 @@ export class ChatController implements CommandContext {
   }
 
   private explainStop(stop: StopReason, tokens: number): void {
-    if (stop === StopReason.STOP_REASON_CANCELLED) this.info(`reply stopped (${stopReasonText(stop)}) after ${tokens} tokens`);
-    else if (stop === StopReason.STOP_REASON_MAX_TOKENS) this.info(`reply cut at ${tokens} tokens (max new tokens); /set max_new_tokens N allows longer replies`);
+    if (stop === StopReason.STOP_REASON_CANCELLED) this.info(`reply stopped (${stopReasonText(stop)}) after ${plural(tokens, "token")}`);
+    else if (stop === StopReason.STOP_REASON_MAX_TOKENS) this.info(`reply cut at ${plural(tokens, "token")} (max new tokens); /set max_new_tokens N allows longer replies`);
     else if (stop === StopReason.STOP_REASON_CONTEXT_FULL) this.info("reply cut: the session's context is full; /undo, /reset or /session new make room");
   }
 
-  /**
-   * Events newer than this client's switch (the proto is gaining them as this is written: the
-   * context-wrap notice, function results): a known one is shown, an unknown one is ignored.
-   */
-  private otherEvent(kind: { $case: string }): void {
-    const loose = kind as { wrapped?: { droppedMessages?: number; droppedTokens?: number }; functionResult?: { result?: string; isError?: boolean } };
-    if (kind.$case === "wrapped" && loose.wrapped) {
-      this.flush();
-      this.info(`the conversation outgrew the context: the oldest ${loose.wrapped.droppedMessages ?? "?"} messages (${loose.wrapped.droppedTokens ?? "?"} tokens) are no longer seen by the model`);
-    } else if (kind.$case === "functionResult" && loose.functionResult) {
-      this.flush();
-      this.dispatch({ type: "function", text: `${loose.functionResult.isError ? "error" : "result"}: ${loose.functionResult.result ?? ""}` });
-    }
-  }
-
-  private queue(text: string, tokens: number): void {
-    this.pending.text += text;
-    this.pending.tokens += tokens;
-    this.flushTimer ??= setTimeout(() => this.flush(), FLUSH_MS);
-  }
-
-  private flush(): void {
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    const { text, tokens } = this.pending;
-    if (text === "" && tokens === 0) return;
-    this.pending = { text: "", tokens: 0 };
-    this.dispatch({ type: "delta", text, tokens });
-  }
-
   private clearTimers(): void {
-    if (this.flushTimer) clearTimeout(this.flushTimer);
     if (this.noticeTimer) clearTimeout(this.noticeTimer);
-    this.flushTimer = this.noticeTimer = undefined;
+    this.noticeTimer = undefined;
   }
 }
 

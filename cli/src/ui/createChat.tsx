@@ -16,6 +16,8 @@ export interface ChatOptions {
   /** Where ↑/↓ history is kept; undefined keeps it in memory only. */
   historyFile: string | undefined;
   sessionRequest?: Partial<CreateSessionRequest>;
+  /** The session was made for this chat (deleted at the end if left empty); otherwise its conversation is shown. */
+  fresh?: boolean;
   onQuit: () => void;
 }
 
@@ -30,6 +32,7 @@ export function createChat(opts: ChatOptions) {
     sessionRequest: opts.sessionRequest,
     onQuit: opts.onQuit,
   });
+  void controller.start(opts.fresh ?? false);
   const element = (
     <ChatProvider store={store} controller={controller}>
       <ChatApp />

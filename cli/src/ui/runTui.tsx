@@ -9,10 +9,13 @@ import { renderMarkdown } from "./markdown/renderMarkdown.js";
 const PASTE_ON = "\x1b[?2004h";
 const PASTE_OFF = "\x1b[?2004l";
 
-/** Opens the interactive chat and resolves when the user quits. */
-export async function runTui(client: NanoClient, session: SessionInfo, params: GenerationParams, sessionRequest: Partial<CreateSessionRequest>): Promise<void> {
+/**
+ * Opens the interactive chat and resolves when the user quits. `fresh`: the session was created
+ * for this chat (it is deleted at the end if no message was sent).
+ */
+export async function runTui(client: NanoClient, session: SessionInfo, params: GenerationParams, sessionRequest: Partial<CreateSessionRequest>, fresh: boolean): Promise<void> {
   let unmount = () => {};
-  const chat = createChat({ client, session, params, historyFile: defaultHistoryFile(), sessionRequest, onQuit: () => unmount() });
+  const chat = createChat({ client, session, params, historyFile: defaultHistoryFile(), sessionRequest, fresh, onQuit: () => unmount() });
   const tty = process.stdout.isTTY === true;
   const pasteOff = () => process.stdout.write(PASTE_OFF);
   if (tty) {
@@ -26,7 +29,7 @@ export async function runTui(client: NanoClient, session: SessionInfo, params: G
   try {
     await app.waitUntilExit();
   } finally {
-    chat.controller.dispose();
+    await chat.controller.dispose();
     if (tty) {
       pasteOff();
       process.off("exit", pasteOff);

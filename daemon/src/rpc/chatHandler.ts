@@ -4,6 +4,7 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { fail, type ChatEvent, type ChatRequest, type ChatServiceServer, type UserTurn } from "@nanollm/shared";
 import { runTurn } from "../sessions/runTurn.js";
 import type { CallOutcome } from "../sessions/TurnCalls.js";
+import { sessionInfo } from "./convert.js";
 import { toServiceError } from "./errors.js";
 import { checkDecoded } from "./malformed.js";
 import type { DaemonState } from "./handlers.js";
@@ -13,35 +14,36 @@ type Stream = ServerDuplexStream<ChatRequest, ChatEvent>;
 
 /**
  * The Chat stream: each user turn runs as it arrives, its events written as they come (waiting
- * for `drain` when the client is slow). A failing turn ends the stream with its status; a client
- * that disconnects, cancels or passes its deadline aborts every turn of the stream.
+ * for `drain` when the client is slow). A failing turn ends with an error event and the stream
+ * goes on; only a request that cannot be read at all ends the stream with its status. Each turn
+ * has one AbortSignal: its CancelTurn, the client's disconnect or deadline, or the daemon's shutdown.
  */
 export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServiceServer["chat"] {
   return (call: Stream) => {
     const who = identityOf(call);
-    const streamAbort = new AbortController();
+    const closed = new AbortController();
+    // Disconnect and deadline ("cancelled"), the stream's end or failure, and shutdown.
+    const streamSignal = AbortSignal.any([closed.signal, shutdown]);
     const turns = new Map<string, AbortController>();
     // Client-side function calls waiting for this stream's FunctionResult.
     const pendingCalls = new Map<string, (outcome: CallOutcome) => void>();
     let inputEnded = false;
     let failed = false;
-    const abortAll = () => streamAbort.abort();
-    call.on("cancelled", abortAll);
-    shutdown.addEventListener("abort", abortAll, { once: true });
-    call.on("close", () => {
-      abortAll();
-      shutdown.removeEventListener("abort", abortAll);
-    });
+    const close = () => closed.abort();
+    call.on("cancelled", close);
+    call.on("close", close);
+    call.on("error", close);
 
     const write = async (event: ChatEvent) => {
-      if (streamAbort.signal.aborted || failed) return;
-      if (!call.write(event)) await Promise.race([once(call, "drain"), once(streamAbort.signal, "abort")]);
+      if (streamSignal.aborted || failed) return;
+      if (!call.write(event)) await Promise.race([once(call, "drain"), once(streamSignal, "abort")]);
     };
+    /** Ends the stream: with a status when it cannot go on, or once the client is done and no turn runs. */
     const finish = (err?: unknown) => {
       if (failed || call.writableEnded) return;
       if (err !== undefined) {
         failed = true;
-        abortAll();
+        close();
         // grpc-js turns an 'error' on a server stream into the call's status.
         call.emit("error", toServiceError(err, state.log));
       } else if (inputEnded && turns.size === 0) {
@@ -51,53 +53,57 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
 
     const startTurn = (turn: UserTurn) => {
       const turnId = turn.turnId || randomUUID();
-      if (turns.has(turnId)) throw fail.invalid(`Turn id ${turnId} is already running on this stream; use a new id.`);
-      const session = state.sessions.get(turn.sessionId, who);
-      const abort = new AbortController();
-      streamAbort.signal.addEventListener("abort", () => abort.abort(), { once: true });
-      turns.set(turnId, abort);
-      const base = { turnId, sessionId: session.id };
-      const observed = { who, session, text: turn.text, warm: session.history.length > 0, startedAt: performance.now() };
-      runTurn(session, { turnId, text: turn.text, params: turn.params, images: turn.images ?? [], signal: abort.signal }, {
-        text: (text, tokenIds) => write({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
-        wrapped: (info) => write({ ...base, kind: { $case: "wrapped", wrapped: info } }),
-        functionCall: (call) => write({ ...base, kind: { $case: "functionCall", functionCall: call } }),
-        functionResult: (r) => write({ ...base, kind: { $case: "functionResult", functionResult: { callId: r.callId, result: r.result, isError: r.isError } } }),
-        clientResult: (callId, name) =>
-          new Promise<CallOutcome>((resolve) => {
-            const done = (outcome: CallOutcome) => {
-              clearTimeout(timer);
-              abort.signal.removeEventListener("abort", onAbort);
-              pendingCalls.delete(callId);
-              resolve(outcome);
-            };
-            const onAbort = () => done({ result: `the turn was cancelled before ${name} returned`, isError: true });
-            const timer = setTimeout(() => done({ result: `the client did not answer ${name} within ${state.functionTimeoutMs / 1000} s`, isError: true }), state.functionTimeoutMs);
-            abort.signal.addEventListener("abort", onAbort, { once: true });
-            pendingCalls.set(callId, done);
-          }),
-      })
-        .then(
-          (result) => {
-            state.turns.ended(observed, result);
-            return write({ ...base, kind: { $case: "end", end: result } });
-          },
-          (err: unknown) => {
-            state.turns.failed(observed, err);
-            throw err;
-          },
-        )
-        .then(
-          () => {
-            turns.delete(turnId);
-            finish();
-          },
-          (err: unknown) => {
-            turns.delete(turnId);
-            finish(err);
-          },
-        );
+      const base = { turnId, sessionId: turn.sessionId };
+      const turnError = (err: unknown) => {
+        const { code, details } = toServiceError(err, state.log);
+        return write({ ...base, kind: { $case: "error", error: { code: code ?? 13, message: details ?? "" } } });
+      };
+      if (turns.has(turnId)) {
+        void turnError(fail.invalid(`Turn id ${turnId} is already running on this stream; use a new id.`));
+        return;
+      }
+      const cancel = new AbortController();
+      const signal = AbortSignal.any([cancel.signal, streamSignal]);
+      turns.set(turnId, cancel);
+      const run = async () => {
+        const session = state.sessions.get(turn.sessionId, who);
+        base.sessionId = session.id;
+        const observed = { who, session, text: turn.text, warm: session.history.length > 0, startedAt: performance.now() };
+        const result = await runTurn(session, { turnId, text: turn.text, params: turn.params, images: turn.images ?? [], signal }, {
+          text: (text, tokenIds) => write({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
+          wrapped: (info) => write({ ...base, kind: { $case: "wrapped", wrapped: info } }),
+          functionCall: (fc) => write({ ...base, kind: { $case: "functionCall", functionCall: fc } }),
+          functionResult: (r) => write({ ...base, kind: { $case: "functionResult", functionResult: { callId: r.callId, result: r.result, isError: r.isError } } }),
+          clientResult: (callId, name) => clientResult(callId, name, signal),
+        }).catch((err: unknown) => {
+          state.turns.failed(observed, err);
+          throw err;
+        });
+        state.turns.ended(observed, result);
+        await write({ ...base, kind: { $case: "end", end: { ...result, session: sessionInfo(session, false) } } });
+      };
+      run()
+        .catch(turnError)
+        .finally(() => {
+          turns.delete(turnId);
+          finish();
+        });
     };
+
+    /** The calling client's answer to its function, or an error outcome on timeout or cancel. */
+    const clientResult = (callId: string, name: string, signal: AbortSignal) =>
+      new Promise<CallOutcome>((resolve) => {
+        const done = (outcome: CallOutcome) => {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", onAbort);
+          pendingCalls.delete(callId);
+          resolve(outcome);
+        };
+        const onAbort = () => done({ result: `the turn was cancelled before ${name} returned`, isError: true });
+        const timer = setTimeout(() => done({ result: `the client did not answer ${name} within ${state.functionTimeoutMs / 1000} s`, isError: true }), state.functionTimeoutMs);
+        signal.addEventListener("abort", onAbort, { once: true });
+        pendingCalls.set(callId, done);
+      });
 
     call.on("data", (req: ChatRequest) => {
       try {
@@ -128,6 +134,5 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
       inputEnded = true;
       finish();
     });
-    call.on("error", abortAll);
   };
 }

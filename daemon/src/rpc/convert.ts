@@ -1,4 +1,5 @@
-import { OverflowPolicy, Role, type Message, type ModelInfo, type SessionInfo } from "@nanollm/shared";
+import { OverflowPolicy, Role, type Message, type ModelInfo, type SessionInfo, type TemplateInfo } from "@nanollm/shared";
+import type { ChatTemplate } from "../templates/ChatTemplate.js";
 import type { ModelHost } from "../engine/ModelHost.js";
 import type { HistoryMessage, Session } from "../sessions/Session.js";
 import { chooseTemplate } from "../templates/chooseTemplate.js";
@@ -28,6 +29,9 @@ export function sessionInfo(s: Session, withHistory: boolean): SessionInfo {
     wrappedMessages: s.windowStart,
     functions: s.functions.decls(),
     owner: s.owner,
+    title: s.title,
+    lastUserText: s.lastUserText,
+    templateHasSystem: s.template.system !== undefined,
   };
 }
 
@@ -61,6 +65,10 @@ export function overflowFromWire(p: OverflowPolicy): "wrap" | "error" {
     default:
       throw fail.invalid(`Overflow policy ${p} is not known; use WRAP or ERROR.`);
   }
+}
+
+export function templateInfo(t: ChatTemplate): TemplateInfo {
+  return { name: t.name, hasSystem: t.system !== undefined, toolCalls: t.tool_call !== undefined, stop: t.stop ?? [] };
 }
 
 export function modelInfo(h: ModelHost, templates: TemplateRegistry): ModelInfo {

@@ -2,7 +2,7 @@ import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } fro
 import { VERSION, type ModelServiceServer, type SessionServiceServer } from "@nanollm/shared";
 import type { ModelRegistry } from "../models/ModelRegistry.js";
 import type { SessionStore } from "../sessions/SessionStore.js";
-import { messageFromWire, modelInfo, overflowFromWire, sessionInfo } from "./convert.js";
+import { messageFromWire, modelInfo, overflowFromWire, sessionInfo, templateInfo } from "./convert.js";
 import { toServiceError } from "./errors.js";
 import { checkDecoded } from "./malformed.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
@@ -51,6 +51,7 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
       const session = await sessions.create({
         host,
         template: req.chatTemplate,
+        templateJson: req.chatTemplateJson,
         systemPrompt: req.systemPrompt,
         defaults: req.defaults,
         history: req.history.map(messageFromWire),
@@ -68,13 +69,14 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
         await sessions.update(req.sessionId, who, {
           systemPrompt: req.systemPrompt,
           template: req.chatTemplate,
+          templateJson: req.chatTemplateJson,
           defaults: req.defaults,
           functions: req.setFunctions ? FunctionSet.build(req.builtinFunctions, req.clientFunctions) : undefined,
         }),
         false,
       ),
     ),
-    truncateSession: unary(log, async (req, who) => sessionInfo(await sessions.truncate(req.sessionId, who, req.keepMessages), false)),
+    truncateSession: unary(log, async (req, who) => sessionInfo(await sessions.truncate(req.sessionId, who, req.dropLastExchange ? "last exchange" : req.keepMessages), false)),
     deleteSession: unary(log, async (req, who) => {
       await sessions.delete(req.sessionId, who);
       return {};
@@ -100,5 +102,6 @@ export function modelHandlers(state: DaemonState): ModelServiceServer & UntypedS
       identity: who.name,
       admin: who.admin,
     })),
+    listTemplates: unary(state.log, () => ({ templates: state.sessions.templates.all().map(templateInfo) })),
   };
 }

@@ -106,6 +106,17 @@ export class Session {
     return this.rendered().length;
   }
 
+  /** The first line of the first user message, clipped: what `sessions list` calls the session. */
+  get title(): string {
+    const first = this.history.find((m) => m.role === "user")?.text.trim().split("\n")[0] ?? "";
+    return first.length > 60 ? `${first.slice(0, 59)}…` : first;
+  }
+
+  /** The last user message (what /retry sends again), or "" when there is none. */
+  get lastUserText(): string {
+    return this.history.findLast((m) => m.role === "user")?.text ?? "";
+  }
+
   get contextSize(): number {
     return this.host.facts.contextSize;
   }

@@ -11,6 +11,8 @@ import { Session, type Caller, type HistoryMessage, type OverflowPolicy } from "
 import type { SessionJournal, SessionRecord } from "./SessionJournal.js";
 
 const MAX_HISTORY = 100_000;
+/** The fewest characters of an id that find a session (the TUI shows 8). */
+const MIN_PREFIX = 4;
 
 /** The fields of `p` that are set (proto3 optionals arrive as undefined when unset). */
 function definedOnly<T extends object>(p: T): Partial<T> {
@@ -19,8 +21,10 @@ function definedOnly<T extends object>(p: T): Partial<T> {
 
 export interface CreateOptions {
   host: ModelHost;
-  /** Template name or JSON path; empty means chosen from the model. */
+  /** Template name; empty means chosen from the model. */
   template: string;
+  /** A template's JSON text (read by the client); set, it replaces `template`. */
+  templateJson?: string;
   systemPrompt: string | undefined;
   defaults: GenerationParams | undefined;
   /** A conversation to start from (e.g. to replay a transcript); bot ids are kept when given. */
@@ -54,7 +58,11 @@ export class SessionStore {
     checkText("The system prompt", opts.systemPrompt);
     if (opts.history.length > MAX_HISTORY) throw fail.invalid(`The given history has ${opts.history.length} messages, more than ${MAX_HISTORY}; send a shorter one.`);
     opts.history.forEach((m, i) => checkText(`History message ${i}`, m.text));
-    const { template, reason } = opts.template ? { template: this.templates.resolve(opts.template), reason: "requested" } : chooseTemplate(opts.host.facts, this.templates);
+    const { template, reason } = opts.templateJson
+      ? { template: this.templates.parse(opts.templateJson), reason: "requested" }
+      : opts.template
+        ? { template: this.templates.resolve(opts.template), reason: "requested" }
+        : chooseTemplate(opts.host.facts, this.templates);
     const session = new Session(randomUUID(), opts.host, template, reason, opts.systemPrompt ?? template.system_prompt ?? "", opts.defaults ?? {});
     for (const msg of opts.history) {
       const bad = msg.tokens.find((id) => !opts.host.isValidToken(id));
@@ -88,11 +96,18 @@ export class SessionStore {
     this.sessions.set(session.id, session);
   }
 
-  /** The session, when `caller` may see it; another identity's session is reported as absent. */
-  get(id: string, caller: Caller): Session {
-    const session = this.sessions.get(id);
-    if (!session || !(caller.admin || session.owner === caller.name)) throw fail.notFound(`There is no session "${id}"; list sessions with \`nanollm sessions\` or create one.`);
-    return session;
+  /**
+   * The session, when `caller` may see it, by its id or by the start of its id when only one of
+   * the caller's sessions starts so; another identity's session is reported as absent.
+   */
+  get(idOrPrefix: string, caller: Caller): Session {
+    const visible = (s: Session) => caller.admin || s.owner === caller.name;
+    const exact = this.sessions.get(idOrPrefix);
+    if (exact && visible(exact)) return exact;
+    const matches = idOrPrefix.length >= MIN_PREFIX ? [...this.sessions.values()].filter((s) => visible(s) && s.id.startsWith(idOrPrefix)) : [];
+    if (matches.length > 1) throw fail.invalid(`"${idOrPrefix}" is the start of ${matches.length} session ids; type more of the id.`);
+    if (!matches[0]) throw fail.notFound(`There is no session "${idOrPrefix}"; list sessions with \`nanollm sessions\` or create one.`);
+    return matches[0];
   }
 
   /** Every session, for an internal reader (metrics); callers use list. */
@@ -125,12 +140,12 @@ export class SessionStore {
   }
 
   /** Changes the system prompt, template or defaults; the next turn reuses the cache up to the first changed token. */
-  async update(id: string, caller: Caller, change: { systemPrompt?: string; template?: string; defaults?: GenerationParams; functions?: FunctionSet }): Promise<Session> {
+  async update(id: string, caller: Caller, change: { systemPrompt?: string; template?: string; templateJson?: string; defaults?: GenerationParams; functions?: FunctionSet }): Promise<Session> {
     const session = this.idle(id, caller);
     checkText("The system prompt", change.systemPrompt);
     const defaults = { ...session.defaults, ...definedOnly(change.defaults ?? {}) };
     checkParams(defaults);
-    const template = change.template ? this.templates.resolve(change.template) : session.template;
+    const template = change.templateJson ? this.templates.parse(change.templateJson) : change.template ? this.templates.resolve(change.template) : session.template;
     await session.settling;
     const before = { template: session.template, systemPrompt: session.systemPrompt, functions: session.functions };
     session.template = template;
@@ -141,16 +156,20 @@ export class SessionStore {
       Object.assign(session, before);
       throw fail.invalid(`With that change the conversation is ${used} tokens, more than the context of ${session.contextSize}; use a shorter system prompt or reset the session.`);
     }
-    if (change.template) session.templateReason = "requested";
+    if (change.template || change.templateJson) session.templateReason = "requested";
     session.defaults = defaults;
     session.updatedAt = Date.now();
     await session.persist();
     return session;
   }
 
-  /** Keeps the first `keep` messages (e.g. /undo drops the last exchange). */
-  async truncate(id: string, caller: Caller, keep: number): Promise<Session> {
+  /** Keeps the first `keep` messages, or with "last exchange" those before the last user message (/undo). */
+  async truncate(id: string, caller: Caller, keep: number | "last exchange"): Promise<Session> {
     const session = this.idle(id, caller);
+    if (keep === "last exchange") {
+      keep = session.history.findLastIndex((m) => m.role === "user");
+      if (keep < 0) throw fail.precondition(`Session ${session.id} has no user message yet; there is no exchange to drop.`);
+    }
     if (keep > session.history.length) throw fail.invalid(`Session ${id} has only ${session.history.length} messages; keep at most that many.`);
     await session.settling;
     session.history = session.history.slice(0, keep);

@@ -1,4 +1,4 @@
-import { fail, type GenerationParams } from "@nanollm/shared";
+import { describeRange, fail, inRange, SETTING_RANGES, type GenerationParams, type SettingName, type SettingRange } from "@nanollm/shared";
 import type { Sampling } from "../engine/types.js";
 
 /** Daemon-wide defaults: greedy decoding like NanoLLM's do_sample=False. */
@@ -14,7 +14,7 @@ export const DEFAULT_SAMPLING: Sampling = {
 };
 
 /** Ceiling on max_new_tokens a request may ask for. */
-export const MAX_NEW_TOKENS_LIMIT = 32768;
+export const MAX_NEW_TOKENS_LIMIT = SETTING_RANGES.max_new_tokens.max;
 
 /** Layers turn overrides over session defaults over daemon defaults, and checks the ranges. */
 export function resolveSampling(...layers: (GenerationParams | undefined)[]): Sampling {
@@ -46,13 +46,9 @@ export function checkParams(p: GenerationParams | undefined): void {
 
 function check(s: Sampling, _seedGiven: boolean): void {
   const bad = (field: string, rule: string) => fail.invalid(`${field} must be ${rule}; fix the value and retry.`);
-  if (!(s.maxNewTokens >= 1 && s.maxNewTokens <= MAX_NEW_TOKENS_LIMIT)) throw bad("max_new_tokens", `between 1 and ${MAX_NEW_TOKENS_LIMIT}`);
-  if (!(s.minNewTokens >= 0 && s.minNewTokens <= s.maxNewTokens)) throw bad("min_new_tokens", "between 0 and max_new_tokens");
-  if (!(Number.isFinite(s.temperature) && s.temperature >= 0 && s.temperature <= 5)) throw bad("temperature", "between 0 and 5");
-  if (!(Number.isFinite(s.topP) && s.topP > 0 && s.topP <= 1)) throw bad("top_p", "above 0 and at most 1");
-  if (!(s.topK >= 0 && s.topK <= 100000)) throw bad("top_k", "between 0 and 100000");
-  if (s.grammar !== undefined && s.grammar.length > 100_000) throw bad("grammar", "at most 100000 characters");
-  if (!(Number.isFinite(s.repetitionPenalty) && s.repetitionPenalty > 0 && s.repetitionPenalty <= 10)) {
-    throw bad("repetition_penalty", "above 0 and at most 10 (1 means off)");
+  for (const [name, range] of Object.entries(SETTING_RANGES) as [SettingName, SettingRange][]) {
+    if (!inRange(range, s[range.field])) throw bad(name, describeRange(range) + (name === "repetition_penalty" ? " (1 means off)" : ""));
   }
+  if (s.minNewTokens > s.maxNewTokens) throw bad("min_new_tokens", "at most max_new_tokens");
+  if (s.grammar !== undefined && s.grammar.length > 100_000) throw bad("grammar", "at most 100000 characters");
 }

@@ -26,12 +26,9 @@ export interface TurnResult {
  */
 export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink): Promise<TurnResult> {
   if (session.running) throw fail.precondition(`Session ${session.id} already has a turn running; wait for it to end or cancel it.`);
-  const abort = new AbortController();
   session.running = { turnId: turn.turnId };
-  turn.signal.addEventListener("abort", () => abort.abort(), { once: true });
-  if (turn.signal.aborted) abort.abort();
   try {
-    return await generateTurn(session, turn.text, turn.params, abort.signal, sink, turn.images ?? []);
+    return await generateTurn(session, turn.text, turn.params, turn.signal, sink, turn.images ?? []);
   } finally {
     session.running = undefined;
   }
@@ -43,7 +40,7 @@ export interface TurnInput {
   params: GenerationParams | undefined;
   /** Images shown with the message (bytes the client read; PNG, JPEG, BMP, GIF). */
   images?: { data: Uint8Array; name: string }[];
-  /** Aborted by the client's cancel, disconnect or deadline, or by shutdown. */
+  /** The turn's one signal: aborted by the client's cancel, disconnect or deadline, or by shutdown. */
   signal: AbortSignal;
 }
 

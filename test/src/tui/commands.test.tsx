@@ -44,7 +44,7 @@ describe("slash commands", () => {
     await t.idle();
     await t.type("/undo\r");
     await t.see('undone: "again"');
-    assert.deepEqual(t.client.calls, ["truncateSession 2"]);
+    assert.deepEqual(t.client.calls, ["truncateSession last exchange"]);
     assert.deepEqual(t.client.history.map((m) => m.text), ["hi", "echo: hi"]);
     await t.type("/undo\r");
     await t.idle();
@@ -58,7 +58,7 @@ describe("slash commands", () => {
     await waitFor(() => t.client.turns.length === 2, "the retried turn");
     await t.idle();
     assert.equal(t.client.turns[1]!.text, "hi");
-    assert.deepEqual(t.client.calls, ["truncateSession 0"]);
+    assert.deepEqual(t.client.calls, ["truncateSession last exchange"]);
     assert.equal(t.client.history.length, 2, "one exchange, not two");
     assert.match(t.frame(), /greedy decoding repeats the same reply/);
   });
@@ -95,7 +95,7 @@ describe("slash commands", () => {
   it("/session new, list and switch", async () => {
     const t = await withExchange();
     await t.type("/session list\r");
-    await t.see("* 5e55104a  tiny  chat-ml  2 messages");
+    await t.see(/\* 5e55104a +0s ago {2}"hi" {2}tiny · chat-ml · 2 messages/);
     await t.type("/session new\r");
     await t.see("new session 0e770000");
     await t.see("session 0e770000 · ctx");
@@ -108,7 +108,7 @@ describe("slash commands", () => {
   it("/stats, and /functions with none enabled", async () => {
     const t = await withExchange();
     await t.type("/stats\r");
-    await t.see(/last turn: 20 prompt tokens .* 1 tokens in/);
+    await t.see(/last turn: 20 prompt tokens .* 1 token in/);
     await t.type("/functions\r");
     await t.see("no functions enabled");
   });

@@ -1,4 +1,4 @@
-import { FunctionCall, Message, Role, SessionInfo, StopReason, TurnStats, type ChatEvent, type GenerationParams } from "@nanollm/shared";
+import { NanoError, FunctionCall, Message, Role, SessionInfo, StopReason, TemplateInfo, TurnStats, type ChatEvent, type GenerationParams } from "@nanollm/shared";
 import type { ChatClient } from "nanollm/dist/ui/ChatClient.js";
 
 /** What one scripted turn yields: text deltas, function calls, then (unless cancelled) its end. */
@@ -14,12 +14,22 @@ export class FakeClient implements ChatClient {
   readonly turns: { text: string; params: GenerationParams | undefined; images: { name: string; data: Uint8Array }[] }[] = [];
   history: Message[] = [];
   slow = false;
-  session: SessionInfo = SessionInfo.fromPartial({ sessionId: "5e55104a-0000-4000-8000-000000000001", model: "tiny", chatTemplate: "chat-ml", templateReason: "requested", contextSize: 1024, contextUsed: 12 });
+  /** The daemon's templates, as ListTemplates answers. */
+  templates = ["chat-ml", "llama-3", "llama-3.1", "llama-3.1-tools", "phi-3", "raw"];
+  session: SessionInfo = SessionInfo.fromPartial({ sessionId: "5e55104a-0000-4000-8000-000000000001", model: "tiny", chatTemplate: "chat-ml", templateReason: "requested", contextSize: 1024, contextUsed: 12, templateHasSystem: true, updatedAtMs: Date.now() });
 
   constructor(private readonly reply: (text: string) => Step[] = (t) => [{ text: `echo: ${t}` }]) {}
 
   private info(withHistory = false): SessionInfo {
-    return { ...this.session, messageCount: this.history.length, contextUsed: 12 + this.history.length * 10, history: withHistory ? [...this.history] : [] };
+    const users = this.history.filter((m) => m.role === Role.ROLE_USER);
+    return {
+      ...this.session,
+      messageCount: this.history.length,
+      contextUsed: 12 + this.history.length * 10,
+      title: users[0]?.text.split("\n")[0] ?? "",
+      lastUserText: users.at(-1)?.text ?? "",
+      history: withHistory ? [...this.history] : [],
+    };
   }
 
   async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal, _onCall?: unknown, images: { name: string; data: Uint8Array }[] = []): AsyncGenerator<ChatEvent> {
@@ -47,7 +57,7 @@ export class FakeClient implements ChatClient {
     }
     this.history.push(Message.fromPartial({ role: Role.ROLE_USER, text }), Message.fromPartial({ role: Role.ROLE_BOT, text: reply }));
     const stats = TurnStats.fromPartial({ inputTokens: 20, evaluatedTokens: 20, prefillTokensPerSecond: 812, generatedTokens: tokens, decodeTokensPerSecond: 345.6, decodeMs: 10 });
-    yield { ...base, kind: { $case: "end", end: { stopReason: stop, stats, reply } } };
+    yield { ...base, kind: { $case: "end", end: { stopReason: stop, stats, reply, session: this.info() } } };
   }
 
   async createSession(): Promise<SessionInfo> {
@@ -56,7 +66,9 @@ export class FakeClient implements ChatClient {
     this.session = { ...this.session, sessionId: "0e770000-0000-4000-8000-000000000002" };
     return this.info();
   }
-  async getSession(_id: string, withHistory = false): Promise<SessionInfo> {
+  async getSession(id: string, withHistory = false): Promise<SessionInfo> {
+    // Like the daemon: the id, or the start of it.
+    if (!this.session.sessionId.startsWith(id)) throw new NanoError("NOT_FOUND", `There is no session "${id}"; list sessions with \`nanollm sessions\` or create one.`);
     return this.info(withHistory);
   }
   async listSessions(): Promise<SessionInfo[]> {
@@ -73,9 +85,15 @@ export class FakeClient implements ChatClient {
     if (change.chatTemplate !== undefined) this.session = { ...this.session, chatTemplate: change.chatTemplate, templateReason: "requested" };
     return this.info();
   }
-  async truncateSession(_id: string, keep: number): Promise<SessionInfo> {
+  async truncateSession(_id: string, keep: number | "last exchange"): Promise<SessionInfo> {
     this.calls.push(`truncateSession ${keep}`);
-    this.history = this.history.slice(0, keep);
+    this.history = this.history.slice(0, keep === "last exchange" ? this.history.findLastIndex((m) => m.role === Role.ROLE_USER) : keep);
     return this.info();
+  }
+  async deleteSession(id: string): Promise<void> {
+    this.calls.push(`deleteSession ${id}`);
+  }
+  async listTemplates(): Promise<TemplateInfo[]> {
+    return this.templates.map((name) => TemplateInfo.fromPartial({ name, hasSystem: true }));
   }
 }

@@ -59,13 +59,21 @@ describe("tui units", () => {
   });
 
   it("commands: a path is not a command; completion finishes names and arguments", () => {
+    // Template names and session ids come from the daemon (ListTemplates, ListSessions), never from a local copy.
+    const ctx = { commands: COMMANDS, known: { templates: ["chat-ml", "llama-3", "llama-3.1", "llama-3.1-tools", "phi-3"], sessionIds: ["5e55104a-0000", "0e770000-1111"] } };
     assert.deepEqual(parseCommandLine("/Set top_k 4"), { name: "set", args: "top_k 4" });
     assert.equal(parseCommandLine("/home/me/notes.txt is long"), undefined);
-    assert.deepEqual(completeLine(COMMANDS, "/ret"), { line: "/retry ", candidates: [] });
-    assert.deepEqual(completeLine(COMMANDS, "/session sw"), { line: "/session switch ", candidates: [] });
-    assert.deepEqual(completeLine(COMMANDS, "/template phi-3"), { line: "/template phi-3 ", candidates: [] });
-    assert.deepEqual(completeLine(COMMANDS, "/template llama-3")?.candidates, ["llama-3", "llama-3.1", "llama-3.1-tools"]);
-    assert.equal(completeLine(COMMANDS, "hello"), undefined);
+    assert.deepEqual(completeLine(ctx, "/ret"), { line: "/retry ", candidates: [] });
+    assert.deepEqual(completeLine(ctx, "/session sw"), { line: "/session switch ", candidates: [] });
+    assert.deepEqual(completeLine(ctx, "/template phi-3"), { line: "/template phi-3 ", candidates: [] });
+    assert.deepEqual(completeLine(ctx, "/template llama-3")?.candidates, ["llama-3", "llama-3.1", "llama-3.1-tools"]);
+    assert.equal(completeLine(ctx, "hello"), undefined);
+  });
+
+  it("Tab completes session ids for /session switch (defect 6)", () => {
+    const ctx = { commands: COMMANDS, known: { templates: [], sessionIds: ["5e55104a-0000-4000", "0e770000-1111-4000", "0e7799aa-2222-4000"] } };
+    assert.deepEqual(completeLine(ctx, "/session switch 5e"), { line: "/session switch 5e55104a ", candidates: [] });
+    assert.deepEqual(completeLine(ctx, "/session switch 0e77")?.candidates, ["0e770000", "0e7799aa"]);
   });
 
   it("history: the state dir, a file per user, consecutive repeats kept once", () => {

@@ -1,4 +1,4 @@
-import type { SlashCommand } from "./types.js";
+import type { CompletionContext, SlashCommand } from "./types.js";
 
 /**
  * A line that is a slash command: "/name args". A line whose first word holds another slash
@@ -38,7 +38,8 @@ export interface Completion {
 }
 
 /** Tab completion of command names, then of a command's arguments. */
-export function completeLine(commands: readonly SlashCommand[], line: string): Completion | undefined {
+export function completeLine(ctx: CompletionContext, line: string): Completion | undefined {
+  const commands = ctx.commands;
   if (!line.startsWith("/") || line.includes("\n")) return undefined;
   const space = line.indexOf(" ");
   if (space < 0) {
@@ -53,7 +54,7 @@ export function completeLine(commands: readonly SlashCommand[], line: string): C
   // Complete the last word of the arguments ("/set te" -> "/set temperature ").
   const cut = rest.lastIndexOf(" ") + 1;
   const prefix = rest.slice(cut);
-  return finish(head + rest.slice(0, cut), command.complete(rest).filter((c) => c.startsWith(prefix)), prefix, " ");
+  return finish(head + rest.slice(0, cut), command.complete(rest, ctx).filter((c) => c.startsWith(prefix)), prefix, " ");
 }
 
 function finish(head: string, options: readonly string[], prefix: string, after: string): Completion | undefined {

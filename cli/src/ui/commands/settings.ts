@@ -1,4 +1,4 @@
-import type { GenerationParams } from "@nanollm/shared";
+import { describeRange, inRange, SETTING_RANGES, type GenerationParams, type SettingRange } from "@nanollm/shared";
 import { CommandError, type SlashCommand } from "./types.js";
 
 interface Setting {
@@ -7,10 +7,10 @@ interface Setting {
   range: string;
 }
 
-function number(min: number, max: number, whole: boolean) {
+function number(range: SettingRange) {
   return (value: string): number => {
     const n = Number(value);
-    if (value === "" || !Number.isFinite(n) || n < min || n > max || (whole && !Number.isInteger(n))) throw new Error();
+    if (value === "" || !inRange(range, n)) throw new Error();
     return n;
   };
 }
@@ -21,15 +21,11 @@ function boolean(value: string): boolean {
   throw new Error();
 }
 
-/** The per-turn settings /set knows, by the names the reference uses. */
+/** The per-turn settings /set knows, by the names the reference uses; ranges from the shared table. */
 export const SETTINGS: Readonly<Record<string, Setting>> = {
-  temperature: { field: "temperature", parse: number(0, 5, false), range: "a number from 0 to 5" },
-  top_p: { field: "topP", parse: number(0, 1, false), range: "a number from 0 to 1" },
-  top_k: { field: "topK", parse: number(0, 100000, true), range: "a whole number from 0 to 100000" },
-  max_new_tokens: { field: "maxNewTokens", parse: number(1, 32768, true), range: "a whole number from 1 to 32768" },
-  min_new_tokens: { field: "minNewTokens", parse: number(0, 32768, true), range: "a whole number from 0 to 32768" },
-  repetition_penalty: { field: "repetitionPenalty", parse: number(0, 10, false), range: "a number from 0 to 10" },
-  seed: { field: "seed", parse: number(0, 2 ** 32 - 1, true), range: "a whole number from 0 to 4294967295" },
+  ...Object.fromEntries(
+    (Object.entries(SETTING_RANGES) as [string, SettingRange][]).map(([name, range]) => [name, { field: range.field, parse: number(range), range: describeRange(range) }]),
+  ),
   do_sample: { field: "doSample", parse: boolean, range: "true or false" },
 };
 

@@ -16,8 +16,15 @@ export interface CommandContext {
   attach(sources: string[]): Promise<boolean>;
   /** Re-reads the current session from the daemon (context used, message count). */
   refreshSession(): Promise<SessionInfo>;
+  /** Notes a session the command created (an empty one is deleted when the chat ends). */
+  createdSession(session: SessionInfo): void;
+  /** Daemon-side names Tab completes: templates and session ids, read when the chat starts. */
+  readonly known: { templates: readonly string[]; sessionIds: readonly string[] };
   quit(): void;
 }
+
+/** What completion reads: the commands, and the names only the daemon knows. */
+export type CompletionContext = Pick<CommandContext, "commands" | "known">;
 
 /** A slash command as data: /help and tab completion are generated from these. */
 export interface SlashCommand {
@@ -27,7 +34,7 @@ export interface SlashCommand {
   usage?: string;
   help: string;
   /** Candidates for the argument being typed (tab completion). */
-  complete?: (argPrefix: string) => readonly string[];
+  complete?: (argPrefix: string, ctx: CompletionContext) => readonly string[];
   run(args: string, ctx: CommandContext): Promise<void> | void;
 }
 

@@ -101,7 +101,7 @@ export function useLineInput(controller: ChatController): LineInputView {
     if (key.ctrl && input === "d" && line.current.text === "" && !block.current) return controller.quit();
     if (key.return) return key.meta ? setLine(insertText(line.current, "\n")) : submitLine();
     if (key.tab) {
-      const done = completeLine(controller.commands, line.current.text);
+      const done = completeLine(controller, line.current.text);
       if (!done) return;
       candidates.current = done.candidates;
       return setLine({ text: done.line, cursor: done.line.length });
