@@ -10,13 +10,17 @@ if $nanollm models --host "$host" >/dev/null 2>&1; then
   echo "a daemon already listens at $host; chatting with it" >&2
   exec $nanollm chat --host "$host"
 fi
-model=$($nanollm pull ${model:+"$model"})
+if ! model=$($nanollm pull ${model:+"$model"}); then
+  echo "make run: no model to start the daemon with; give a .gguf file you have with MODEL=path/to/model.gguf" >&2
+  exit 1
+fi
 mkdir -p .cache
 log=.cache/daemon.log
 $nanollm serve --model "$model" --listen "$host" >"$log" 2>&1 &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
-until grep -q "listening on" "$log"; do
+# The daemon prints one machine-readable ready line once it listens (read by the shared helper).
+until node scripts/ready-address.mjs "$log" >/dev/null; do
   if ! kill -0 $daemon 2>/dev/null; then
     cat "$log" >&2
     exit 1

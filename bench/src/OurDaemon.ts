@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
-import type { Message, ModelInfo, TurnStats } from "@nanollm/shared";
+import { READY_LINE, type Message, type ModelInfo, type TurnStats } from "@nanollm/shared";
 import { CLI_MAIN } from "./paths.js";
 import { Child } from "./proc.js";
 
@@ -41,7 +41,7 @@ export class OurDaemon {
       "--parallel", String(opts.parallel), "--ctx", String(opts.ctx), "--gpu", "cpu", "--kv-cache-type", opts.kvCacheType ?? "f16"];
     const child = Child.start("nanollm serve", process.execPath, args, { ...process.env, NANOLLM_DATA_DIR: dataDir, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true" });
     try {
-      const m = await child.waitFor(/listening on (\S+)/, 180_000);
+      const m = await child.waitFor(READY_LINE, 180_000);
       return new OurDaemon(child, new NanoClient(m[1]!), dataDir);
     } catch (err) {
       await child.stop();

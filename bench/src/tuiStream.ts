@@ -8,7 +8,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { render } from "ink";
-import type { ChatEvent } from "@nanollm/shared";
+import { waitForReady, type ChatEvent } from "@nanollm/shared";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import type { ChatClient } from "nanollm/dist/ui/ChatClient.js";
 import { createChat } from "nanollm/dist/ui/createChat.js";
@@ -55,17 +55,7 @@ async function startDaemon(model: string, ctx: number) {
     stdio: ["ignore", "pipe", "pipe"],
   });
   process.on("exit", () => proc.kill("SIGKILL"));
-  let log = "";
-  const address = await new Promise<string>((resolve, reject) => {
-    const onData = (b: Buffer) => {
-      log += b.toString();
-      const m = /listening on (\S+)/.exec(log);
-      if (m) resolve(m[1]!);
-    };
-    proc.stdout.on("data", onData);
-    proc.stderr.on("data", onData);
-    proc.once("exit", (code) => reject(new Error(`the daemon exited with ${code}:\n${log}`)));
-  });
+  const { address } = await waitForReady(proc);
   return { address, stop: () => proc.kill("SIGTERM") };
 }
 

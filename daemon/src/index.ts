@@ -1,5 +1,5 @@
 export { startDaemon, type DaemonOptions, type RunningDaemon } from "./server.js";
-export { resolveModel } from "./engine/resolveModel.js";
+export { isRemoteModel, resolveModel } from "./engine/resolveModel.js";
 export { TemplateRegistry } from "./templates/TemplateRegistry.js";
 export { render, renderToString, type RenderMessage } from "./templates/render.js";
 export type { GpuChoice, KvCacheType } from "./engine/types.js";

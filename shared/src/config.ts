@@ -61,6 +61,11 @@ export interface EnvConfig {
    * below flags and environment variables (default $XDG_CONFIG_HOME/nanollm/client.json).
    */
   clientConfig: string;
+  /**
+   * NANOLLM_CONNECT_TIMEOUT_MS: how long `pull` (and `serve` fetching a model) waits for the
+   * model's server to answer before it says it cannot reach it (default 15000).
+   */
+  connectTimeoutMs: number;
 }
 
 /** Reads the environment once; flags override these values. */
@@ -86,6 +91,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     tlsCert: env.NANOLLM_TLS_CERT || undefined,
     tlsKey: env.NANOLLM_TLS_KEY || undefined,
     clientConfig: env.NANOLLM_CLIENT_CONFIG || path.join(env.XDG_CONFIG_HOME ?? path.join(os.homedir(), ".config"), "nanollm", "client.json"),
+    connectTimeoutMs: positiveInt(env.NANOLLM_CONNECT_TIMEOUT_MS) ?? 15_000,
   };
 }
 

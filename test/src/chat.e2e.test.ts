@@ -3,6 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { Role, StopReason } from "@nanollm/shared";
 import { spawnDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tinyModel } from "./helpers/fixtures.js";
+import { replayTurn } from "./helpers/replay.js";
 
 const PROMPTS = ["Hello there, how are you today?", "Tell me about the world and the tree.", "What did you learn from it?"];
 
@@ -32,9 +33,7 @@ describe("a chat over the real daemon process", () => {
     assert.ok(st.evaluatedTokens < 30 && st.inputTokens > 80, `evaluated ${st.evaluatedTokens} of ${st.inputTokens}`);
 
     // A fresh session handed the same history at once must produce the same greedy reply.
-    const history = before3.history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.role === Role.ROLE_BOT ? m.tokenIds : [], images: [] }));
-    const fresh = await d.client.createSession({ chatTemplate: "chat-ml", history });
-    const f3 = await turn(d.client, fresh.sessionId, PROMPTS[2]!);
+    const f3 = await replayTurn(d.client, before3.history, PROMPTS[2]!, 24);
     assert.deepEqual(f3.ids, t3.ids);
     assert.equal(f3.text, t3.text);
     assert.equal(f3.end.stats!.reusedTokens, 0);

@@ -7,11 +7,10 @@ import { after, before, describe, it } from "node:test";
 import { ChatServiceClient, Role, StopReason, type ChatEvent } from "@nanollm/shared";
 import { inProcessDaemon, spawnDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
+import { assertNextTurnMatchesReplay, replayTurn } from "./helpers/replay.js";
 
 const LONG_PROMPT = "hello world ".repeat(1500);
 
-/** The history as CreateSession takes it, to replay a conversation in a fresh session. */
-const replay = (history: { role: Role; text: string; tokenIds: number[] }[]) => history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.tokenIds, images: [] }));
 
 describe("a daemon killed with SIGKILL mid-reply", () => {
   it("restarts with every completed turn of every session, and the next turn works", async () => {
@@ -43,8 +42,7 @@ describe("a daemon killed with SIGKILL mid-reply", () => {
         assert.equal(now.systemPrompt, before[i]!.systemPrompt);
       }
       const next = await turn(second.client, a.sessionId, "Are you back?", 8);
-      const fresh = await second.client.createSession({ chatTemplate: "chat-ml", history: replay(before[0]!.history) });
-      assert.deepEqual(next.ids, (await turn(second.client, fresh.sessionId, "Are you back?", 8)).ids);
+      assert.deepEqual(next.ids, (await replayTurn(second.client, before[0]!.history, "Are you back?", 8)).ids);
     } finally {
       await second.stop();
     }
@@ -126,9 +124,7 @@ describe("a client that disconnects", () => {
     assert.equal(info.messageCount, 2, "the interrupted turn left no trace");
     assert.ok(info.cachedTokens > info.contextUsed, `part of the long prompt was evaluated (${info.cachedTokens} cached)`);
     assert.ok(info.cachedTokens < 3000, "but not all of it");
-    const next = await turn(d.client, s.sessionId, "Short question", 8);
-    const fresh = await d.client.createSession({ chatTemplate: "chat-ml", history: replay(info.history) });
-    assert.deepEqual(next.ids, (await turn(d.client, fresh.sessionId, "Short question", 8)).ids);
+    await assertNextTurnMatchesReplay(d.client, s.sessionId, "Short question");
   });
 
   it("during decode: generation stops, the partial reply is closed with EOS, the next turn equals a fresh one", async () => {
@@ -142,9 +138,7 @@ describe("a client that disconnects", () => {
     assert.ok(reply.tokenIds.length < 3000, `stopped after ${reply.tokenIds.length} tokens, within a few decode steps`);
     // llama.cpp takes <|end_of_text|> (6) as this vocab's end-of-turn token; EOS is 2.
     assert.ok([2, 6].includes(reply.tokenIds[reply.tokenIds.length - 1]!), "an end-of-generation token closes the cut reply (rule 4)");
-    const next = await turn(d.client, s.sessionId, "Go on", 8);
-    const fresh = await d.client.createSession({ chatTemplate: "chat-ml", history: replay(info.history) });
-    assert.deepEqual(next.ids, (await turn(d.client, fresh.sessionId, "Go on", 8)).ids);
+    await assertNextTurnMatchesReplay(d.client, s.sessionId, "Go on");
   });
 
   it("a deadline cancels the turn the same way", async () => {

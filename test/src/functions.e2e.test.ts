@@ -5,6 +5,7 @@ import { parseCall } from "@nanollm/daemon/dist/functions/parseCall.js";
 import type { FunctionHandler } from "nanollm/dist/client/NanoClient.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tinyModel, toolEagerModel } from "./helpers/fixtures.js";
+import { assertNextTurnMatchesReplay } from "./helpers/replay.js";
 
 const WEATHER: FunctionDecl = {
   name: "WEATHER",
@@ -27,11 +28,8 @@ async function run(d: TestDaemon, sessionId: string, text: string, params: Gener
 
 /** The next greedy reply equals a fresh session's given the same transcript, and nothing is re-evaluated. */
 async function assertCacheMatchesTranscript(d: TestDaemon, sessionId: string, extra: Partial<Parameters<TestDaemon["client"]["createSession"]>[0]>) {
-  const info = await d.client.getSession(sessionId, true);
-  const next = await turn(d.client, sessionId, "And then?", 8);
+  const { info, next } = await assertNextTurnMatchesReplay(d.client, sessionId, "And then?", 8, { chatTemplate: "chat-ml", ...extra });
   assert.equal(next.end.stats!.reusedTokens, info.contextUsed, "the cache holds exactly the rendered transcript");
-  const fresh = await d.client.createSession({ chatTemplate: "chat-ml", ...extra, history: info.history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.tokenIds, images: [] })) });
-  assert.deepEqual((await turn(d.client, fresh.sessionId, "And then?", 8)).ids, next.ids, "same reply as a fresh evaluation");
 }
 
 describe("the strict call parser", () => {

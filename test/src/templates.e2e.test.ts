@@ -5,6 +5,7 @@ import { ModelHost } from "@nanollm/daemon/dist/engine/ModelHost.js";
 import { CONTROL_TOKEN_IDS } from "./gguf/makeTinyLlama.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tinyModel } from "./helpers/fixtures.js";
+import { replayTurn } from "./helpers/replay.js";
 
 describe("control strings typed by a user stay plain text", () => {
   let host: ModelHost;
@@ -48,9 +49,7 @@ describe("changing the system prompt mid-session", () => {
     assert.ok(st.reusedTokens >= 4 && st.reusedTokens < 12, `reused ${st.reusedTokens}`);
     assert.ok(st.evaluatedTokens > before2.contextUsed - st.reusedTokens, "the re-rendered history was evaluated again");
 
-    const history = before2.history.map((m) => ({ role: m.role, text: m.text, tokenIds: m.tokenIds, images: [] }));
-    const fresh = await d.client.createSession({ chatTemplate: "chat-ml", systemPrompt: "You are a cruel bot.", history });
-    const f3 = await turn(d.client, fresh.sessionId, "And now?", 16);
+    const f3 = await replayTurn(d.client, before2.history, "And now?", 16, { chatTemplate: "chat-ml", systemPrompt: "You are a cruel bot." });
     assert.deepEqual(t3.ids, f3.ids, "same reply as a session that always had the new system prompt");
   });
 

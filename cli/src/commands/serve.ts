@@ -1,7 +1,7 @@
 import path from "node:path";
 import { Command } from "commander";
 import { loadDaemon } from "./loadDaemon.js";
-import { DEFAULT_LISTEN, DEFAULT_MODEL_URI, readEnv } from "@nanollm/shared";
+import { DEFAULT_LISTEN, DEFAULT_MODEL_URI, readEnv, readyLine } from "@nanollm/shared";
 import { choiceArg, intArg } from "./options.js";
 
 const GPUS = ["auto", "cpu", "cuda", "vulkan", "metal"] as const;
@@ -33,7 +33,7 @@ export function serveCommand(): Command {
     .action(async (opts: ServeFlags) => {
       // The daemon (and node-llama-cpp) load only for `serve`, so `chat` starts fast.
       const { startDaemon, resolveModel } = await loadDaemon("serve");
-      const modelPath = await resolveModel(opts.model ?? DEFAULT_MODEL_URI, env.modelsDir);
+      const modelPath = await resolveModel(opts.model ?? DEFAULT_MODEL_URI, env.modelsDir, { connectTimeoutMs: env.connectTimeoutMs, offlineHint: "when offline, pass --model PATH.gguf with a model file you have." });
       const daemon = await startDaemon({
         ...opts,
         listen: opts.listen || DEFAULT_LISTEN,
@@ -45,6 +45,8 @@ export function serveCommand(): Command {
         modelsDir: env.modelsDir,
         maxSessions: env.maxSessions,
       });
+      // The log is for people (stderr); scripts and tests wait for this line (see waitForReady).
+      process.stdout.write(`${readyLine(daemon.address)}\n`);
       const stop = (signal: string) => {
         process.stderr.write(`${signal}: finishing running turns, then exiting\n`);
         daemon.close().then(

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { startDaemon, type DaemonOptions, type RunningDaemon } from "@nanollm/daemon";
+import { waitForReady } from "@nanollm/shared";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { tempDir } from "./fixtures.js";
 
@@ -48,30 +49,20 @@ export async function inProcessDaemon(
   };
 }
 
-/** `nanollm serve` as a child process; resolves once it logs its bound address. */
+/** `nanollm serve` as a child process; resolves once it prints its ready line. */
 export async function spawnDaemon(modelPath: string, extra: string[] = []): Promise<TestDaemon & { proc: ChildProcess; log: () => string }> {
   // Each daemon journals into its own fresh folder unless the test names one.
   const dataDir = extra.includes("--data-dir") ? [] : ["--data-dir", tempDir("data")];
   const proc = spawn(process.execPath, [CLI, "serve", "--model", modelPath, "--listen", "127.0.0.1:0", "--threads", "1", ...(extra.includes("--batch-threads") ? [] : ["--batch-threads", "1"]), "--gpu", "cpu", ...dataDir, ...extra], {
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let log = "";
-  const address = await new Promise<string>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      log += chunk.toString();
-      const match = /listening on (\S+)/.exec(log);
-      if (match) resolve(match[1]!);
-    };
-    proc.stderr!.on("data", onData);
-    proc.stdout!.on("data", onData);
-    proc.once("exit", (code) => reject(new Error(`daemon exited with ${code} before listening:\n${log}`)));
-  });
+  const { address, output } = await waitForReady(proc);
   const client = new NanoClient(address);
   return {
     proc,
     address,
     client,
-    log: () => log,
+    log: output,
     stop: async () => {
       client.close();
       if (proc.exitCode === null) {

@@ -55,7 +55,15 @@ export const eosEagerModel = () => tinyModel("tiny-eos-eager", 1, { eosEager: tr
 /** A model whose greedy replies open a tool call (<tool_call>) whenever they may. */
 export const toolEagerModel = () => tinyModel("tiny-tool-eager", 1, { eagerToken: "<tool_call>" });
 
-/** A fresh temporary folder for one test file. */
+const made: string[] = [];
+
+/** A fresh temporary folder for one test file; removed when the test process exits. */
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(fs.realpathSync(process.env.TMPDIR ?? "/tmp"), `nanollm-${prefix}-`));
+  const dir = fs.mkdtempSync(path.join(fs.realpathSync(process.env.TMPDIR ?? "/tmp"), `nanollm-${prefix}-`));
+  if (made.push(dir) === 1) process.once("exit", removeTempDirs);
+  return dir;
+}
+
+function removeTempDirs(): void {
+  for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
