@@ -293,14 +293,14 @@ describe("client config file and certificates", () => {
       const config = path.join(dir, "client.json");
       fs.writeFileSync(config, JSON.stringify({ host: d.address, token }), { mode: 0o644 });
       const env = { NANOLLM_CLIENT_CONFIG: config, NANOLLM_HOST: "", NANOLLM_TOKEN: "" };
-      const open = await nanollm(["models"], "", env);
+      const open = await nanollm(["models"], "", { env });
       assert.equal(open.code, 1);
       assert.equal(open.stderr, `nanollm: ${config} holds a token but others can read it; run \`chmod 600 ${config}\`.\n`);
       fs.chmodSync(config, 0o600);
-      const ok = await nanollm(["models"], "", env);
+      const ok = await nanollm(["models"], "", { env });
       assert.equal(ok.code, 0, ok.stderr);
       assert.match(ok.stdout, /you are erin$/m);
-      const flag = await nanollm(["models", "--token", "nllm_wrong"], "", env);
+      const flag = await nanollm(["models", "--token", "nllm_wrong"], "", { env });
       assert.match(flag.stderr, /did not accept this token/);
     } finally {
       await d.stop();

@@ -127,6 +127,7 @@ export class NanoClient {
         const kind = event.kind;
         if (kind?.$case === "error") {
           ended = true;
+          call.end();
           throw new NanoError(FROM_STATUS[kind.error.code as status] ?? "INTERNAL", kind.error.message);
         }
         yield event;
@@ -135,6 +136,9 @@ export class NanoClient {
         if (fc?.clientSide) void answerCall(fc, onFunctionCall ?? this.functionHandler).then((answer) => !call.writableEnded && call.write({ kind: { $case: "functionResult", functionResult: { callId: fc.callId, ...answer } } }));
         if (kind?.$case === "end") {
           ended = true;
+          // Half-close before leaving the loop (leaving it destroys the readable side): the daemon
+          // then ends the stream, as the turn is over.
+          call.end();
           return;
         }
       }
@@ -142,10 +146,9 @@ export class NanoClient {
       throw toClientError(err, this.host);
     } finally {
       signal?.removeEventListener("abort", onAbort);
-      // A turn that ended closes its stream politely; one left early (the caller stopped reading,
-      // or the transport failed) is dropped.
-      if (ended) call.end();
-      else call.cancel();
+      // A turn left early (the caller stopped reading, or the transport failed) drops its stream;
+      // a cancel the user asked for went as a CancelTurn, so its end event with stats still comes.
+      if (!ended) call.cancel();
     }
   }
 

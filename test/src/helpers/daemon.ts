@@ -74,10 +74,10 @@ export async function spawnDaemon(modelPath: string, extra: string[] = []): Prom
   };
 }
 
-/** Runs the nanollm CLI to completion, feeding it `stdin`. */
-export function nanollm(args: string[], stdin = "", env?: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs the nanollm CLI to completion, feeding it `stdin` (in another folder or environment when asked). */
+export function nanollm(args: string[], stdin = "", opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
+    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ["pipe", "pipe", "pipe"], cwd: opts.cwd, env: { ...process.env, ...opts.env } });
     let stdout = "";
     let stderr = "";
     proc.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
