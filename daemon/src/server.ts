@@ -1,6 +1,6 @@
 import path from "node:path";
 import { setMaxListeners } from "node:events";
-import { Server } from "@grpc/grpc-js";
+import { logVerbosity, Server, setLogVerbosity } from "@grpc/grpc-js";
 import { ChatServiceService, fail, formatAddress, ModelServiceService, parseAddress, SessionServiceService } from "@nanollm/shared";
 import { Authenticator } from "./auth/authenticate.js";
 import { checkExposure, serverCredentials, type TlsFiles } from "./auth/exposure.js";
@@ -119,12 +119,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   ] as const;
   for (const [service, handlers] of services) server.addService(tolerant(service), guard(service, handlers, auth, log));
   const health = addStandardServices(server);
+  // grpc-js logs a failed bind itself ("E No address added ..."); the sentence below says it once.
+  setLogVerbosity(logVerbosity.NONE);
   const boundPort = await new Promise<number>((resolve, reject) =>
     server.bindAsync(formatAddress(host, port), credentials, (err, p) => (err ? reject(err) : resolve(p))),
-  ).catch(async (err: Error) => {
-    await models.dispose();
-    throw fail.unavailable(`Cannot listen on ${opts.listen} (${err.message}); pick another address with --listen.`);
-  });
+  )
+    .catch(async (err: Error) => {
+      await models.dispose();
+      const why = /EADDRINUSE/.test(err.message) ? "the address is already in use" : /EADDRNOTAVAIL/.test(err.message) ? "no interface has that address" : err.message;
+      throw fail.unavailable(`Cannot listen on ${opts.listen} (${why}); pick another address with --listen.`);
+    })
+    .finally(() => setLogVerbosity(logVerbosity.ERROR));
   const address = formatAddress(host, boundPort);
   const metricsServer = opts.metrics ? await metrics.serve(opts.metrics) : undefined;
   const announced = opts.advertise
@@ -157,7 +162,7 @@ function restoreSessions(journal: SessionJournal, sessions: SessionStore, host: 
   const mine = records.filter((r) => r.modelFile === host.facts.file);
   for (const record of mine) sessions.restore(record, host);
   const others = records.length - mine.length;
-  if (records.length > 0) log(`restored ${mine.length} sessions from ${journal.dir}${others ? ` (${others} for other models left on disk)` : ""}`);
+  if (records.length > 0) log(`restored ${plural(mine.length, "session")} from ${journal.dir}${others ? ` (${others} for other models left on disk)` : ""}`);
 }
 
 function plural(n: number, word: string): string {

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { nanollm, spawnDaemon, type TestDaemon } from "./helpers/daemon.js";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import net from "node:net";
+import { DEFAULT_MODEL_URI } from "@nanollm/shared";
+import { CLI, nanollm, spawnDaemon, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
 import fs from "node:fs";
 import path from "node:path";
@@ -22,8 +26,6 @@ describe("nanollm chat, non-interactive", () => {
     assert.equal(stats.length, 2, r.stderr);
     assert.equal(stats[0]![4], "12");
     assert.ok(Number(stats[1]![2]) > 0, "the second turn reused the first turn's cache");
-    const sessions = await d.client.listSessions();
-    assert.ok(sessions.some((s) => s.messageCount === 4), "both prompts went to one session");
   });
 
   it("nanollm models names the backend, the llama.cpp binary, the threads and the model", async () => {
@@ -57,13 +59,24 @@ export const helper = 1;`,
   });
 
   it("continues a session with --session", async () => {
-    const first = await nanollm(["chat", "--host", d.address, "--chat-template", "chat-ml", "--prompt", "Hello there", "--max-new-tokens", "6"]);
+    const first = await nanollm(["chat", "--host", d.address, "--chat-template", "chat-ml", "--keep", "--prompt", "Hello there", "--max-new-tokens", "6"]);
     const id = /session (\S+)/.exec(first.stderr)?.[1];
     assert.ok(id, first.stderr);
     const second = await nanollm(["chat", "--host", d.address, "--session", id, "--prompt", "And then?", "--max-new-tokens", "6"]);
     assert.equal(second.code, 0, second.stderr);
     assert.equal((await d.client.getSession(id)).messageCount, 4);
     assert.match(second.stderr, /\((\d+) reused/);
+  });
+
+  it("Ctrl+C stops a one-shot chat, which exits 130 like any interrupted command (defect 13)", async () => {
+    const proc = spawn(process.execPath, [CLI, "chat", "--host", d.address, "--chat-template", "raw", "--prompt", "Once upon a time", "--max-new-tokens", "4000", "--min-new-tokens", "4000"], { stdio: ["pipe", "pipe", "pipe"] });
+    let stderr = "";
+    proc.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    await once(proc.stdout, "data");
+    proc.kill("SIGINT");
+    const [code] = (await once(proc, "exit")) as [number | null];
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /stop: cancelled/, "the turn ended with its stats");
   });
 
   it("rejects a bad flag with one sentence", async () => {
@@ -78,6 +91,34 @@ describe("nanollm without a daemon", () => {
     const r = await nanollm(["chat", "--host", "127.0.0.1:1", "--prompt", "hi"]);
     assert.equal(r.code, 1);
     assert.equal(r.stderr.trim(), "nanollm: Nothing is listening at 127.0.0.1:1; start the daemon with `nanollm serve` (or pass --host).");
+  });
+
+  it("serve on a busy port prints one sentence and nothing from grpc-js (defect 13)", async () => {
+    const busy = net.createServer().listen(0, "127.0.0.1");
+    await once(busy, "listening");
+    const port = (busy.address() as net.AddressInfo).port;
+    const r = await nanollm(["serve", "--model", tinyModel(), "--listen", `127.0.0.1:${port}`, "--gpu", "cpu", "--ephemeral"]);
+    busy.close();
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim().split("\n").at(-1), `nanollm: Cannot listen on 127.0.0.1:${port} (the address is already in use); pick another address with --listen.`);
+    assert.doesNotMatch(r.stderr, /No address added/);
+  });
+
+  it("pull of something that is neither a URI nor a file fails, and offline it gives up in bounded time (defect 4)", async () => {
+    const notUri = await nanollm(["pull", "notauri"]);
+    assert.equal(notUri.code, 1);
+    assert.equal(notUri.stderr.trim(), `nanollm: "notauri" is neither an hf: URI, an http(s) URL nor a model file; give e.g. ${DEFAULT_MODEL_URI} or the path of a .gguf file.`);
+    // A server that accepts connections and never answers: the network as offline looks to pull.
+    const silent = net.createServer(() => {}).listen(0, "127.0.0.1");
+    await once(silent, "listening");
+    const port = (silent.address() as net.AddressInfo).port;
+    const started = Date.now();
+    const r = await nanollm(["pull", `http://127.0.0.1:${port}/model.gguf`], "", { env: { NANOLLM_CONNECT_TIMEOUT_MS: "1000", NANOLLM_MODELS_DIR: tempDir("models") } });
+    silent.close();
+    assert.equal(r.code, 1);
+    assert.ok(Date.now() - started < 15_000, "it gave up");
+    assert.equal(r.stderr.trim(), `nanollm: Cannot reach 127.0.0.1:${port} to fetch http://127.0.0.1:${port}/model.gguf (no answer within 1 s); when offline, use a .gguf file you have instead.`);
+    assert.equal(r.stdout, "");
   });
 
   it("serve with a missing model file exits with one sentence", async () => {
