@@ -53,8 +53,7 @@ export class ChatController implements CommandContext {
    * The screen's first moments: a continued session shows its conversation; a new one mentions
    * the session used last, which /session switch (or `chat --continue`) resumes.
    */
-  async start(fresh: boolean): Promise<void> {
-    const session = this.state().session;
+  async start(session: SessionInfo, fresh: boolean): Promise<void> {
     if (fresh) this.created.add(session.sessionId);
     else if (session.history.length > 0) showConversation(this, session);
     const sessions = await this.client.listSessions().catch(() => []);

@@ -32,7 +32,8 @@ export function createChat(opts: ChatOptions) {
     sessionRequest: opts.sessionRequest,
     onQuit: opts.onQuit,
   });
-  void controller.start(opts.fresh ?? false);
+  // The state keeps no history (the transcript is the screen's); the conversation is shown from here.
+  void controller.start(opts.session, opts.fresh ?? false);
   const element = (
     <ChatProvider store={store} controller={controller}>
       <ChatApp />

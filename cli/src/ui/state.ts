@@ -102,8 +102,11 @@ export function reducer(state: ChatState, action: Action): ChatState {
       return add(state, "error", action.text);
     case "entry":
       return add(state, action.kind, action.text);
-    case "session":
-      return { ...state, session: { ...action.session, history: [] } };
+    case "session": {
+      const session = { ...action.session, history: [] };
+      // Another session's last turn says nothing about this one.
+      return session.sessionId === state.session.sessionId ? { ...state, session } : { ...state, session, lastStats: undefined, lastStop: undefined };
+    }
     case "params":
       return { ...state, params: action.params };
     case "working":

@@ -5,6 +5,7 @@ import { afterEach, describe, it } from "node:test";
 import { cleanup } from "ink-testing-library";
 import { gradient, makePng } from "../helpers/images.js";
 import { tempDir } from "../helpers/fixtures.js";
+import { Message, Role, SessionInfo } from "@nanollm/shared";
 import { FakeClient } from "./fakeClient.js";
 import { KEY, renderChat, waitFor } from "./harness.js";
 
@@ -43,7 +44,35 @@ describe("chat screen: a turn", () => {
     assert.match(t.frame(), /fake:7433 · tiny · chat-ml · session 5e55104a · ctx 12\/1024/);
     await t.type("go\r");
     await t.see("decode 345.6 tok/s");
-    assert.match(t.frame(), /ctx 32\/1024 · prefill 812 · decode 345\.6 tok\/s/, "context used is re-read after the turn");
+    assert.match(t.frame(), /ctx 32\/1024 · prefill 812 tok\/s · decode 345\.6 tok\/s/, "context used comes with the turn's end; each speed has its unit (defect 13)");
+  });
+
+  it("a finished reply keeps its single line breaks (defect 5)", async () => {
+    const client = new FakeClient(() => [{ text: "Line one\nLine two" }]);
+    const t = renderChat({ client });
+    await t.type("two lines?\r");
+    await t.idle();
+    await t.see("Line two");
+    assert.match(t.frame(), /Line one\n\s*Line two/, "two lines, not one");
+  });
+
+  it("the status line's context moves while a reply streams, and a new session drops the old figures (defect 13)", async () => {
+    const client = new FakeClient(() => [{ text: "la " }]);
+    client.slow = true;
+    const t = renderChat({ client });
+    await t.type("go\r");
+    await t.see(/streaming [1-9]\d* tokens/);
+    const ctx = () => Number(/ctx (\d+)\/1024/.exec(t.frame())![1]);
+    const early = ctx();
+    await waitFor(() => ctx() > early, "the context count to grow during the reply");
+    await t.type(KEY.esc);
+    await t.idle();
+    await t.see("decode 345.6 tok/s");
+    client.slow = false;
+    await t.type("/session new\r");
+    await t.see("new session 0e770000");
+    await t.idle();
+    assert.doesNotMatch(t.frame(), /decode 345\.6/, "the previous session's speeds are gone");
   });
 
   it("shows function calls and results distinctly, in order with the text", async () => {
@@ -88,6 +117,34 @@ describe("chat screen: a turn", () => {
     await t.type("again?\r");
     await waitFor(() => t.client.turns.length === 2, "the second turn");
     assert.equal(t.client.turns[1]!.images.length, 1);
+  });
+});
+
+describe("chat screen: which session", () => {
+  it("a continued session (chat --session ID) shows its conversation at once (defect 6)", async () => {
+    const client = new FakeClient();
+    client.history = [Message.fromPartial({ role: Role.ROLE_USER, text: "What came before?" }), Message.fromPartial({ role: Role.ROLE_BOT, text: "An earlier answer." })];
+    const t = renderChat({ client });
+    await t.see("An earlier answer.");
+    assert.match(t.frame(), /── session 5e55104a · 2 messages ──[\s\S]*› What came before\?[\s\S]*An earlier answer\./);
+  });
+
+  it("a new chat offers the last used session, and an empty new session is deleted at the end (defect 2)", async () => {
+    const client = new FakeClient();
+    client.others = [SessionInfo.fromPartial({ sessionId: "abcdef12-0000", title: "Yesterday's question", messageCount: 2, updatedAtMs: Date.now() - 3_600_000 })];
+    const t = renderChat({ client, fresh: true });
+    await t.see('last session abcdef12 "Yesterday\'s question" (1h ago): /session switch abcdef12 resumes it');
+    await t.controller.dispose();
+    assert.deepEqual(client.calls, [`deleteSession ${client.session.sessionId}`], "the unused session is not left behind");
+  });
+
+  it("a new session that was used stays on the daemon (defect 2)", async () => {
+    const client = new FakeClient();
+    const t = renderChat({ client, fresh: true });
+    await t.type("hello\r");
+    await t.idle();
+    await t.controller.dispose();
+    assert.deepEqual(client.calls, []);
   });
 });
 

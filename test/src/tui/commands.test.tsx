@@ -5,7 +5,8 @@ import { afterEach, describe, it } from "node:test";
 import { cleanup } from "ink-testing-library";
 import { COMMANDS } from "nanollm/dist/ui/commands/index.js";
 import { tempDir } from "../helpers/fixtures.js";
-import { renderChat, waitFor } from "./harness.js";
+import { FakeClient } from "./fakeClient.js";
+import { KEY, renderChat, waitFor } from "./harness.js";
 
 afterEach(() => cleanup());
 
@@ -28,6 +29,64 @@ describe("slash commands", () => {
       assert.ok(t.frame().includes(c.help.slice(0, 40)), `/help explains /${c.name}`);
     }
     assert.match(t.frame(), /\(also \/clear\)/);
+  });
+
+  it("/help keeps each command and its description on one line (defect 7)", async () => {
+    const t = renderChat();
+    await t.type("/help\r");
+    await t.see("Commands:");
+    const lines = t.frame().split("\n");
+    for (const c of COMMANDS) {
+      const line = lines.find((l) => l.trimStart().startsWith(`/${c.name}`)) ?? "";
+      const head = `/${c.name}${c.usage ? ` ${c.usage}` : ""}`;
+      if (head.length <= 20) assert.ok(line.includes(c.help.slice(0, 20)), `/${c.name}'s help is on its line: ${JSON.stringify(line)}`);
+    }
+  });
+
+  it("Tab completes the daemon's template names, not a local copy's (defect 14)", async () => {
+    const client = new FakeClient();
+    client.templates = ["chat-ml", "only-on-the-daemon"];
+    const t = renderChat({ client });
+    await t.type("/template on");
+    await t.type(KEY.tab);
+    await t.see("› /template only-on-the-daemon");
+  });
+
+  it("/template FILE.json reads the file here and sends its JSON (defect 1)", async () => {
+    const dir = tempDir("tui-template");
+    const file = path.join(dir, "mine.json");
+    fs.writeFileSync(file, JSON.stringify({ user: "U: ${MESSAGE}", bot: "B: ${MESSAGE}" }));
+    const t = renderChat();
+    await t.type(`/template ${file}\r`);
+    await t.idle();
+    assert.deepEqual(t.client.calls, [`updateSession ${JSON.stringify({ chatTemplateJson: JSON.stringify({ name: "mine.json", user: "U: ${MESSAGE}", bot: "B: ${MESSAGE}" }) })}`]);
+    await t.type(`/template ${dir}/missing.json\r`);
+    await t.see(`Cannot read template file ${dir}/missing.json (no such file)`);
+  });
+
+  it("/system on a template without a system role says the model will not see it (defect 11)", async () => {
+    const client = new FakeClient();
+    client.session = { ...client.session, templateHasSystem: false, chatTemplate: "raw" };
+    const t = renderChat({ client });
+    await t.type("/system Be brief.\r");
+    await t.see("system prompt set, but template raw has no system role: the model will not see it");
+  });
+
+  it("/set temperature turns sampling on, since greedy decoding would ignore it (defect 11)", async () => {
+    const t = renderChat();
+    await t.type("/set temperature 0.9\r");
+    await t.see("do_sample on: temperature only matters when sampling");
+    await t.type("go\r");
+    await t.idle();
+    assert.deepEqual(t.client.turns[0]!.params, { temperature: 0.9, doSample: true });
+  });
+
+  it("/set refuses what the daemon would refuse: ranges come from one shared table", async () => {
+    const t = renderChat();
+    await t.type("/set top_p 0\r");
+    await t.see('top_p must be a number above 0 and at most 1, not "0".');
+    await t.type("/set repetition_penalty 0\r");
+    await t.see('repetition_penalty must be a number above 0 and at most 10, not "0".');
   });
 
   it("an unknown command says so in one sentence and sends nothing", async () => {
@@ -66,6 +125,10 @@ describe("slash commands", () => {
   it("/set changes the params of the following turns; bad values are refused", async () => {
     const t = renderChat();
     await t.type("/set temperature 0.7\r");
+    await t.idle();
+    await t.type("/set do_sample on\r");
+    await t.idle();
+    await t.type("/set do_sample default\r");
     await t.idle();
     await t.type("/set do_sample on\r");
     await t.idle();

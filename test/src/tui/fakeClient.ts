@@ -14,6 +14,8 @@ export class FakeClient implements ChatClient {
   readonly turns: { text: string; params: GenerationParams | undefined; images: { name: string; data: Uint8Array }[] }[] = [];
   history: Message[] = [];
   slow = false;
+  /** Other sessions the daemon has (listed, not chatted with). */
+  others: SessionInfo[] = [];
   /** The daemon's templates, as ListTemplates answers. */
   templates = ["chat-ml", "llama-3", "llama-3.1", "llama-3.1-tools", "phi-3", "raw"];
   session: SessionInfo = SessionInfo.fromPartial({ sessionId: "5e55104a-0000-4000-8000-000000000001", model: "tiny", chatTemplate: "chat-ml", templateReason: "requested", contextSize: 1024, contextUsed: 12, templateHasSystem: true, updatedAtMs: Date.now() });
@@ -72,7 +74,7 @@ export class FakeClient implements ChatClient {
     return this.info(withHistory);
   }
   async listSessions(): Promise<SessionInfo[]> {
-    return [this.info()];
+    return [this.info(), ...this.others];
   }
   async resetSession(): Promise<SessionInfo> {
     this.calls.push("resetSession");

@@ -28,10 +28,12 @@ export interface ChatHarness extends ReturnType<typeof createChat> {
 }
 
 /** The chat screen on a fake daemon, rendered with ink-testing-library. */
-export function renderChat(opts: { client?: FakeClient; params?: GenerationParams; historyFile?: string } = {}): ChatHarness {
+export function renderChat(opts: { client?: FakeClient; params?: GenerationParams; historyFile?: string; fresh?: boolean } = {}): ChatHarness {
   const client = opts.client ?? new FakeClient();
   let quit = false;
-  const chat = createChat({ client, session: client.session, params: opts.params ?? {}, historyFile: opts.historyFile, onQuit: () => (quit = true) });
+  // The session as `chat` hands it over: with its history when it is continued.
+  const session = opts.fresh ? client.session : { ...client.session, history: [...client.history], messageCount: client.history.length };
+  const chat = createChat({ client, session, params: opts.params ?? {}, historyFile: opts.historyFile, fresh: opts.fresh, onQuit: () => (quit = true) });
   const ui = render(chat.element);
   const frame = () => ui.lastFrame() ?? "";
   return {

@@ -52,7 +52,7 @@ describe("nanollm chat in a terminal (tmux, real daemon)", { skip: haveTmux() ? 
     assert.equal(s.history.length, 4);
     const screen = squash(tui.screen());
     for (const reply of bot(s)) assert.ok(screen.includes(squash(reply)), `the screen shows the reply ${JSON.stringify(reply)}`);
-    await tui.waitFor(/prefill \d+ · decode [\d.]+ tok\/s/, "the last turn's speeds");
+    await tui.waitFor(/prefill \d+ tok\/s · decode [\d.]+ tok\/s/, "the last turn's speeds");
   });
 
   it("/undo drops the last exchange on the daemon", async () => {

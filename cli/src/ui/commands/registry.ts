@@ -14,6 +14,9 @@ export function findCommand(commands: readonly SlashCommand[], name: string): Sl
   return commands.find((c) => c.name === name || c.aliases?.includes(name));
 }
 
+/** The widest command head /help lines up descriptions after. */
+const HEAD_COLUMN = 20;
+
 /** /help, generated from the registry. */
 export function helpText(commands: readonly SlashCommand[]): string {
   const rows = commands.map((c) => {
@@ -21,10 +24,12 @@ export function helpText(commands: readonly SlashCommand[]): string {
     const aliases = c.aliases?.length ? ` (also ${c.aliases.map((a) => `/${a}`).join(", ")})` : "";
     return { head, text: c.help + aliases };
   });
-  const width = Math.max(...rows.map((r) => r.head.length));
+  // Heads are padded to a short column; a longer head gets its help on the next line, so one long
+  // usage does not push every description past the edge of an 80-column terminal.
+  const width = Math.min(HEAD_COLUMN, Math.max(...rows.map((r) => r.head.length)));
   return [
     "Commands:",
-    ...rows.map((r) => `  ${r.head.padEnd(width)}  ${r.text}`),
+    ...rows.map((r) => (r.head.length <= width ? `  ${r.head.padEnd(width)}  ${r.text}` : `  ${r.head}\n  ${"".padEnd(width)}  ${r.text}`)),
     "Keys: Enter sends · Esc or Ctrl+C stops a reply · Ctrl+C twice quits · ↑/↓ history · Tab completes",
     '      """ starts and ends a multi-line message (pasted text keeps its lines) · Ctrl+A/E/U/K/W edit',
   ].join("\n");

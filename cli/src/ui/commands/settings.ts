@@ -29,6 +29,9 @@ export const SETTINGS: Readonly<Record<string, Setting>> = {
   do_sample: { field: "doSample", parse: boolean, range: "true or false" },
 };
 
+/** Settings that only change a sampled reply. */
+const SAMPLING_FIELDS = new Set<keyof GenerationParams>(["temperature", "topP", "topK"]);
+
 /** "temperature=0.7 do_sample=true", or "session defaults" when nothing is set. */
 export function describeParams(params: GenerationParams): string {
   const set = Object.entries(SETTINGS)
@@ -39,8 +42,8 @@ export function describeParams(params: GenerationParams): string {
 
 export const set: SlashCommand = {
   name: "set",
-  usage: `${Object.keys(SETTINGS).join("|")} VALUE|default`,
-  help: "change a generation setting for the following turns (default: back to the session's)",
+  usage: "[NAME VALUE|default]",
+  help: `change a generation setting for the following turns (${Object.keys(SETTINGS).join(", ")}; default: back to the session's)`,
   complete: (args) => (args.includes(" ") ? ["default", ...(args.startsWith("do_sample ") ? ["true", "false"] : [])] : Object.keys(SETTINGS)),
   run(args, ctx) {
     const [name = "", value, ...extra] = args.split(/\s+/).filter(Boolean);
@@ -58,7 +61,10 @@ export const set: SlashCommand = {
         throw new CommandError(`${name} must be ${setting.range}, not "${value}".`);
       }
     }
+    // A sampling setting means sampling (greedy decoding would ignore it), as --temperature does.
+    const implied = SAMPLING_FIELDS.has(setting.field) && value !== "default" && params.doSample === undefined && ctx.state().session.defaults?.doSample !== true;
+    if (implied) params.doSample = true;
     ctx.dispatch({ type: "params", params });
-    ctx.info(`settings: ${describeParams(params)}`);
+    ctx.info(`settings: ${describeParams(params)}${implied ? ` (do_sample on: ${name} only matters when sampling)` : ""}`);
   },
 };

@@ -19,9 +19,11 @@ function identity(s: ChatState): Part[] {
 
 /** Context use and speed: most important first. */
 function numbers(s: ChatState): Part[] {
-  const parts: Part[] = [{ text: `ctx ${s.session.contextUsed}/${s.session.contextSize}`, order: 4 }];
+  // While a reply streams, its tokens fill the context too (the daemon's count follows at its end).
+  const used = s.session.contextUsed + (s.live?.tokens ?? 0);
+  const parts: Part[] = [{ text: `ctx ${used}/${s.session.contextSize}`, order: 4 }];
   if (s.live) parts.push({ text: `streaming ${s.live.tokens} tokens · Esc stops`, order: 5 });
-  else if (s.lastStats) parts.push({ text: `prefill ${s.lastStats.prefillTokensPerSecond.toFixed(0)} · decode ${s.lastStats.decodeTokensPerSecond.toFixed(1)} tok/s`, order: 5 });
+  else if (s.lastStats) parts.push({ text: `prefill ${s.lastStats.prefillTokensPerSecond.toFixed(0)} tok/s · decode ${s.lastStats.decodeTokensPerSecond.toFixed(1)} tok/s`, order: 5 });
   return parts;
 }
 

@@ -16,7 +16,8 @@ const inlineInText: MarkedExtension = {
 function rendererFor(width: number): Marked {
   let m = renderers.get(width);
   if (!m) {
-    m = new Marked(markedTerminal({ width, reflowText: true, tab: 2, emoji: false, showSectionPrefix: false }), inlineInText);
+    // breaks: a model's single line break is a line break (as it looked while streaming), not a space.
+    m = new Marked(markedTerminal({ width, reflowText: true, tab: 2, emoji: false, showSectionPrefix: false }), inlineInText, { breaks: true });
     renderers.set(width, m);
   }
   return m;
