@@ -110,7 +110,7 @@ describe("a client that disconnects", () => {
       if (when.ms !== undefined) setTimeout(() => call.cancel(), when.ms);
     });
 
-  const settled = async (sessionId: string) => {
+  const idle = async (sessionId: string) => {
     for (let i = 0; i < 100 && (await d.client.getSession(sessionId)).busy; i++) await new Promise((r) => setTimeout(r, 20));
   };
 
@@ -119,7 +119,7 @@ describe("a client that disconnects", () => {
     await turn(d.client, s.sessionId, "Hello there", 6);
     const events = await disconnect(s.sessionId, LONG_PROMPT, { ms: 120 });
     assert.equal(events.length, 0, "no token was generated: the prefill was cut");
-    await settled(s.sessionId);
+    await idle(s.sessionId);
     const info = await d.client.getSession(s.sessionId, true);
     assert.equal(info.messageCount, 2, "the interrupted turn left no trace");
     assert.ok(info.cachedTokens > info.contextUsed, `part of the long prompt was evaluated (${info.cachedTokens} cached)`);
@@ -131,7 +131,7 @@ describe("a client that disconnects", () => {
     const s = await d.client.createSession({ chatTemplate: "chat-ml" });
     const events = await disconnect(s.sessionId, "Write a long story", { afterText: true });
     assert.ok(events.some((e) => e.kind?.$case === "text"));
-    await settled(s.sessionId);
+    await idle(s.sessionId);
     const info = await d.client.getSession(s.sessionId, true);
     assert.equal(info.messageCount, 2);
     const reply = info.history[1]!;
@@ -148,7 +148,7 @@ describe("a client that disconnects", () => {
     call.on("data", () => {});
     call.write({ kind: { $case: "userTurn", userTurn: { sessionId: s.sessionId, text: "Write forever", params: { maxNewTokens: 3000 }, turnId: "t", images: [] } } });
     assert.equal(await status, 4, "DEADLINE_EXCEEDED");
-    await settled(s.sessionId);
+    await idle(s.sessionId);
     const info = await d.client.getSession(s.sessionId, true);
     assert.ok(info.history[1]!.tokenIds.length < 3000);
     assert.equal((await turn(d.client, s.sessionId, "ok?", 4)).end.stopReason, StopReason.STOP_REASON_MAX_TOKENS);

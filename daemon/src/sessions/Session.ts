@@ -34,7 +34,7 @@ export class Session {
   history: HistoryMessage[] = [];
   running: RunningTurn | undefined;
   /** Work that brings the KV cache up to date after a turn; the next turn waits for it. */
-  settling: Promise<void> = Promise.resolve();
+  cacheSync: Promise<void> = Promise.resolve();
   createdAt = Date.now();
   updatedAt = Date.now();
   /** What to do when the conversation outgrows the context: drop the oldest turns, or refuse. */
@@ -91,7 +91,7 @@ export class Session {
   }
 
   /**
-   * Token ids of the conversation as it stands. Listing sessions, settling a turn and checking an
+   * Token ids of the conversation as it stands. Listing sessions, syncing the cache after a turn and checking an
    * update all ask for it, so it is remembered until what the rendering depends on changes
    * (messages are never edited in place).
    */

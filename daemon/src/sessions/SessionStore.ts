@@ -122,7 +122,7 @@ export class SessionStore {
 
   async reset(id: string, caller: Caller): Promise<Session> {
     const session = this.idle(id, caller);
-    await session.settling;
+    await session.cacheSync;
     session.history = [];
     session.windowStart = 0;
     session.updatedAt = Date.now();
@@ -133,7 +133,7 @@ export class SessionStore {
 
   async delete(id: string, caller: Caller): Promise<void> {
     const session = this.idle(id, caller);
-    await session.settling;
+    await session.cacheSync;
     this.sessions.delete(id);
     await session.host.pool.forget(id);
     await this.journal?.remove(id);
@@ -146,7 +146,7 @@ export class SessionStore {
     const defaults = { ...session.defaults, ...definedOnly(change.defaults ?? {}) };
     checkParams(defaults);
     const template = change.templateJson ? this.templates.parse(change.templateJson) : change.template ? this.templates.resolve(change.template) : session.template;
-    await session.settling;
+    await session.cacheSync;
     const before = { template: session.template, systemPrompt: session.systemPrompt, functions: session.functions };
     session.template = template;
     if (change.systemPrompt !== undefined) session.systemPrompt = change.systemPrompt;
@@ -171,7 +171,7 @@ export class SessionStore {
       if (keep < 0) throw fail.precondition(`Session ${session.id} has no user message yet; there is no exchange to drop.`);
     }
     if (keep > session.history.length) throw fail.invalid(`Session ${id} has only ${session.history.length} messages; keep at most that many.`);
-    await session.settling;
+    await session.cacheSync;
     session.history = session.history.slice(0, keep);
     session.windowStart = Math.min(session.windowStart, keep);
     session.updatedAt = Date.now();

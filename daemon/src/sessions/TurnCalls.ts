@@ -24,7 +24,7 @@ export const MAX_CALLS_PER_TURN = 8;
  * error result for the client; the turn goes on.
  */
 export class TurnCalls {
-  /** Reply text before this offset is settled: calls in it were handled already. */
+  /** Reply text before this offset is handled: calls in it ran already. */
   private scanFrom = 0;
   private made = 0;
 
@@ -59,7 +59,7 @@ export class TurnCalls {
   }
 
   /** Marks the reply text up to `length` (the call and its inserted result) as handled. */
-  settled(length: number): void {
+  handledUpTo(length: number): void {
     this.scanFrom = length;
   }
 

@@ -4,7 +4,7 @@ import type { PrefillStats } from "../engine/types.js";
 import { checkImages, checkText } from "./limits.js";
 import { storedImage, type StoredImage } from "../engine/Images.js";
 import { resolveSampling } from "./params.js";
-import { decodeReply, type ReplyPart } from "./decodeReply.js";
+import { streamReply, type ReplyPart } from "./streamReply.js";
 import { MAX_CALLS_PER_TURN, TurnCalls, type CallSink } from "./TurnCalls.js";
 import type { HistoryMessage, Session } from "./Session.js";
 
@@ -52,14 +52,14 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
   const host = session.host;
   const user: HistoryMessage = { role: "user", text, tokens: host.tokenizeText(text) };
   if (images.length > 0) user.images = await readImages(session, images);
-  await session.settling;
+  await session.cacheSync;
   await session.loadImages([user]);
   const prompt = await fitContext(session, user, sampling.maxNewTokens, sink);
   const started = performance.now();
   const running = session.running;
   if (running) running.waiting = true;
   const lease = await host.pool.acquire(session.id, signal).finally(() => running && (running.waiting = false));
-  let settleStarted = false;
+  let syncStarted = false;
   try {
     const prepared = performance.now();
     const prefill = await lease.prepare(prompt);
@@ -74,7 +74,7 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
     let decodeMs = 0;
     let steps = 0;
     for (let round = 0; ; round++) {
-      part = await decodeReply({ session, lease, prompt: input, sampling, signal, calls, text: (delta, ids) => sink.text(delta, ids) });
+      part = await streamReply({ session, lease, prompt: input, sampling, signal, calls, text: (delta, ids) => sink.text(delta, ids) });
       generated += part.ids.length;
       firstTokenAt ||= part.firstTokenAt;
       decodeMs += part.decodeMs;
@@ -92,8 +92,8 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
     }
     session.history.push(...exchange);
     session.updatedAt = Date.now();
-    settleStarted = true;
-    settle(session, lease);
+    syncStarted = true;
+    syncCache(session, lease);
     // The turn is durable before the client hears it ended.
     await session.persist();
     return {
@@ -109,8 +109,8 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
       },
     };
   } catch (err) {
-    // After settle started, its own end releases the lease (the cache is still being written).
-    if (!settleStarted) lease.release();
+    // After the cache sync started, its own end releases the lease (the cache is still being written).
+    if (!syncStarted) lease.release();
     throw err;
   }
 }
@@ -163,9 +163,9 @@ async function fitContext(session: Session, user: HistoryMessage, maxNewTokens: 
 }
 
 /** Evaluates the reply's last token and the template glue after it, off the client's clock. */
-function settle(session: Session, lease: SequenceLease): void {
+function syncCache(session: Session, lease: SequenceLease): void {
   const tokens = session.rendered();
-  session.settling = lease
+  session.cacheSync = lease
     .sync(tokens, new AbortController().signal)
     .then(() => undefined)
     .catch(() => undefined)

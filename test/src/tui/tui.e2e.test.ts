@@ -97,6 +97,11 @@ describe("nanollm chat in a terminal (tmux, real daemon)", { skip: haveTmux() ? 
     tui.resize(48, 30);
     // Two lines (who, then numbers), and the host is the first field to go.
     await tui.waitFor(/^tiny-chatml · chat-ml · session [0-9a-f]{8}\s*\nctx \d+\/32768\s*$/m, "the narrow status lines");
+    // No stale copy of the wide prompt and status line is left above the new ones (defect 8).
+    await new Promise((r) => setTimeout(r, 500));
+    const screen = tui.screen();
+    assert.equal(screen.match(/session [0-9a-f]{8}/g)?.length, 1, `one status line:\n${screen}`);
+    assert.equal(screen.match(/^›\s*$/gm)?.length, 1, `one prompt:\n${screen}`);
     tui.text("/set max_new_tokens 20");
     tui.keys("Enter");
     await tui.waitFor(/settings: max_new_tokens=20/, "the setting");

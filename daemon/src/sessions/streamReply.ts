@@ -30,7 +30,7 @@ export interface ReplyPart {
   decodeMs: number;
 }
 
-export interface DecodeInput {
+export interface ReplyInput {
   session: Session;
   lease: SequenceLease;
   /** The prompt; the part not in the cache yet (at least its last token) goes with the first step. */
@@ -46,7 +46,7 @@ export interface DecodeInput {
  * and splices their results into the reply and the cache, and stops at an end-of-generation
  * token, a stop string, the token limit, a full context or a cancel.
  */
-export async function decodeReply({ session, lease, prompt, sampling, signal, calls, text }: DecodeInput): Promise<ReplyPart> {
+export async function streamReply({ session, lease, prompt, sampling, signal, calls, text }: ReplyInput): Promise<ReplyPart> {
   const host = session.host;
   const stops = [...(session.template.stop ?? []), ...GLOBAL_STOPS];
   const replyText = new ReplyText((ids, before) => host.detokenize(ids, before.length > 0 ? before : prompt.slice(-8)), stops);
@@ -134,7 +134,7 @@ export async function decodeReply({ session, lease, prompt, sampling, signal, ca
           ids.push(...extra);
           insert = [token, ...extra];
           const shown = replyText.update(ids).delta;
-          calls.settled(replyText.text.length);
+          calls.handledUpTo(replyText.text.length);
           if (shown) await flush(shown);
         }
       }
