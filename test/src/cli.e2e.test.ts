@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { once } from "node:events";
 import net from "node:net";
 import { DEFAULT_MODEL_URI } from "@nanollm/shared";
@@ -119,6 +120,20 @@ describe("nanollm without a daemon", () => {
     assert.ok(Date.now() - started < 15_000, "it gave up");
     assert.equal(r.stderr.trim(), `nanollm: Cannot reach 127.0.0.1:${port} to fetch http://127.0.0.1:${port}/model.gguf (no answer within 1 s); when offline, use a .gguf file you have instead.`);
     assert.equal(r.stdout, "");
+  });
+
+  it("make run offline says MODEL=, the make variable, not a flag (defect 13)", async () => {
+    const silent = net.createServer(() => {}).listen(0, "127.0.0.1");
+    await once(silent, "listening");
+    const port = (silent.address() as net.AddressInfo).port;
+    const run = fileURLToPath(new URL("../../scripts/run.sh", import.meta.url));
+    const r = spawnSync("bash", [run], {
+      encoding: "utf8",
+      env: { ...process.env, MODEL: "", NANOLLM_MODEL: "", NANOLLM_HOST: "127.0.0.1:1", HF_ENDPOINT: `http://127.0.0.1:${port}/`, NANOLLM_CONNECT_TIMEOUT_MS: "500", NANOLLM_MODELS_DIR: tempDir("models") },
+    });
+    silent.close();
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr.trim().split("\n").at(-1), "make run: no model to start the daemon with; give a .gguf file you have with MODEL=path/to/model.gguf");
   });
 
   it("serve with a missing model file exits with one sentence", async () => {

@@ -59,5 +59,15 @@ describe("files are read by the client, never by the daemon", () => {
     const raw = await chat(["--chat-template", "raw", "--system-prompt", "You are terse.", "--prompt", "Hi"]);
     assert.equal(raw.code, 0, raw.stderr);
     assert.match(raw.stderr, /template raw has no system role, so the model will not see the system prompt; pick another with --chat-template\./);
+    const fns = await chat(["--chat-template", "raw", "--builtins", "DATE", "--prompt", "Hi"]);
+    assert.match(fns.stderr, /template raw has no system role to document functions in, so the model does not know them/);
+  });
+
+  it("a flag out of the shared range is refused before anything is sent", async () => {
+    for (const [flag, value] of [["--top-p", "0"], ["--repetition-penalty", "0"]] as const) {
+      const r = await chat(["--prompt", "Hi", flag, value]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, new RegExp(`${flag}.*expected a number above 0 and at most`));
+    }
   });
 });
