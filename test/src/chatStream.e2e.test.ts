@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { status, credentials } from "@grpc/grpc-js";
 import { after, before, describe, it } from "node:test";
-import { ChatServiceClient, Role, type ChatEvent, type ChatRequest } from "@nanollm/shared";
+import { ChatServiceClient, Role, StopReason, type ChatEvent, type ChatRequest } from "@nanollm/shared";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tinyModel } from "./helpers/fixtures.js";
 import { assertNextTurnMatchesReplay } from "./helpers/replay.js";
@@ -43,6 +43,30 @@ describe("the Chat stream and what a turn's end carries", () => {
     const good = r.events.filter((e) => e.turnId === "good");
     assert.equal(good.at(-1)?.kind?.$case, "end", "the good turn ran to its end");
     assert.ok(good.some((e) => e.kind?.$case === "text"));
+  });
+
+  it("each turn has its own signal: a CancelTurn stops that turn only", async () => {
+    const a = await d.client.createSession({ chatTemplate: "chat-ml" });
+    const b = await d.client.createSession({ chatTemplate: "chat-ml" });
+    const events: ChatEvent[] = [];
+    await new Promise<void>((resolve) => {
+      const call = chat.chat();
+      call.on("data", (ev: ChatEvent) => {
+        events.push(ev);
+        // The long turn is cancelled once the short one ended; the stream is closed when both did.
+        if (ev.turnId === "short" && ev.kind?.$case === "end") call.write({ kind: { $case: "cancel", cancel: { turnId: "long" } } });
+        if (ev.turnId === "long" && ev.kind?.$case === "end") call.end();
+      });
+      call.on("status", () => resolve());
+      call.write({ kind: { $case: "userTurn", userTurn: { turnId: "long", sessionId: a.sessionId, text: "Tell a long story", params: { maxNewTokens: 3000, minNewTokens: 3000 }, images: [] } } });
+      call.write(userTurn("short", b.sessionId, "Hello there"));
+    });
+    const endOf = (id: string) => events.find((e) => e.turnId === id && e.kind?.$case === "end");
+    const long = endOf("long");
+    const short = endOf("short");
+    assert.equal(long?.kind?.$case === "end" && long.kind.end.stopReason, StopReason.STOP_REASON_CANCELLED);
+    assert.ok(long?.kind?.$case === "end" && long.kind.end.stats!.generatedTokens < 3000);
+    assert.equal(short?.kind?.$case === "end" && short.kind.end.stopReason, StopReason.STOP_REASON_MAX_TOKENS, "the other turn ran to its own end");
   });
 
   it("the client throws the turn's one sentence with its code", async () => {

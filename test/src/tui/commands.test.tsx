@@ -104,6 +104,7 @@ describe("slash commands", () => {
     await t.type("/undo\r");
     await t.see('undone: "again"');
     assert.deepEqual(t.client.calls, ["truncateSession last exchange"]);
+    assert.equal(t.client.sessionFetches, 0, "the turns' end events and the truncate reply carried all it needed");
     assert.deepEqual(t.client.history.map((m) => m.text), ["hi", "echo: hi"]);
     await t.type("/undo\r");
     await t.idle();
@@ -118,6 +119,7 @@ describe("slash commands", () => {
     await t.idle();
     assert.equal(t.client.turns[1]!.text, "hi");
     assert.deepEqual(t.client.calls, ["truncateSession last exchange"]);
+    assert.equal(t.client.historyFetches, 0, "no history fetch to find the last message");
     assert.equal(t.client.history.length, 2, "one exchange, not two");
     assert.match(t.frame(), /greedy decoding repeats the same reply/);
   });

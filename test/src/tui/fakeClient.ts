@@ -68,7 +68,13 @@ export class FakeClient implements ChatClient {
     this.session = { ...this.session, sessionId: "0e770000-0000-4000-8000-000000000002" };
     return this.info();
   }
+  /** GetSession calls with the history (what /undo, /retry and each turn's end should not need). */
+  historyFetches = 0;
+  /** GetSession calls of any kind. */
+  sessionFetches = 0;
   async getSession(id: string, withHistory = false): Promise<SessionInfo> {
+    this.sessionFetches++;
+    if (withHistory) this.historyFetches++;
     // Like the daemon: the id, or the start of it.
     if (!this.session.sessionId.startsWith(id)) throw new NanoError("NOT_FOUND", `There is no session "${id}"; list sessions with \`nanollm sessions\` or create one.`);
     return this.info(withHistory);
