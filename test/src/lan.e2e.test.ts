@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import type { ChildProcess } from "node:child_process";
+import { waitForReady } from "@nanollm/shared";
 import { CLI, nanollm } from "./helpers/daemon.js";
 import { FIXTURE_DIR, tempDir, tinyModel } from "./helpers/fixtures.js";
 import { makeLan, runIn, type Lan } from "./helpers/netns.js";
@@ -27,19 +28,12 @@ describe("over a LAN (two network namespaces)", { skip: typeof lan === "string" 
   const ca = path.join(certs, "ca.pem");
 
   /** `nanollm serve ARGS` in the server namespace; resolves with its log once it listens. */
-  const serve = (args: string[]) =>
-    new Promise<{ proc: ChildProcess; log: () => string }>((resolve, reject) => {
-      const proc = net.node(net.server.ns, [CLI, "serve", "--model", tinyModel(), "--threads", "1", "--batch-threads", "1", "--gpu", "cpu", "--ctx", "512", ...args], { NANOLLM_MODELS_DIR: FIXTURE_DIR });
-      daemons.push(proc);
-      let log = "";
-      const onData = (c: Buffer) => {
-        log += c.toString();
-        if (/listening on/.test(log)) resolve({ proc, log: () => log });
-      };
-      proc.stdout!.on("data", onData);
-      proc.stderr!.on("data", onData);
-      proc.once("exit", (code) => reject(new Error(`serve exited with ${code}:\n${log}`)));
-    });
+  const serve = async (args: string[]): Promise<{ proc: ChildProcess; log: () => string }> => {
+    const proc = net.node(net.server.ns, [CLI, "serve", "--model", tinyModel(), "--threads", "1", "--batch-threads", "1", "--gpu", "cpu", "--ctx", "512", ...args], { NANOLLM_MODELS_DIR: FIXTURE_DIR });
+    daemons.push(proc);
+    const { output } = await waitForReady(proc);
+    return { proc, log: output };
+  };
 
   /** Runs client calls from the client namespace. */
   const remote = async (host: string, conn: Record<string, string>, ops: Op[]): Promise<Outcome[]> => {
