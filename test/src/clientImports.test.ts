@@ -33,7 +33,7 @@ describe("the client does not depend on the daemon (defect 14)", () => {
     assert.deepEqual(offenders, []);
   });
 
-  it("the CLI package does not install the daemon: it is an optional peer, loaded only by serve, pull and templates render", () => {
+  it("the CLI package does not install the daemon: it is an optional peer, loaded only by serve, pull, tokens and templates render", () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(CLI_DIST, "../package.json"), "utf8")) as { dependencies: Record<string, string>; peerDependenciesMeta?: Record<string, { optional?: boolean }> };
     assert.equal(pkg.dependencies["@nanollm/daemon"], undefined);
     assert.equal(pkg.peerDependenciesMeta?.["@nanollm/daemon"]?.optional, true);
