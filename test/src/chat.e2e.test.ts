@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { Role, StopReason } from "@nanollm/shared";
+import { StopReason } from "@nanollm/shared";
 import { spawnDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tinyModel } from "./helpers/fixtures.js";
 import { replayTurn } from "./helpers/replay.js";

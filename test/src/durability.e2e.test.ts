@@ -4,7 +4,7 @@ import path from "node:path";
 import { once } from "node:events";
 import { credentials } from "@grpc/grpc-js";
 import { after, before, describe, it } from "node:test";
-import { ChatServiceClient, Role, StopReason, type ChatEvent } from "@nanollm/shared";
+import { ChatServiceClient, StopReason, type ChatEvent } from "@nanollm/shared";
 import { inProcessDaemon, spawnDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
 import { assertNextTurnMatchesReplay, replayTurn } from "./helpers/replay.js";

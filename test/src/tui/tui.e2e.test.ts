@@ -26,8 +26,8 @@ describe("nanollm chat in a terminal (tmux, real daemon)", { skip: haveTmux() ? 
   const bot = (s: SessionInfo) => s.history.filter((m) => m.role === Role.ROLE_BOT).map((m) => m.text);
 
   before(async () => {
-    // A long context so a reply can run until it is stopped by hand.
-    d = await spawnDaemon(tinyModel(), ["--ctx", "32768", "--parallel", "2"]);
+    // The model's whole trained context (the daemon clamps --ctx to it), so a reply runs until stopped by hand.
+    d = await spawnDaemon(tinyModel(), ["--ctx", "4096", "--parallel", "2"]);
     stateDir = tempDir("tui-e2e");
     tui = new TmuxScreen([process.execPath, CLI, "chat", "--host", d.address, "--chat-template", "chat-ml", "--max-new-tokens", "40"], {
       env: { XDG_STATE_HOME: stateDir },
@@ -39,7 +39,7 @@ describe("nanollm chat in a terminal (tmux, real daemon)", { skip: haveTmux() ? 
   });
 
   it("starts with the status line: host, model, template, session, context", async () => {
-    const status = await tui.waitFor(/127\.0\.0\.1:\d+ · tiny-chatml · chat-ml · session [0-9a-f]{8} · ctx \d+\/32768/, "the status line");
+    const status = await tui.waitFor(/127\.0\.0\.1:\d+ · tiny-chatml · chat-ml · session [0-9a-f]{8} · ctx \d+\/4096/, "the status line");
     assert.ok(status);
   });
 
@@ -96,7 +96,7 @@ describe("nanollm chat in a terminal (tmux, real daemon)", { skip: haveTmux() ? 
   it("fits a narrowed terminal: the status line splits and drops fields instead of wrapping", async () => {
     tui.resize(48, 30);
     // Two lines (who, then numbers), and the host is the first field to go.
-    await tui.waitFor(/^tiny-chatml · chat-ml · session [0-9a-f]{8}\s*\nctx \d+\/32768\s*$/m, "the narrow status lines");
+    await tui.waitFor(/^tiny-chatml · chat-ml · session [0-9a-f]{8}\s*\nctx \d+\/4096\s*$/m, "the narrow status lines");
     // No stale copy of the wide prompt and status line is left above the new ones (defect 8).
     await new Promise((r) => setTimeout(r, 500));
     const screen = tui.screen();
