@@ -200,14 +200,19 @@ export class ChatController implements CommandContext {
     this.noticeTimer.unref();
   }
 
-  /** Stops what runs and deletes the sessions this chat made and never used. */
+  /** Stops what runs and deletes the sessions this chat made and never used (quitting waits 2 s at most). */
   async dispose(): Promise<void> {
     this.abort?.abort();
     this.clearTimers();
-    for (const id of this.created) {
-      const s = await this.client.getSession(id).catch(() => undefined);
-      if (s && s.messageCount === 0) await this.client.deleteSession(id).catch(() => undefined);
-    }
+    const removeUnused = async () => {
+      for (const id of this.created) {
+        const s = await this.client.getSession(id).catch(() => undefined);
+        if (s && s.messageCount === 0) await this.client.deleteSession(id).catch(() => undefined);
+      }
+    };
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([removeUnused(), new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
   }
 
   private async runCommand(line: string, name: string, args: string): Promise<void> {

@@ -52,7 +52,7 @@ export class SessionStore {
 
   async create(opts: CreateOptions): Promise<Session> {
     if (this.sessions.size >= this.maxSessions) {
-      throw fail.exhausted(`The daemon already keeps ${this.sessions.size} sessions, its limit; delete some with \`nanollm sessions rm ID\` or raise NANOLLM_MAX_SESSIONS.`);
+      throw fail.exhausted(`The daemon already keeps ${this.sessions.size} sessions, its limit; delete old ones with \`nanollm sessions prune --older-than 7d\` (or \`sessions rm ID\`), or raise NANOLLM_MAX_SESSIONS.`);
     }
     checkParams(opts.defaults);
     checkText("The system prompt", opts.systemPrompt);
