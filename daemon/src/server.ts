@@ -1,3 +1,4 @@
+import fs from "node:fs";
 import path from "node:path";
 import { setMaxListeners } from "node:events";
 import { Server } from "@grpc/grpc-js";
@@ -75,6 +76,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const info = await startEngine({ gpu: opts.gpu, threads: opts.threads, batchThreads: opts.batchThreads, log });
   const engine = { gpu: opts.gpu, threads: info.threads, batchThreads: info.batchThreads, adaptiveThreads: info.adaptiveThreads, adaptiveBatchThreads: info.adaptiveBatchThreads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, swapDir: opts.dataDir && path.join(opts.dataDir, "kv"), log };
   const { host, port } = parseAddress(opts.listen);
+  if (opts.dataDir) removeStrayKvTemps(path.join(opts.dataDir, "kv"), log);
   // Checked before the model loads, so a refused setup fails fast.
   const credentials = serverCredentials(opts.tls ?? {});
   const tokensFile = opts.tokensFile ?? (opts.dataDir && path.join(opts.dataDir, "tokens.json"));
@@ -151,13 +153,37 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   return { address, port: boundPort, metricsAddress: metricsServer?.address, state, close };
 }
 
-/** Restores the journaled sessions of the default model; others stay on disk for their model. */
+/**
+ * Restores the journaled sessions of the default model; others stay on disk for their model. A
+ * record that fails the checks a request would (settings, template, functions, token ids) is
+ * quarantined with a log line; the other sessions load.
+ */
 function restoreSessions(journal: SessionJournal, sessions: SessionStore, host: ModelHost, log: (line: string) => void): void {
   const records = journal.loadAll();
   const mine = records.filter((r) => r.modelFile === host.facts.file);
-  for (const record of mine) sessions.restore(record, host);
+  let restored = 0;
+  for (const record of mine) {
+    try {
+      sessions.restore(record, host);
+      restored++;
+    } catch (err) {
+      journal.quarantine(record.id, err instanceof Error ? err.message : String(err));
+    }
+  }
   const others = records.length - mine.length;
-  if (records.length > 0) log(`restored ${mine.length} sessions from ${journal.dir}${others ? ` (${others} for other models left on disk)` : ""}`);
+  if (records.length > 0) log(`restored ${restored} sessions from ${journal.dir}${others ? ` (${others} for other models left on disk)` : ""}`);
+}
+
+/** Removes the temp files of KV-cache saves a crash interrupted (DATA_DIR/kv/MODEL/*.tmp). */
+function removeStrayKvTemps(kvDir: string, log: (line: string) => void): void {
+  if (!fs.existsSync(kvDir)) return;
+  let removed = 0;
+  for (const entry of fs.readdirSync(kvDir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || !entry.name.endsWith(".tmp")) continue;
+    fs.rmSync(path.join(entry.parentPath, entry.name), { force: true });
+    removed++;
+  }
+  if (removed) log(`removed ${plural(removed, "unfinished KV-cache file")} from ${kvDir}`);
 }
 
 function plural(n: number, word: string): string {

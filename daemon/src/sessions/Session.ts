@@ -18,7 +18,7 @@ export interface HistoryMessage {
 
 export type OverflowPolicy = "wrap" | "error";
 
-/** The owner of every session until clients carry identities. */
+/** The owner of sessions created without an identity (and of records from before identities). */
 export const LOCAL_OWNER = "local";
 
 export interface RunningTurn {
@@ -49,14 +49,12 @@ export class Session {
   functions: FunctionSet = FunctionSet.none;
   /** rendered() as last computed, with what it was computed from. */
   private used: { key: unknown[]; tokens: readonly number[] } | undefined;
-  /** The identity that created it; others get NOT_FOUND for it. */
-  owner = "local";
+  /** The identity that created it; others get NOT_FOUND for it (the quota counts per owner). */
+  owner = LOCAL_OWNER;
   /** Where the session's images are kept; set by the store. */
   imageStore: ImageStore | undefined;
   /** Writes the session to the journal; set by the store. */
   persist: () => Promise<void> = async () => {};
-  /** Who created the session (the quota counts per owner); one local owner until identities exist. */
-  owner = LOCAL_OWNER;
   /** Each message text's token ids, computed once. */
   readonly text: TextTokens;
 

@@ -46,11 +46,15 @@ export function checkParams(p: GenerationParams | undefined): void {
 
 function check(s: Sampling, _seedGiven: boolean): void {
   const bad = (field: string, rule: string) => fail.invalid(`${field} must be ${rule}; fix the value and retry.`);
-  if (!(s.maxNewTokens >= 1 && s.maxNewTokens <= MAX_NEW_TOKENS_LIMIT)) throw bad("max_new_tokens", `between 1 and ${MAX_NEW_TOKENS_LIMIT}`);
-  if (!(s.minNewTokens >= 0 && s.minNewTokens <= s.maxNewTokens)) throw bad("min_new_tokens", "between 0 and max_new_tokens");
+  // Wire values are typed by protobuf; these guard settings read back from a journal file.
+  if (typeof s.doSample !== "boolean") throw bad("do_sample", "true or false");
+  if (!Number.isInteger(s.seed)) throw bad("seed", "an integer");
+  if (s.grammar !== undefined && typeof s.grammar !== "string") throw bad("grammar", "text (GBNF)");
+  if (!(Number.isInteger(s.maxNewTokens) && s.maxNewTokens >= 1 && s.maxNewTokens <= MAX_NEW_TOKENS_LIMIT)) throw bad("max_new_tokens", `between 1 and ${MAX_NEW_TOKENS_LIMIT}`);
+  if (!(Number.isInteger(s.minNewTokens) && s.minNewTokens >= 0 && s.minNewTokens <= s.maxNewTokens)) throw bad("min_new_tokens", "between 0 and max_new_tokens");
   if (!(Number.isFinite(s.temperature) && s.temperature >= 0 && s.temperature <= 5)) throw bad("temperature", "between 0 and 5");
   if (!(Number.isFinite(s.topP) && s.topP > 0 && s.topP <= 1)) throw bad("top_p", "above 0 and at most 1");
-  if (!(s.topK >= 0 && s.topK <= 100000)) throw bad("top_k", "between 0 and 100000");
+  if (!(Number.isInteger(s.topK) && s.topK >= 0 && s.topK <= 100000)) throw bad("top_k", "between 0 and 100000");
   if (s.grammar !== undefined && s.grammar.length > 100_000) throw bad("grammar", "at most 100000 characters");
   if (!(Number.isFinite(s.repetitionPenalty) && s.repetitionPenalty > 0 && s.repetitionPenalty <= 10)) {
     throw bad("repetition_penalty", "above 0 and at most 10 (1 means off)");
