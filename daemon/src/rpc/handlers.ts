@@ -26,6 +26,8 @@ export interface DaemonState {
   exposure: { tls: boolean; auth: () => boolean; insecure: boolean };
   /** Logs and counts each turn. */
   turns: TurnObserver;
+  /** How long a Chat stream may leave its events unread before its turns are cancelled. */
+  writeTimeoutMs: number;
   log: (line: string) => void;
 }
 
