@@ -57,6 +57,7 @@ function nastySchema(r: Rng): string {
     () => "[",
     () => '{"properties":{"a":{"type":"string"}}}',
     () => "[".repeat(20_000) + "]".repeat(20_000),
+    () => `{"a":${"[".repeat(20_000)}${"]".repeat(20_000)}}`,
     () => '{"a":'.repeat(r.pick([31, 32, 33, 5000])) + "{}" + "}".repeat(r.pick([31, 32, 33, 5000])),
     () => JSON.stringify({ type: "object", description: "x".repeat(r.pick([60_000, 70_000])) }),
     () => '{"properties":5,"required":7}',

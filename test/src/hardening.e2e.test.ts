@@ -23,9 +23,9 @@ describe("hardening: one client's worst request never takes the daemon from the 
   it("item 2: a parameters_json nested 20,000 deep is refused naming the limit; no session stays behind and ListSessions works", async () => {
     const chatter = await startChatter(d.address);
     const count = (await d.client.listSessions()).length;
-    const deep = { name: "DEEP", description: "d", parametersJson: "[".repeat(20_000) + "]".repeat(20_000) };
+    const deep = { name: "DEEP", description: "d", parametersJson: `{"a":${"[".repeat(20_000)}${"]".repeat(20_000)}}` };
     for (let i = 0; i < 3; i++) {
-      await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", clientFunctions: [deep] }), "INVALID_ARGUMENT", /nested 20000 levels deep, more than the limit of 32/);
+      await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", clientFunctions: [deep] }), "INVALID_ARGUMENT", /nested 20001 levels deep, more than the limit of 32/);
     }
     const big = { name: "BIG", description: "d", parametersJson: JSON.stringify({ type: "object", description: "x".repeat(70_000) }) };
     await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", clientFunctions: [big] }), "INVALID_ARGUMENT", /more than the limit of 65536/);

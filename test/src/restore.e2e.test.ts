@@ -33,7 +33,7 @@ describe("journal records are checked on restore", () => {
     edit("token", (r) => (r.history[1]!.tokens[0] = 99_999_999));
     edit("setting", (r) => (r.defaults = { temperature: "hot" }));
     edit("template", (r) => (r.template = { name: "x", user: "no placeholder", bot: 5 }));
-    edit("functions", (r) => (r.clientFunctions = [{ name: "DEEP", description: "", parametersJson: "[".repeat(20_000) + "]".repeat(20_000) }]));
+    edit("functions", (r) => (r.clientFunctions = [{ name: "DEEP", description: "", parametersJson: `{"a":${"[".repeat(20_000)}${"]".repeat(20_000)}}` }]));
     // An id that would make every save write outside the sessions folder.
     edit("traversal", (r) => (r.id = "../../escaped"));
     fs.writeFileSync(path.join(sessions, `x.json.${process.pid}.tmp`), "{");
