@@ -36,7 +36,7 @@ describe("hardening: one client's worst request never takes the daemon from the 
     const listed = await d.client.listSessions();
     assert.equal(listed.length, count + 2, "only the accepted sessions exist");
     // A session that cannot be described (a bug, a bad file) is left out of the list, not fatal to it.
-    const broken = d.daemon.state.sessions.get(ok.sessionId);
+    const broken = d.daemon.state.sessions.get(ok.sessionId, { name: "local", admin: true });
     broken.contextUsed = () => {
       throw new RangeError("Maximum call stack size exceeded");
     };
@@ -104,7 +104,10 @@ describe("hardening: one client's worst request never takes the daemon from the 
     const journal = d.daemon.state.sessions.journal!;
     const io = journal.io;
     const count = (await d.client.listSessions()).length;
-    journal.io = { ...io, writeFile: async () => Promise.reject(Object.assign(new Error("no space left on device"), { code: "ENOSPC" })) };
+    // Only the new session's file fails: the other client's session is on another disk, as it were.
+    const existing = new Set(d.daemon.state.sessions.all().map((x) => x.id));
+    const full = () => Promise.reject(Object.assign(new Error("no space left on device"), { code: "ENOSPC" }));
+    journal.io = { ...io, writeFile: (file, data) => (existing.has(path.basename(file).split(".")[0]!) ? io.writeFile(file, data) : full()) };
     try {
       await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml" }), "RESOURCE_EXHAUSTED", /data folder is full/);
     } finally {
