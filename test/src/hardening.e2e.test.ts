@@ -31,6 +31,11 @@ describe("hardening: one client's worst request never takes the daemon from the 
     await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", clientFunctions: [big] }), "INVALID_ARGUMENT", /more than the limit of 65536/);
     const s = await d.client.createSession({ chatTemplate: "chat-ml" });
     await rejectsWith(d.client.updateSession(s.sessionId, { setFunctions: true, clientFunctions: [deep] }), "INVALID_ARGUMENT", /more than the limit of 32/);
+    // A grammar stored as a session default is checked when stored, not on every later turn.
+    const deepGrammar = `root ::= ${"(".repeat(20_000)}"a"${")".repeat(20_000)}`;
+    await rejectsWith(d.client.updateSession(s.sessionId, { defaults: { grammar: deepGrammar } }), "INVALID_ARGUMENT", /nests parentheses more than 64 deep/);
+    await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", defaults: { grammar: deepGrammar } }), "INVALID_ARGUMENT", /nests parentheses more than 64 deep/);
+    assert.equal((await d.client.getSession(s.sessionId)).defaults?.grammar, undefined, "the refused default was not stored");
     // A legal schema at the limit still works and lists.
     const ok = await d.client.createSession({ chatTemplate: "chat-ml", clientFunctions: [{ name: "OK", description: "d", parametersJson: nested(32) }] });
     const listed = await d.client.listSessions();

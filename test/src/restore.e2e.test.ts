@@ -14,7 +14,7 @@ describe("journal records are checked on restore", () => {
     const root = tempDir("restore");
     const dataDir = path.join(root, "data");
     const first = await inProcessDaemon(tinyModel(), { dataDir });
-    const names = ["good", "token", "setting", "template", "functions", "traversal"] as const;
+    const names = ["good", "token", "setting", "grammar", "template", "functions", "traversal"] as const;
     const ids: Record<string, string> = {};
     for (const name of names) {
       ids[name] = (await first.client.createSession({ chatTemplate: "chat-ml" })).sessionId;
@@ -32,6 +32,8 @@ describe("journal records are checked on restore", () => {
     };
     edit("token", (r) => (r.history[1]!.tokens[0] = 99_999_999));
     edit("setting", (r) => (r.defaults = { temperature: "hot" }));
+    // A grammar nested deep enough to crash llama.cpp's parser, journaled before it was checked.
+    edit("grammar", (r) => (r.defaults = { grammar: `root ::= ${"(".repeat(20_000)}"a"${")".repeat(20_000)}` }));
     edit("template", (r) => (r.template = { name: "x", user: "no placeholder", bot: 5 }));
     edit("functions", (r) => (r.clientFunctions = [{ name: "DEEP", description: "", parametersJson: `{"a":${"[".repeat(20_000)}${"]".repeat(20_000)}}` }]));
     // An id that would make every save write outside the sessions folder.
@@ -49,7 +51,7 @@ describe("journal records are checked on restore", () => {
       const chatter = await startChatter(second.address);
       for (const name of names.slice(1)) {
         assert.ok(fs.existsSync(path.join(sessions, `${ids[name]}.json.corrupt`)), `${name}: quarantined as *.corrupt`);
-        assert.ok(lines.some((l) => l.includes(`${ids[name]}.json is unusable`)), `${name}: a log line says why`);
+        assert.ok(lines.some((l) => l.includes(`${ids[name]}.json is unreadable or invalid`)), `${name}: a log line says why`);
       }
       assert.ok(lines.some((l) => /outside the vocabulary/.test(l)) && lines.some((l) => /temperature must be/.test(l)) && lines.some((l) => /does not match the file name|not a safe file name/.test(l)));
       assert.ok(!fs.existsSync(path.join(sessions, `x.json.${process.pid}.tmp`)) && !fs.existsSync(path.join(kvDir, "orphan.kv.tmp")), "stray temp files are removed at start");

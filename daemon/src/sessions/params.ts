@@ -1,5 +1,6 @@
 import { fail, type GenerationParams } from "@nanollm/shared";
 import type { Sampling } from "../engine/types.js";
+import { checkGbnf } from "../grammar/checkGbnf.js";
 
 /** Daemon-wide defaults: greedy decoding like NanoLLM's do_sample=False. */
 export const DEFAULT_SAMPLING: Sampling = {
@@ -39,9 +40,14 @@ export function resolveSampling(...layers: (GenerationParams | undefined)[]): Sa
   return merged;
 }
 
-/** Validates generation params on their own (session defaults are checked when set). */
+/**
+ * Validates generation params on their own: session defaults when set (CreateSession,
+ * UpdateSession) and when restored from the journal. A default grammar is checked here too, so a
+ * bad one is refused when stored rather than on every later turn.
+ */
 export function checkParams(p: GenerationParams | undefined): void {
-  resolveSampling(p);
+  const s = resolveSampling(p);
+  if (s.grammar !== undefined) checkGbnf(s.grammar);
 }
 
 function check(s: Sampling, _seedGiven: boolean): void {
