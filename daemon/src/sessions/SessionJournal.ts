@@ -106,9 +106,9 @@ export class SessionJournal {
     const quarantined = `${file}.corrupt`;
     try {
       fs.renameSync(file, quarantined);
-      this.log(`session file ${file} is unusable (${why}); moved it to ${quarantined}`);
+      this.log(`session file ${file} is unreadable or invalid (${why}); moved it to ${quarantined}`);
     } catch (err) {
-      this.log(`session file ${file} is unusable (${why}) and could not be moved aside (${(err as Error).message}); it is skipped`);
+      this.log(`session file ${file} is unreadable or invalid (${why}) and could not be moved aside (${(err as Error).message}); it is skipped`);
     }
   }
 
