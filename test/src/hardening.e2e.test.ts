@@ -105,6 +105,17 @@ describe("hardening: one client's worst request never takes the daemon from the 
     const after = await d.client.getSession(s.sessionId, true);
     assert.deepEqual(after.history, before.history, "the failed turn left no trace in the history");
     assert.ok(!fs.existsSync(tmp), "the temp file is gone");
+    // Every other change that could not be saved is undone too.
+    for (const change of [
+      () => d.client.updateSession(s.sessionId, { systemPrompt: "Be brief." }),
+      () => d.client.truncateSession(s.sessionId, 0),
+      () => d.client.resetSession(s.sessionId),
+    ]) {
+      fs.symlinkSync("/dev/full", tmp);
+      await rejectsWith(change(), "RESOURCE_EXHAUSTED", /data folder is full/);
+      const now = await d.client.getSession(s.sessionId, true);
+      assert.deepEqual([now.history, now.systemPrompt], [before.history, before.systemPrompt], "nothing changed");
+    }
     // A create whose first save fails (a seam: the new id is not known ahead) leaves no session.
     const journal = d.daemon.state.sessions.journal!;
     const io = journal.io;
