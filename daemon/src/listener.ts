@@ -49,18 +49,21 @@ export async function listen(server: Server, credentials: ServerCredentials, hos
       }
       if (limits.tls || refusing >= MAX_REFUSING) return void socket.destroy();
       refusing++;
-      socket.once("close", () => refusing--);
-      socket.setTimeout(2000, () => socket.destroy());
+      // Timers, not socket timeouts: once HTTP/2 owns the socket its timeout events stop.
+      const timer = setTimeout(() => socket.destroy(), 2000);
+      socket.once("close", () => {
+        refusing--;
+        clearTimeout(timer);
+      });
       refuser.emit("connection", socket);
       return;
     }
     connections++;
-    socket.once("close", () => connections--);
-    const onTimeout = () => {
-      if (socket.bytesRead === 0) socket.destroy();
-      socket.setTimeout(0);
-    };
-    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, onTimeout);
+    const handshake = setTimeout(() => socket.bytesRead === 0 && socket.destroy(), HANDSHAKE_TIMEOUT_MS);
+    socket.once("close", () => {
+      connections--;
+      clearTimeout(handshake);
+    });
     injector.injectConnection(socket);
   });
   await new Promise<void>((resolve, reject) => {
