@@ -11,9 +11,9 @@ import { appendAll } from "./appendAll.js";
 export const TOKENIZE_CHUNK_CHARS = 16_384;
 
 /**
- * Most ids handed to the engine in one "tokens" segment: it appends a segment's ids with one
- * spread call, and ~100,000 arguments overflow the stack (a 400,000-character turn answered
- * INTERNAL "Maximum call stack size exceeded").
+ * Most ids handed to the engine in one "tokens" segment. Its tokenizer once appended a segment's
+ * ids with one spread call, and ~100,000 arguments overflowed the stack (a 400,000-character turn
+ * answered INTERNAL "Maximum call stack size exceeded"); bounded pieces keep any engine safe.
  */
 const SEGMENT_IDS = 4096;
 
@@ -104,7 +104,7 @@ export class TextTokens {
 
   /** Message text and long id lists become "tokens" segments the engine can append safely. */
   private asTokens(seg: Segment, continued: boolean): Segment[] {
-    if (seg.kind === "control") return [seg];
+    if (seg.kind === "control" || seg.kind === "image") return [seg];
     const ids = seg.kind === "text" ? this.of(seg.text, continued) : seg.ids;
     if (ids.length <= SEGMENT_IDS) return [{ kind: "tokens", ids, text: seg.text }];
     const out: Segment[] = [];
@@ -115,6 +115,7 @@ export class TextTokens {
   /** The first segment's length includes the BOS the engine may put before it. */
   private firstLength(seg: Segment): number {
     if (seg.kind !== "control") return this.ids([seg]).length;
+    // Template glue: a handful of strings per template, so the engine tokenizes each once.
     return remember(this.glue[0], seg.text, () => this.host.tokenize([seg]).length);
   }
 
@@ -124,6 +125,8 @@ export class TextTokens {
         return seg.ids.length;
       case "text":
         return this.of(seg.text, true).length;
+      case "image":
+        return seg.image.pieces.reduce((n, piece) => n + (piece.kind === "text" ? piece.tokens.length : piece.nPos), 0);
       case "control":
         // After any token, the way the engine continues a prompt; the BOS decision is the same in both calls.
         return remember(this.glue[1], seg.text, () => this.host.tokenize([LEAD, seg]).length - this.host.tokenize([LEAD]).length);
