@@ -8,6 +8,7 @@ import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
 import { rejectsWith } from "./helpers/rejectsWith.js";
 import type { RunningDaemon } from "@nanollm/daemon";
+import { pieces, TextTokens, TOKENIZE_CHUNK_CHARS } from "@nanollm/daemon/dist/sessions/TextTokens.js";
 
 /** `{"a":{"a":...}}` nested `depth` levels. */
 const nested = (depth: number) => '{"a":'.repeat(depth - 1) + "{}" + "}".repeat(depth - 1);
@@ -72,6 +73,22 @@ describe("hardening: one client's worst request never takes the daemon from the 
     assert.equal((await d.client.getSession(s.sessionId)).wrappedMessages, 0, "the refused turn wrapped nothing");
     assertKeptChatting(report, 1, 5000);
     await d.client.deleteSession(s.sessionId);
+  });
+
+  it("items 3, 6: a long text tokenized in pieces gives the ids of one tokenization", async () => {
+    const host = await d.daemon.state.models.get("");
+    const sentence = "The quick brown fox, née «Renard», jumps over 13 lazy dogs 🦊 — twice!\n  Then it rests.  ";
+    const text = sentence.repeat(Math.ceil(200_000 / sentence.length));
+    const cut = pieces(text);
+    assert.equal(cut.join(""), text, "the pieces are the text");
+    assert.ok(cut.length > 10 && cut.every((p) => p.length <= TOKENIZE_CHUNK_CHARS), "pieces are bounded");
+    assert.ok(cut.every((p) => !/^[\udc00-\udfff]/.test(p)), "no piece starts inside a surrogate pair");
+    const emoji = "🦊".repeat(TOKENIZE_CHUNK_CHARS);
+    assert.equal(pieces(emoji).join(""), emoji);
+    assert.ok(pieces(emoji).every((p) => !/^[\udc00-\udfff]/.test(p)));
+    const tokens = new TextTokens(host);
+    assert.deepEqual(tokens.of(text), host.tokenizeText(text));
+    assert.deepEqual(await new TextTokens(host).prepare(text, true), host.tokenizeText(text, true));
   });
 
   it("item 6: long inputs under the limits get the clean context error, never INTERNAL", async () => {
