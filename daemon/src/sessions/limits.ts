@@ -34,8 +34,13 @@ export const SESSION_ID = /^[A-Za-z0-9_-]{1,128}$/;
 //  NANOLLM_MAX_SESSIONS_PER_OWNER (all of them): sessions one owner keeps — SessionStore.create.
 //  NANOLLM_WRITE_TIMEOUT_MS (30 s): how long a Chat stream may stay unread — rpc/chatHandler.
 //  NANOLLM_MAX_CONNECTIONS (256), NANOLLM_MAX_STREAMS (100 per connection), NANOLLM_IDLE_TIMEOUT_MS
-//  (5 min): the HTTP/2 server's bounds — server.ts.
-//  grammar: at most 100,000 characters — params.ts.
+//  (5 min): the HTTP/2 server's bounds — server.ts, listener.ts (which also closes a connection
+//  that sends nothing for 10 s, HANDSHAKE_TIMEOUT_MS).
+//  NANOLLM_MAX_QUEUE (256): turns waiting for a KV-cache sequence — the engine's pool.
+// Kept beside the code they bound: max_new_tokens ≤ 32768 (params.ts, MAX_NEW_TOKENS_LIMIT), 8 function
+// calls per turn (TurnCalls.ts), a function result ≤ 100,000 characters (rpc/chatHandler.ts), 16 MiB
+// per request message (server.ts), status details ≤ 500 characters (rpc/errors.ts); grammars: the
+// MAX_GRAMMAR_* and MAX_SCHEMA_* limits below.
 
 /** Refuses a message, system prompt or history entry longer than the limit; `what` names it. */
 export function checkText(what: string, text: string | undefined): void {
