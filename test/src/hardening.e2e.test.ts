@@ -53,7 +53,7 @@ describe("hardening: one client's worst request never takes the daemon from the 
   });
 
   it("item 3: 1,000 history pairs and a turn too long to fit however much is wrapped: a quick clean error, short event-loop stalls, another client chats", async () => {
-    const history = Array.from({ length: 2000 }, (_, i) => ({ role: i % 2 ? Role.ROLE_BOT : Role.ROLE_USER, text: `q${i >> 1}`, tokenIds: [] }));
+    const history = Array.from({ length: 2000 }, (_, i) => ({ role: i % 2 ? Role.ROLE_BOT : Role.ROLE_USER, text: `q${i >> 1}`, tokenIds: [], images: [] }));
     const s = await d.client.createSession({ chatTemplate: "chat-ml", history });
     const chatter = await startChatter(d.address);
     // ~25,000 tokens: more than the context minus the 8,192 kept for the reply, so every message is tried out.
@@ -99,9 +99,9 @@ describe("hardening: one client's worst request never takes the daemon from the 
       await rejectsWith(turn(d.client, s.sessionId, words(400_000)), "INVALID_ARGUMENT", /more than the session's context of 32768/);
       await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", systemPrompt: words(999_999) }), "INVALID_ARGUMENT", /more than the context of 32768/);
       await rejectsWith(d.client.updateSession(s.sessionId, { systemPrompt: words(999_999) }), "INVALID_ARGUMENT", /more than the context of 32768/);
-      const longHistory = [0, 1, 2].map((i) => ({ role: Role.ROLE_USER, text: words(900_000 + i), tokenIds: [] }));
+      const longHistory = [0, 1, 2].map((i) => ({ role: Role.ROLE_USER, text: words(900_000 + i), tokenIds: [], images: [] }));
       await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", history: longHistory }), "INVALID_ARGUMENT", /more than the context of 32768/);
-      const longReply = [{ role: Role.ROLE_USER, text: "hi", tokenIds: [] }, { role: Role.ROLE_BOT, text: "", tokenIds: Array.from({ length: 200_000 }, (_, i) => 10 + (i % 100)) }];
+      const longReply = [{ role: Role.ROLE_USER, text: "hi", tokenIds: [], images: [] }, { role: Role.ROLE_BOT, text: "", tokenIds: Array.from({ length: 200_000 }, (_, i) => 10 + (i % 100)), images: [] }];
       await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", history: longReply }), "INVALID_ARGUMENT", /more than the context of 32768/);
     });
     // Each text is tokenized a piece at a time, never 999,999 characters in one blocking call.
@@ -169,7 +169,7 @@ describe("context wrapping", () => {
   after(() => d.stop());
 
   it("drops the oldest turns at a user message, says so, and the reply equals a fresh session's with the kept history", async () => {
-    const history = Array.from({ length: 26 }, (_, i) => ({ role: i % 2 ? Role.ROLE_BOT : Role.ROLE_USER, text: `turn ${i >> 1} says something`, tokenIds: [] }));
+    const history = Array.from({ length: 26 }, (_, i) => ({ role: i % 2 ? Role.ROLE_BOT : Role.ROLE_USER, text: `turn ${i >> 1} says something`, tokenIds: [], images: [] }));
     const s = await d.client.createSession({ chatTemplate: "chat-ml", history });
     assert.ok(s.contextUsed > 300, `the history takes ${s.contextUsed} tokens`);
     let wrapped;

@@ -16,7 +16,7 @@ function deafChat(address: string, sessionId: string) {
   session.on("error", () => undefined);
   const stream = session.request({ ":method": "POST", ":path": "/nanollm.v1.ChatService/Chat", "content-type": "application/grpc", te: "trailers" });
   stream.on("error", () => undefined);
-  const body = Buffer.from(ChatRequest.encode({ kind: { $case: "userTurn", userTurn: { sessionId, text: "Write forever", turnId: "deaf", params: { maxNewTokens: 30000 } } } }).finish());
+  const body = Buffer.from(ChatRequest.encode({ kind: { $case: "userTurn", userTurn: { sessionId, text: "Write forever", turnId: "deaf", params: { maxNewTokens: 30000 }, images: [] } } }).finish());
   const frame = Buffer.alloc(5 + body.length);
   frame.writeUInt32BE(body.length, 1);
   body.copy(frame, 5);

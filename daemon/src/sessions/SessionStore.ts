@@ -41,11 +41,12 @@ export class SessionStore {
     readonly templates: TemplateRegistry,
     readonly journal: SessionJournal | undefined,
     private readonly maxSessions = 1024,
-import { validateTemplate } from "../templates/ChatTemplate.js";
-import { checkText, MAX_HISTORY_MESSAGES } from "./limits.js";
-import { ImageStore } from "./ImageStore.js";
-import type { StoredImage } from "../engine/Images.js";
-import { LOCAL_OWNER, Session, type Caller, type HistoryMessage, type OverflowPolicy } from "./Session.js";
+    dataDir?: string,
+    /** Sessions one owner may keep (NANOLLM_MAX_SESSIONS_PER_OWNER); a function so identities can vary it. */
+    private readonly quota: (owner: string) => number = () => maxSessions,
+  ) {
+    this.images = new ImageStore(dataDir);
+  }
 
   async create(opts: CreateOptions): Promise<Session> {
     const owner = opts.owner;
