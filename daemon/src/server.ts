@@ -1,7 +1,8 @@
+import fs from "node:fs";
 import path from "node:path";
 import { setMaxListeners } from "node:events";
 import { logVerbosity, Server, setLogVerbosity } from "@grpc/grpc-js";
-import { ChatServiceService, fail, formatAddress, ModelServiceService, parseAddress, SessionServiceService } from "@nanollm/shared";
+import { ChatServiceService, fail, formatAddress, ModelServiceService, parseAddress, readEnv, SessionServiceService } from "@nanollm/shared";
 import { Authenticator } from "./auth/authenticate.js";
 import { checkExposure, serverCredentials, type TlsFiles } from "./auth/exposure.js";
 import { guard } from "./auth/guard.js";
@@ -10,6 +11,7 @@ import { advertise } from "./discovery/advertise.js";
 import { Metrics } from "./metrics/Metrics.js";
 import { TurnObserver } from "./metrics/TurnObserver.js";
 import { addStandardServices, setHealth } from "./rpc/standard.js";
+import { listen } from "./listener.js";
 import { startEngine } from "./engine/ModelHost.js";
 import type { GpuChoice, KvCacheType } from "./engine/types.js";
 import { ModelRegistry } from "./models/ModelRegistry.js";
@@ -55,6 +57,16 @@ export interface DaemonOptions {
   logText?: boolean;
   /** Where models named by clients are looked up as NAME.gguf. */
   modelsDir?: string;
+  /** Sessions one owner may keep (default: NANOLLM_MAX_SESSIONS_PER_OWNER, else maxSessions). */
+  maxSessionsPerOwner?: number;
+  /** How long a Chat stream may stay unread before its turns are cancelled (default: NANOLLM_WRITE_TIMEOUT_MS, 30 s). */
+  writeTimeoutMs?: number;
+  /** Client connections served at once (default: NANOLLM_MAX_CONNECTIONS, 256). */
+  maxConnections?: number;
+  /** Concurrent calls per connection (default: NANOLLM_MAX_STREAMS, 100). */
+  maxStreams?: number;
+  /** A connection without calls for this long is closed (default: NANOLLM_IDLE_TIMEOUT_MS, 5 min). */
+  idleTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -75,6 +87,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const info = await startEngine({ gpu: opts.gpu, threads: opts.threads, batchThreads: opts.batchThreads, log });
   const engine = { gpu: opts.gpu, threads: info.threads, batchThreads: info.batchThreads, adaptiveThreads: info.adaptiveThreads, adaptiveBatchThreads: info.adaptiveBatchThreads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, maxQueue: opts.maxQueue ?? 256, swapDir: opts.dataDir && path.join(opts.dataDir, "kv"), log };
   const { host, port } = parseAddress(opts.listen);
+  if (opts.dataDir) removeStrayKvTemps(path.join(opts.dataDir, "kv"), log);
   // Checked before the model loads, so a refused setup fails fast.
   const credentials = serverCredentials(opts.tls ?? {});
   const tokensFile = opts.tokensFile ?? (opts.dataDir && path.join(opts.dataDir, "tokens.json"));
@@ -86,7 +99,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const models = new ModelRegistry(engine, opts.modelsDir);
   const defaultHost = await models.loadDefault(opts.modelPath, opts.mmproj);
   const journal = opts.dataDir ? new SessionJournal(opts.dataDir, log) : undefined;
-  const sessions = new SessionStore(new TemplateRegistry(), journal, opts.maxSessions, opts.dataDir);
+  const env = readEnv();
+  const maxSessions = opts.maxSessions ?? env.maxSessions;
+  const perOwner = opts.maxSessionsPerOwner ?? env.maxSessionsPerOwner ?? maxSessions;
+  const sessions = new SessionStore(new TemplateRegistry(), journal, maxSessions, opts.dataDir, () => perOwner);
   if (journal) restoreSessions(journal, sessions, defaultHost, log);
   const metrics = new Metrics(sessions);
   const state: DaemonState = {
@@ -101,15 +117,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     functionTimeoutMs: opts.functionTimeoutMs ?? 30_000,
     exposure: { tls, auth: () => auth.enabled, insecure: warning !== undefined },
     turns: new TurnObserver(metrics, log, opts.logText === true),
+    writeTimeoutMs: opts.writeTimeoutMs ?? env.writeTimeoutMs,
     log,
   };
   const shutdown = new AbortController();
   // Every open Chat stream listens for shutdown; there may be hundreds.
   setMaxListeners(0, shutdown.signal);
+  const idleTimeoutMs = opts.idleTimeoutMs ?? env.idleTimeoutMs;
   const server = new Server({
     "grpc.max_receive_message_length": 16 * 1024 * 1024,
+    // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: one connection cannot open calls without bound.
+    "grpc.max_concurrent_streams": opts.maxStreams ?? env.maxStreams,
+    "grpc.max_connection_idle_ms": idleTimeoutMs,
     // Pings find a client that vanished with a Wi-Fi link within ~1.5 min, not at TCP's hours.
-    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_time_ms": Math.min(idleTimeoutMs, 60_000),
     "grpc.keepalive_timeout_ms": 20_000,
   });
   const services = [
@@ -121,15 +142,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const health = addStandardServices(server);
   // grpc-js logs a failed bind itself ("E No address added ..."); the sentence below says it once.
   setLogVerbosity(logVerbosity.NONE);
-  const boundPort = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(formatAddress(host, port), credentials, (err, p) => (err ? reject(err) : resolve(p))),
-  )
+  const listener = await listen(server, credentials, host, port, { maxConnections: opts.maxConnections ?? env.maxConnections, tls }, log)
     .catch(async (err: Error) => {
       await models.dispose();
       const why = /EADDRINUSE/.test(err.message) ? "the address is already in use" : /EADDRNOTAVAIL/.test(err.message) ? "no interface has that address" : err.message;
       throw fail.unavailable(`Cannot listen on ${opts.listen} (${why}); pick another address with --listen.`);
     })
     .finally(() => setLogVerbosity(logVerbosity.ERROR));
+  const boundPort = listener.port;
   const address = formatAddress(host, boundPort);
   const metricsServer = opts.metrics ? await metrics.serve(opts.metrics) : undefined;
   const announced = opts.advertise
@@ -147,6 +167,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       await announced?.();
       const graceful = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+      listener.close();
       await Promise.race([graceful, timer]);
       shutdown.abort();
       server.forceShutdown();
@@ -156,13 +177,37 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   return { address, port: boundPort, metricsAddress: metricsServer?.address, state, close };
 }
 
-/** Restores the journaled sessions of the default model; others stay on disk for their model. */
+/**
+ * Restores the journaled sessions of the default model; others stay on disk for their model. A
+ * record that fails the checks a request would (settings, template, functions, token ids) is
+ * quarantined with a log line; the other sessions load.
+ */
 function restoreSessions(journal: SessionJournal, sessions: SessionStore, host: ModelHost, log: (line: string) => void): void {
   const records = journal.loadAll();
   const mine = records.filter((r) => r.modelFile === host.facts.file);
-  for (const record of mine) sessions.restore(record, host);
+  let restored = 0;
+  for (const record of mine) {
+    try {
+      sessions.restore(record, host);
+      restored++;
+    } catch (err) {
+      journal.quarantine(record.id, err instanceof Error ? err.message : String(err));
+    }
+  }
   const others = records.length - mine.length;
-  if (records.length > 0) log(`restored ${plural(mine.length, "session")} from ${journal.dir}${others ? ` (${others} for other models left on disk)` : ""}`);
+  if (records.length > 0) log(`restored ${plural(restored, "session")} from ${journal.dir}${others ? ` (${others} for other models left on disk)` : ""}`);
+}
+
+/** Removes the temp files of KV-cache saves a crash interrupted (DATA_DIR/kv/MODEL/*.tmp). */
+function removeStrayKvTemps(kvDir: string, log: (line: string) => void): void {
+  if (!fs.existsSync(kvDir)) return;
+  let removed = 0;
+  for (const entry of fs.readdirSync(kvDir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || !entry.name.endsWith(".tmp")) continue;
+    fs.rmSync(path.join(entry.parentPath, entry.name), { force: true });
+    removed++;
+  }
+  if (removed) log(`removed ${plural(removed, "unfinished KV-cache file")} from ${kvDir}`);
 }
 
 function plural(n: number, word: string): string {

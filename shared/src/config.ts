@@ -66,6 +66,22 @@ export interface EnvConfig {
    * model's server to answer before it says it cannot reach it (default 15000).
    */
   connectTimeoutMs: number;
+  /**
+   * NANOLLM_MAX_SESSIONS_PER_OWNER: sessions one owner may keep (default: NANOLLM_MAX_SESSIONS).
+   * Owners are token identities; clients without one are the one local owner.
+   */
+  maxSessionsPerOwner: number | undefined;
+  /**
+   * NANOLLM_WRITE_TIMEOUT_MS: how long a Chat stream may leave its events unread (its HTTP/2
+   * window full) before its turns are cancelled and their KV sequences released (default 30000).
+   */
+  writeTimeoutMs: number;
+  /** NANOLLM_MAX_CONNECTIONS: client connections served at once; more are refused RESOURCE_EXHAUSTED (default 256). */
+  maxConnections: number;
+  /** NANOLLM_MAX_STREAMS: concurrent calls per connection (HTTP/2 MAX_CONCURRENT_STREAMS, default 100). */
+  maxStreams: number;
+  /** NANOLLM_IDLE_TIMEOUT_MS: a connection with no call for this long is closed (default 300000). */
+  idleTimeoutMs: number;
 }
 
 /** Reads the environment once; flags override these values. */
@@ -92,6 +108,11 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     tlsKey: env.NANOLLM_TLS_KEY || undefined,
     clientConfig: env.NANOLLM_CLIENT_CONFIG || path.join(env.XDG_CONFIG_HOME ?? path.join(os.homedir(), ".config"), "nanollm", "client.json"),
     connectTimeoutMs: positiveInt(env.NANOLLM_CONNECT_TIMEOUT_MS) ?? 15_000,
+    maxSessionsPerOwner: positiveInt(env.NANOLLM_MAX_SESSIONS_PER_OWNER),
+    writeTimeoutMs: positiveInt(env.NANOLLM_WRITE_TIMEOUT_MS) ?? 30_000,
+    maxConnections: positiveInt(env.NANOLLM_MAX_CONNECTIONS) ?? 256,
+    maxStreams: positiveInt(env.NANOLLM_MAX_STREAMS) ?? 100,
+    idleTimeoutMs: positiveInt(env.NANOLLM_IDLE_TIMEOUT_MS) ?? 300_000,
   };
 }
 

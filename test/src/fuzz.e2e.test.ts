@@ -43,8 +43,32 @@ function randomBytes(r: Rng, max = 300): Buffer {
   return Buffer.from(Array.from({ length: r.int(max) }, () => r.int(256)));
 }
 
+/** Words, `chars` long: text that tokenizes into many tokens (long but legal inputs). */
+function words(chars: number): string {
+  return Array.from({ length: Math.ceil(chars / 8) }, (_, i) => (i * 7919).toString(36).padStart(7, "q")).join(" ").slice(0, chars);
+}
+const LONG_LEGAL = [words(400_000), words(999_999)];
+
+/** Schemas: deep nesting past the limit (arrays, objects), at the limit, oversized, oddly typed, many. */
+function nastySchema(r: Rng): string {
+  return r.pick([
+    () => "",
+    () => "{}",
+    () => "[",
+    () => '{"properties":{"a":{"type":"string"}}}',
+    () => "[".repeat(20_000) + "]".repeat(20_000),
+    () => `{"a":${"[".repeat(20_000)}${"]".repeat(20_000)}}`,
+    () => '{"a":'.repeat(r.pick([31, 32, 33, 5000])) + "{}" + "}".repeat(r.pick([31, 32, 33, 5000])),
+    () => JSON.stringify({ type: "object", description: "x".repeat(r.pick([60_000, 70_000])) }),
+    () => '{"properties":5,"required":7}',
+    () => '{"properties":{"a":{"type":{"nested":[1,2]}}},"required":["a","a"]}',
+  ])();
+}
+
 /** Strings that stress a decoder: empty, huge, control strings, lone surrogates, plain words. */
 function nastyString(r: Rng, known: string[]): string {
+  // Long but under the limit: tokenized for real, so drawn rarely.
+  if (r.int(40) === 0) return r.pick(LONG_LEGAL);
   return r.pick([
     () => "",
     () => "x".repeat(1_000_001 + r.int(1000)),
@@ -54,6 +78,12 @@ function nastyString(r: Rng, known: string[]): string {
     () => (known.length ? r.pick(known) : "s"),
     () => `word ${r.int(1e9)}`,
   ])();
+}
+
+/** Many short messages, or a bot reply of 200,000 token ids: histories long in count or in tokens. */
+function longHistory(r: Rng) {
+  if (r.int(2)) return Array.from({ length: 2000 }, (_, i) => ({ role: (i % 2 ? 3 : 2) as Role, text: `m${i}`, tokenIds: [], images: [] }));
+  return [{ role: 2 as Role, text: "hi", tokenIds: [], images: [] }, { role: 3 as Role, text: "", tokenIds: Array.from({ length: 200_000 }, (_, i) => 10 + (i % 50)), images: [] }];
 }
 
 function nastyNumber(r: Rng): number {
@@ -69,9 +99,9 @@ function request(r: Rng, method: string, known: string[]): Buffer {
   const params = { maxNewTokens: r.pick([1, 4, 0, 40000, 2 ** 32 - 1]), temperature: nastyNumber(r), topP: nastyNumber(r), topK: r.int(3) ? 40 : 2 ** 31, minNewTokens: r.int(3) ? 0 : 9 };
   switch (method) {
     case "SessionService/CreateSession":
-      return Buffer.from(CreateSessionRequest.encode({ model: r.int(4) ? "" : nastyString(r, known), chatTemplate: r.pick(["", "chat-ml", "raw", "nope", "/etc/passwd"]), chatTemplateJson: r.pick(["", "", "{", '{"user":"${MESSAGE}","bot":"${MESSAGE}"}', "[1]"]), systemPrompt: r.int(2) ? nastyString(r, known) : undefined, defaults: params, history: r.int(3) ? [] : [{ role: r.pick([0, 1, 2, 3, 4, 99]) as Role, text: nastyString(r, known), tokenIds: [r.int(3) ? 5 : 2 ** 31], images: [] }], overflow: r.pick([0, 1, 2, 7]) as OverflowPolicy, builtinFunctions: r.int(4) ? [] : [r.pick(["DATE", "TIME", "rm -rf", ""])], clientFunctions: r.int(4) ? [] : [{ name: nastyString(r, known).slice(0, 100), description: "d", parametersJson: r.pick(["", "{}", "[", '{"properties":{"a":{"type":"string"}}}']) }] }).finish());
+      return Buffer.from(CreateSessionRequest.encode({ model: r.int(4) ? "" : nastyString(r, known), chatTemplate: r.pick(["", "chat-ml", "raw", "nope", "/etc/passwd"]), chatTemplateJson: r.pick(["", "", "{", '{"user":"${MESSAGE}","bot":"${MESSAGE}"}', "[1]"]), systemPrompt: r.int(2) ? nastyString(r, known) : undefined, defaults: params, history: r.int(3) ? [] : r.int(8) ? [{ role: r.pick([0, 1, 2, 3, 4, 99]) as Role, text: nastyString(r, known), tokenIds: [r.int(3) ? 5 : 2 ** 31], images: [] }] : longHistory(r), overflow: r.pick([0, 1, 2, 7]) as OverflowPolicy, builtinFunctions: r.int(4) ? [] : [r.pick(["DATE", "TIME", "rm -rf", ""])], clientFunctions: r.int(4) ? [] : Array.from({ length: r.pick([1, 1, 2, 129]) }, (_, i) => ({ name: r.int(2) ? `F${i}` : nastyString(r, known).slice(0, 100), description: "d", parametersJson: nastySchema(r) })) }).finish());
     case "SessionService/UpdateSession":
-      return Buffer.from(UpdateSessionRequest.encode({ sessionId: id, systemPrompt: nastyString(r, known), chatTemplate: r.pick([undefined, "raw", "nope"]), defaults: params, setFunctions: r.int(2) === 0, builtinFunctions: [r.pick(["DATE", "NOPE"])], clientFunctions: [] }).finish());
+      return Buffer.from(UpdateSessionRequest.encode({ sessionId: id, systemPrompt: nastyString(r, known), chatTemplate: r.pick([undefined, "raw", "nope"]), defaults: params, setFunctions: r.int(2) === 0, builtinFunctions: [r.pick(["DATE", "NOPE"])], clientFunctions: r.int(3) ? [] : [{ name: "F", description: "d", parametersJson: nastySchema(r) }] }).finish());
     case "SessionService/TruncateSession":
       return Buffer.from(TruncateSessionRequest.encode({ sessionId: id, keepMessages: r.pick([0, 1, 2, 2 ** 32 - 1]), dropLastExchange: r.int(3) === 0 }).finish());
     default:

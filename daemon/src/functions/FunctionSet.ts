@@ -1,5 +1,6 @@
 import { fail, type FunctionDecl } from "@nanollm/shared";
 import { BUILTINS } from "./builtins.js";
+import { MAX_FUNCTIONS, MAX_PARAMETERS_CHARS, parseJsonLimited } from "../sessions/limits.js";
 import { parseCall, type Literal, type ParsedCall } from "./parseCall.js";
 
 export interface FunctionSpec {
@@ -42,6 +43,7 @@ export class FunctionSet {
       if (!builtin) throw fail.invalid(`There is no built-in function ${name}; the built-ins are ${Object.keys(BUILTINS).join(", ")}.`);
       add({ name, description: builtin.description, schema: undefined, clientSide: false });
     }
+    if (client.length > MAX_FUNCTIONS) throw fail.invalid(`${client.length} client functions are declared, more than the limit of ${MAX_FUNCTIONS}; declare fewer.`);
     for (const decl of client) {
       if (!/^[A-Z][A-Z0-9_]{0,63}$/.test(decl.name)) throw fail.invalid(`Function name "${decl.name.slice(0, 64)}" must be upper case letters, digits and _ (e.g. WEATHER), starting with a letter.`);
       add({ name: decl.name, description: decl.description.slice(0, 2000), schema: parseSchema(decl), clientSide: true });
@@ -149,12 +151,7 @@ export class FunctionSet {
 
 function parseSchema(decl: FunctionDecl): JsonSchema | undefined {
   if (!decl.parametersJson) return undefined;
-  let schema: unknown;
-  try {
-    schema = JSON.parse(decl.parametersJson);
-  } catch {
-    throw fail.invalid(`The parameters of function ${decl.name} are not valid JSON; send a JSON schema object.`);
-  }
+  const schema = parseJsonLimited(`The parameters_json of function ${decl.name}`, decl.parametersJson, MAX_PARAMETERS_CHARS);
   if (typeof schema !== "object" || schema === null || Array.isArray(schema)) throw fail.invalid(`The parameters of function ${decl.name} must be a JSON schema object.`);
   return schema as JsonSchema;
 }

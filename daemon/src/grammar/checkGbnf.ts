@@ -7,6 +7,7 @@ import {
   MAX_GRAMMAR_REPEAT_TOTAL,
   MAX_GRAMMAR_RULE_CHAIN,
 } from "../sessions/limits.js";
+import { appendAll } from "../sessions/appendAll.js";
 
 // A pre-check, not a parser: llama.cpp's grammar parser recurses once per nested group (it
 // segfaults near 20,000 levels), expands `{m,n}` into rules, and stalls on repetitions of things
@@ -251,7 +252,7 @@ export function checkGbnf(gbnf: string, opts: { maxChars?: number } = {}): void 
     const parsed = checker.parse(tokens, pos + 2, end, name.v, 1);
     if (parsed.pos < end) throw fail.invalid(`The grammar has an unmatched ")" in rule "${name.v}" on line ${tokens[parsed.pos]!.line}; remove it.`);
     checker.nts[id]!.defined = true;
-    checker.nts[id]!.alts.push(...parsed.alts);
+    appendAll(checker.nts[id]!.alts, parsed.alts);
     pos = end;
   }
   const missing = checker.nts.find((nt) => !nt.defined);

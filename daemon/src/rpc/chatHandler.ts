@@ -1,4 +1,5 @@
 import { once } from "node:events";
+import http2 from "node:http2";
 import { randomUUID } from "node:crypto";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { fail, type ChatEvent, type ChatRequest, type ChatServiceServer, type UserTurn } from "@nanollm/shared";
@@ -34,9 +35,19 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
     call.on("close", close);
     call.on("error", close);
 
+    // A client that stops reading fills its HTTP/2 window; past the write timeout its turns are
+    // cancelled (releasing their KV sequences) and the stream is closed.
     const write = async (event: ChatEvent) => {
       if (streamSignal.aborted || failed) return;
-      if (!call.write(event)) await Promise.race([once(call, "drain"), once(streamSignal, "abort")]);
+      if (call.write(event)) return;
+      let timer: NodeJS.Timeout | undefined;
+      const stalled = new Promise<"stalled">((resolve) => (timer = setTimeout(() => resolve("stalled"), state.writeTimeoutMs)));
+      const outcome = await Promise.race([once(call, "drain"), once(streamSignal, "abort"), stalled]).finally(() => clearTimeout(timer));
+      if (outcome !== "stalled") return;
+      state.log(`a Chat stream left its events unread for ${state.writeTimeoutMs / 1000} s; its turns are cancelled`);
+      finish(fail.unavailable(`The client read none of the turn's events for ${state.writeTimeoutMs / 1000} s (NANOLLM_WRITE_TIMEOUT_MS); the turn was cancelled.`));
+      // Trailers would wait behind the unread data: reset the stream instead.
+      (call as unknown as { call?: { stream?: { close(code?: number): void } } }).call?.stream?.close(http2.constants.NGHTTP2_CANCEL);
     };
     /** Ends the stream: with a status when it cannot go on, or once the client is done and no turn runs. */
     const finish = (err?: unknown) => {

@@ -1,6 +1,7 @@
 import type { sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from "@grpc/grpc-js";
-import { VERSION, type ModelServiceServer, type SessionServiceServer } from "@nanollm/shared";
+import { VERSION, type ModelServiceServer, type SessionInfo, type SessionServiceServer } from "@nanollm/shared";
 import type { ModelRegistry } from "../models/ModelRegistry.js";
+import type { Session } from "../sessions/Session.js";
 import type { SessionStore } from "../sessions/SessionStore.js";
 import { messageFromWire, modelInfo, overflowFromWire, sessionInfo, templateInfo } from "./convert.js";
 import { toServiceError } from "./errors.js";
@@ -25,6 +26,8 @@ export interface DaemonState {
   exposure: { tls: boolean; auth: () => boolean; insecure: boolean };
   /** Logs and counts each turn. */
   turns: TurnObserver;
+  /** How long a Chat stream may leave its events unread before its turns are cancelled. */
+  writeTimeoutMs: number;
   log: (line: string) => void;
 }
 
@@ -62,7 +65,7 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
       return sessionInfo(session, true);
     }),
     getSession: unary(log, (req, who) => sessionInfo(sessions.get(req.sessionId, who), req.withHistory)),
-    listSessions: unary(log, (_req, who) => ({ sessions: sessions.list(who).map((s) => sessionInfo(s, false)) })),
+    listSessions: unary(log, (_req, who) => ({ sessions: sessions.list(who).flatMap((s) => listed(s, log)) })),
     resetSession: unary(log, async (req, who) => sessionInfo(await sessions.reset(req.sessionId, who), false)),
     updateSession: unary(log, async (req, who) =>
       sessionInfo(
@@ -82,6 +85,16 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
       return {};
     }),
   };
+}
+
+/** One session's entry; a session that cannot be described is logged and left out, never failing the list. */
+function listed(s: Session, log: DaemonState["log"]): SessionInfo[] {
+  try {
+    return [sessionInfo(s, false)];
+  } catch (err) {
+    log(`session ${s.id} left out of ListSessions: ${err instanceof Error ? err.message : String(err)}`);
+    return [];
+  }
 }
 
 export function modelHandlers(state: DaemonState): ModelServiceServer & UntypedServiceImplementation {

@@ -18,7 +18,7 @@ export class ReplyText {
     private readonly detokenize: (ids: readonly number[], before: readonly number[]) => string,
     private readonly stops: readonly string[],
   ) {
-    this.longestStop = Math.max(0, ...stops.map((s) => s.length));
+    this.longestStop = stops.reduce((n, s) => Math.max(n, s.length), 0);
   }
 
   /** Recomputes the text for `ids`; returns the newly safe delta and whether a stop string appeared. */

@@ -5,6 +5,7 @@ import type { ModelHost } from "../engine/ModelHost.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
 import type { ChatTemplate } from "../templates/ChatTemplate.js";
 import { render, type RenderMessage, type Role } from "../templates/render.js";
+import { TextTokens } from "./TextTokens.js";
 
 /** A message as the history keeps it: bot replies hold the exact ids that were sampled. */
 export interface HistoryMessage {
@@ -16,6 +17,9 @@ export interface HistoryMessage {
 }
 
 export type OverflowPolicy = "wrap" | "error";
+
+/** The owner of sessions created without an identity (and of records from before identities). */
+export const LOCAL_OWNER = "local";
 
 export interface RunningTurn {
   turnId: string;
@@ -45,12 +49,14 @@ export class Session {
   functions: FunctionSet = FunctionSet.none;
   /** rendered() as last computed, with what it was computed from. */
   private used: { key: unknown[]; tokens: readonly number[] } | undefined;
-  /** The identity that created it; others get NOT_FOUND for it. */
-  owner = "local";
+  /** The identity that created it; others get NOT_FOUND for it (the quota counts per owner). */
+  owner = LOCAL_OWNER;
   /** Where the session's images are kept; set by the store. */
   imageStore: ImageStore | undefined;
   /** Writes the session to the journal; set by the store. */
   persist: () => Promise<void> = async () => {};
+  /** Each message text's token ids, computed once. */
+  readonly text: TextTokens;
 
   constructor(
     readonly id: string,
@@ -59,19 +65,36 @@ export class Session {
     public templateReason: string,
     public systemPrompt: string,
     public defaults: GenerationParams,
-  ) {}
+  ) {
+    this.text = new TextTokens(host);
+  }
 
   /** The messages to render: the system prompt (when the template has one) and the history. */
   messages(extra: readonly RenderMessage[] = []): RenderMessage[] {
-    // Enabled functions are documented in the system prompt, as the reference's generate_docs().
-    const systemText = [this.systemPrompt, this.functions.docs(this.template.tool_call ? "tools" : "inline")].filter(Boolean).join("\n\n");
+    const systemText = this.systemText();
     const system: RenderMessage[] = this.template.system !== undefined && systemText ? [{ role: "system", text: systemText }] : [];
     return [...system, ...this.history.slice(this.windowStart), ...extra];
   }
 
+  /** The system message's text with these settings (default: the session's own). */
+  systemText({ systemPrompt = this.systemPrompt, functions = this.functions, template = this.template } = {}): string {
+    // Enabled functions are documented in the system prompt, as the reference's generate_docs().
+    return [systemPrompt, functions.docs(template.tool_call ? "tools" : "inline")].filter(Boolean).join("\n\n");
+  }
+
   /** Token ids of the conversation rendered with `extra` messages after it. */
   tokens(extra: readonly RenderMessage[]): number[] {
-    return this.host.tokenize(render(this.template, this.messages(extra)));
+    return this.text.ids(render(this.template, this.messages(extra)));
+  }
+
+  /** tokens(extra).length without building the list: sums remembered lengths. */
+  tokenCount(extra: readonly RenderMessage[]): number {
+    return this.text.count(render(this.template, this.messages(extra)));
+  }
+
+  /** Tokenizes the texts tokens(extra) needs a piece at a time, yielding to other clients between. */
+  prepareText(extra: readonly RenderMessage[] = []): Promise<void> {
+    return this.text.prepareAll(render(this.template, this.messages(extra)));
   }
 
   /**
@@ -97,7 +120,10 @@ export class Session {
    */
   rendered(): readonly number[] {
     const key = [this.template, this.systemPrompt, this.functions, this.windowStart, this.history.length, this.history.at(-1)];
-    if (!this.used || key.some((k, i) => k !== this.used!.key[i])) this.used = { key, tokens: this.tokens([]) };
+    if (!this.used || key.some((k, i) => k !== this.used!.key[i])) {
+      this.text.sweep();
+      this.used = { key, tokens: this.tokens([]) };
+    }
     return this.used.tokens;
   }
 

@@ -1,7 +1,8 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import type { FunctionDecl, GenerationParams } from "@nanollm/shared";
+import { fail, type FunctionDecl, type GenerationParams, type NanoError } from "@nanollm/shared";
+import { SESSION_ID } from "./limits.js";
 import type { ChatTemplate } from "../templates/ChatTemplate.js";
 import type { HistoryMessage } from "./Session.js";
 
@@ -25,12 +26,30 @@ export interface SessionRecord {
   clientFunctions?: FunctionDecl[];
 }
 
+/** The file operations a save uses; a seam so tests can make the disk fail (e.g. ENOSPC). */
+export interface JournalIo {
+  writeFile(file: string, data: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+}
+
+/** Writes, fsyncs and closes, so the rename that follows publishes complete bytes. */
+async function writeSynced(file: string, data: string): Promise<void> {
+  const handle = await fsp.open(file, "w");
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /**
  * One JSON file per session under DATA_DIR/sessions, replaced atomically (write, fsync, rename)
  * so a crash leaves either the old or the new version, never half of one.
  */
 export class SessionJournal {
   readonly dir: string;
+  io: JournalIo = { writeFile: writeSynced, rename: (from, to) => fsp.rename(from, to) };
 
   constructor(dataDir: string, private readonly log: (line: string) => void) {
     this.dir = path.join(dataDir, "sessions");
@@ -40,21 +59,23 @@ export class SessionJournal {
   async save(record: SessionRecord): Promise<void> {
     const file = this.file(record.id);
     const tmp = `${file}.${process.pid}.tmp`;
-    const handle = await fsp.open(tmp, "w");
     try {
-      await handle.writeFile(JSON.stringify(record));
-      await handle.sync();
-    } finally {
-      await handle.close();
+      await this.io.writeFile(tmp, JSON.stringify(record));
+      await this.io.rename(tmp, file);
+    } catch (err) {
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+      throw journalError(err, this.dir);
     }
-    await fsp.rename(tmp, file);
   }
 
   async remove(id: string): Promise<void> {
     await fsp.rm(this.file(id), { force: true });
   }
 
-  /** Every readable record; an unreadable file is renamed *.corrupt and logged, the rest still load. */
+  /**
+   * Every readable record; an unreadable file is quarantined (see quarantine()), the rest still
+   * load. Temp files of saves a crash interrupted are removed.
+   */
   loadAll(): SessionRecord[] {
     const records: SessionRecord[] = [];
     for (const name of fs.readdirSync(this.dir)) {
@@ -65,30 +86,67 @@ export class SessionJournal {
       }
       if (!name.endsWith(".json")) continue;
       try {
-        records.push(parseRecord(fs.readFileSync(file, "utf8")));
+        const record = parseRecord(fs.readFileSync(file, "utf8"));
+        // The id becomes a file name on every save: it must be the one this file already has.
+        if (`${record.id}.json` !== name) throw new Error(`its id ${JSON.stringify(record.id.slice(0, 80))} does not match the file name`);
+        records.push(record);
       } catch (err) {
-        const quarantined = `${file}.corrupt`;
-        fs.renameSync(file, quarantined);
-        this.log(`session file ${file} is unreadable (${(err as Error).message}); moved it to ${quarantined}`);
+        this.quarantineFile(file, (err as Error).message);
       }
     }
     return records;
   }
 
+  /** Moves a session's file aside as *.corrupt with a log line; the daemon goes on without it. */
+  quarantine(id: string, why: string): void {
+    this.quarantineFile(this.file(id), why);
+  }
+
+  private quarantineFile(file: string, why: string): void {
+    const quarantined = `${file}.corrupt`;
+    try {
+      fs.renameSync(file, quarantined);
+      this.log(`session file ${file} is unreadable or invalid (${why}); moved it to ${quarantined}`);
+    } catch (err) {
+      this.log(`session file ${file} is unreadable or invalid (${why}) and could not be moved aside (${(err as Error).message}); it is skipped`);
+    }
+  }
+
   private file(id: string): string {
+    // Ids are checked on every way in (the daemon's UUIDs, restored records); this is the last guard.
+    if (!SESSION_ID.test(id)) throw fail.internal(`Session id ${JSON.stringify(id.slice(0, 80))} is not a safe file name.`);
     return path.join(this.dir, `${id}.json`);
   }
 }
 
+/** Data-folder errors as the client hears them: a full disk is named as such. */
+function journalError(err: unknown, dir: string): NanoError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    return fail.exhausted(`The data folder is full (${code} writing ${dir}); the change was not made. Free some disk space and retry.`);
+  }
+  return fail.unavailable(`The data folder cannot be written (${code ?? (err as Error).message} in ${dir}); the change was not made. Check the disk and retry.`);
+}
+
+/** The record's shape, field by field; settings, template and functions are checked on restore. */
 function parseRecord(text: string): SessionRecord {
   const r = JSON.parse(text) as Partial<SessionRecord>;
-  const ok =
-    r.version === 1 &&
-    typeof r.id === "string" &&
-    typeof r.modelFile === "string" &&
-    typeof r.template === "object" &&
-    Array.isArray(r.history) &&
-    r.history.every((m) => typeof m.text === "string" && Array.isArray(m.tokens) && ["user", "bot", "tool", "system"].includes(m.role));
-  if (!ok) throw new Error("not a nanollm session record");
+  const problem =
+    r.version !== 1 ? "unknown version" :
+    typeof r.id !== "string" || !SESSION_ID.test(r.id) ? "its id is not a safe file name" :
+    typeof r.modelFile !== "string" ? "no model file" :
+    typeof r.template !== "object" || r.template === null ? "no template" :
+    typeof r.templateReason !== "string" || typeof r.systemPrompt !== "string" ? "a text field is not text" :
+    typeof r.defaults !== "object" || r.defaults === null || Array.isArray(r.defaults) ? "its defaults are not an object" :
+    r.overflow !== "wrap" && r.overflow !== "error" ? "unknown overflow policy" :
+    !Array.isArray(r.history) ? "no history" :
+    !Number.isInteger(r.windowStart) || r.windowStart! < 0 || r.windowStart! > r.history.length ? "its window start is out of range" :
+    !Number.isFinite(r.createdAt) || !Number.isFinite(r.updatedAt) ? "bad timestamps" :
+    !r.history.every((m) => typeof m === "object" && m !== null && typeof m.text === "string" && Array.isArray(m.tokens) && m.tokens.every(Number.isInteger) && ["user", "bot", "tool", "system"].includes(m.role)) ? "a history message is malformed" :
+    r.builtinFunctions !== undefined && !(Array.isArray(r.builtinFunctions) && r.builtinFunctions.every((n) => typeof n === "string")) ? "bad built-in functions" :
+    r.clientFunctions !== undefined && !(Array.isArray(r.clientFunctions) && r.clientFunctions.every((f) => typeof f?.name === "string" && typeof f.description === "string" && typeof f.parametersJson === "string")) ? "bad client functions" :
+    r.owner !== undefined && typeof r.owner !== "string" ? "bad owner" :
+    undefined;
+  if (problem) throw new Error(`not a valid nanollm session record: ${problem}`);
   return r as SessionRecord;
 }

@@ -5,12 +5,13 @@ import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
 import { chooseTemplate } from "../templates/chooseTemplate.js";
 import { checkParams } from "./params.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
-import { checkText } from "./limits.js";
+import { validateTemplate } from "../templates/ChatTemplate.js";
+import { checkText, MAX_HISTORY_MESSAGES } from "./limits.js";
 import { ImageStore } from "./ImageStore.js";
-import { Session, type Caller, type HistoryMessage, type OverflowPolicy } from "./Session.js";
+import type { StoredImage } from "../engine/Images.js";
+import { LOCAL_OWNER, Session, type Caller, type HistoryMessage, type OverflowPolicy } from "./Session.js";
 import type { SessionJournal, SessionRecord } from "./SessionJournal.js";
 
-const MAX_HISTORY = 100_000;
 /** The fewest characters of an id that find a session (the TUI shows 8). */
 const MIN_PREFIX = 4;
 
@@ -43,20 +44,21 @@ export class SessionStore {
 
   constructor(
     readonly templates: TemplateRegistry,
-    private readonly journal: SessionJournal | undefined,
+    readonly journal: SessionJournal | undefined,
     private readonly maxSessions = 1024,
     dataDir?: string,
+    /** Sessions one owner may keep (NANOLLM_MAX_SESSIONS_PER_OWNER); a function so identities can vary it. */
+    private readonly quota: (owner: string) => number = () => maxSessions,
   ) {
     this.images = new ImageStore(dataDir);
   }
 
   async create(opts: CreateOptions): Promise<Session> {
-    if (this.sessions.size >= this.maxSessions) {
-      throw fail.exhausted(`The daemon already keeps ${this.sessions.size} sessions, its limit; delete old ones with \`nanollm sessions prune --older-than 7d\` (or \`sessions rm ID\`), or raise NANOLLM_MAX_SESSIONS.`);
-    }
+    const owner = opts.owner;
+    this.checkQuota(owner);
     checkParams(opts.defaults);
     checkText("The system prompt", opts.systemPrompt);
-    if (opts.history.length > MAX_HISTORY) throw fail.invalid(`The given history has ${opts.history.length} messages, more than ${MAX_HISTORY}; send a shorter one.`);
+    if (opts.history.length > MAX_HISTORY_MESSAGES) throw fail.invalid(`The given history has ${opts.history.length} messages, more than the limit of ${MAX_HISTORY_MESSAGES}; send a shorter one.`);
     opts.history.forEach((m, i) => checkText(`History message ${i}`, m.text));
     const { template, reason } = opts.templateJson
       ? { template: this.templates.parse(opts.templateJson), reason: "requested" }
@@ -64,27 +66,65 @@ export class SessionStore {
         ? { template: this.templates.resolve(opts.template), reason: "requested" }
         : chooseTemplate(opts.host.facts, this.templates);
     const session = new Session(randomUUID(), opts.host, template, reason, opts.systemPrompt ?? template.system_prompt ?? "", opts.defaults ?? {});
+    session.owner = owner;
     for (const msg of opts.history) {
       const bad = msg.tokens.find((id) => !opts.host.isValidToken(id));
       if (bad !== undefined) throw fail.invalid(`History token id ${bad} is not in the model's vocabulary of ${opts.host.vocabSize}; send bot messages as text only.`);
-      session.history.push({ ...msg, tokens: msg.tokens.length ? msg.tokens : opts.host.tokenizeText(msg.text) });
+      session.history.push({ ...msg, tokens: msg.tokens.length ? msg.tokens : (await session.text.prepare(msg.text)).slice() });
     }
     session.overflow = opts.overflow ?? "wrap";
-    session.owner = opts.owner;
     // Set before the size check: the functions' docs are part of the rendered prompt.
     session.functions = opts.functions ?? FunctionSet.none;
+    await session.prepareText();
     const used = session.contextUsed();
     if (used >= session.contextSize) throw fail.invalid(`The given history is ${used} tokens, more than the context of ${session.contextSize}; send a shorter history.`);
+    // Checked again: other creates may have finished while this one tokenized.
+    this.checkQuota(owner);
     this.track(session);
-    await session.persist();
+    try {
+      await session.persist();
+    } catch (err) {
+      // A session the journal does not hold would vanish at the next restart: it never existed.
+      this.sessions.delete(session.id);
+      throw err;
+    }
     return session;
   }
 
-  /** Brings back a journaled session; its KV cache is rebuilt by its next turn. */
+  /** Refuses a new session past the daemon's limit or the owner's quota. */
+  private checkQuota(owner: string): void {
+    if (this.sessions.size >= this.maxSessions) {
+      throw fail.exhausted(`The daemon already keeps ${this.sessions.size} sessions, its limit (NANOLLM_MAX_SESSIONS); delete old ones with \`nanollm sessions prune --older-than 7d\` (or \`sessions rm ID\`), or raise NANOLLM_MAX_SESSIONS.`);
+    }
+    const quota = this.quota(owner);
+    let owned = 0;
+    for (const s of this.sessions.values()) if (s.owner === owner) owned++;
+    if (owned >= quota) {
+      throw fail.exhausted(`You already keep ${owned} sessions, your quota (NANOLLM_MAX_SESSIONS_PER_OWNER); delete some with \`nanollm sessions rm ID\`.`);
+    }
+  }
+
+  /**
+   * Brings back a journaled session; its KV cache is rebuilt by its next turn. The record is
+   * checked as a request would be (settings, template, functions, token ids); a bad one throws and
+   * is quarantined by the caller.
+   */
   restore(record: SessionRecord, host: ModelHost): Session {
-    const session = new Session(record.id, host, record.template, record.templateReason, record.systemPrompt, record.defaults);
-    Object.assign(session, { owner: record.owner ?? "local", history: record.history, overflow: record.overflow, windowStart: record.windowStart, createdAt: record.createdAt, updatedAt: record.updatedAt });
-    session.functions = FunctionSet.build(record.builtinFunctions ?? [], record.clientFunctions ?? []);
+    if (this.sessions.has(record.id)) throw new Error(`session ${record.id} is already loaded`);
+    checkParams(record.defaults);
+    checkText("The system prompt", record.systemPrompt);
+    const template = validateTemplate(record.template, `of session ${record.id}`);
+    record.history.forEach((m, i) => {
+      checkText(`History message ${i}`, m.text);
+      const bad = m.tokens.find((id) => !host.isValidToken(id));
+      if (bad !== undefined) throw new Error(`history message ${i} holds token id ${bad}, outside the vocabulary of ${host.vocabSize}`);
+      checkStoredImages(m.images, i, host);
+    });
+    const functions = FunctionSet.build(record.builtinFunctions ?? [], record.clientFunctions ?? []);
+    const session = new Session(record.id, host, template, record.templateReason, record.systemPrompt, record.defaults);
+    Object.assign(session, { history: record.history, overflow: record.overflow, windowStart: record.windowStart, createdAt: record.createdAt, updatedAt: record.updatedAt });
+    session.owner = record.owner ?? LOCAL_OWNER;
+    session.functions = functions;
     this.track(session);
     return session;
   }
@@ -123,11 +163,12 @@ export class SessionStore {
   async reset(id: string, caller: Caller): Promise<Session> {
     const session = this.idle(id, caller);
     await session.cacheSync;
+    const before = { history: session.history, windowStart: session.windowStart, updatedAt: session.updatedAt };
     session.history = [];
     session.windowStart = 0;
     session.updatedAt = Date.now();
     await session.host.pool.forget(id);
-    await session.persist();
+    await commit(session, before);
     return session;
   }
 
@@ -147,7 +188,9 @@ export class SessionStore {
     checkParams(defaults);
     const template = change.templateJson ? this.templates.parse(change.templateJson) : change.template ? this.templates.resolve(change.template) : session.template;
     await session.cacheSync;
-    const before = { template: session.template, systemPrompt: session.systemPrompt, functions: session.functions };
+    // A long new system prompt is tokenized a piece at a time before anything changes.
+    await session.text.prepare(session.systemText({ template, systemPrompt: change.systemPrompt, functions: change.functions }), true);
+    const before = { template: session.template, systemPrompt: session.systemPrompt, functions: session.functions, templateReason: session.templateReason, defaults: session.defaults, updatedAt: session.updatedAt };
     session.template = template;
     if (change.systemPrompt !== undefined) session.systemPrompt = change.systemPrompt;
     if (change.functions) session.functions = change.functions;
@@ -159,7 +202,7 @@ export class SessionStore {
     if (change.template || change.templateJson) session.templateReason = "requested";
     session.defaults = defaults;
     session.updatedAt = Date.now();
-    await session.persist();
+    await commit(session, before);
     return session;
   }
 
@@ -172,10 +215,11 @@ export class SessionStore {
     }
     if (keep > session.history.length) throw fail.invalid(`Session ${id} has only ${session.history.length} messages; keep at most that many.`);
     await session.cacheSync;
+    const before = { history: session.history, windowStart: session.windowStart, updatedAt: session.updatedAt };
     session.history = session.history.slice(0, keep);
     session.windowStart = Math.min(session.windowStart, keep);
     session.updatedAt = Date.now();
-    await session.persist();
+    await commit(session, before);
     return session;
   }
 
@@ -187,6 +231,31 @@ export class SessionStore {
     const session = this.get(id, caller);
     if (session.running) throw fail.precondition(`Session ${id} has a turn running; cancel it first.`);
     return session;
+  }
+}
+
+/** A journaled message's images: a hash as ImageStore names files, pieces the model can hold. */
+function checkStoredImages(images: unknown, i: number, host: ModelHost): void {
+  if (images === undefined) return;
+  const ok =
+    Array.isArray(images) &&
+    images.every(
+      (im: Partial<StoredImage>) =>
+        typeof im?.sha256 === "string" &&
+        /^[0-9a-f]{64}$/.test(im.sha256) &&
+        Array.isArray(im.pieces) &&
+        im.pieces.every((p) => (p?.kind === "text" ? Array.isArray(p.tokens) && p.tokens.every((id) => host.isValidToken(id)) : p?.kind === "image" && Number.isInteger(p.nPos) && p.nPos >= 0 && p.nPos <= host.facts.contextSize)),
+    );
+  if (!ok) throw new Error(`history message ${i} holds a malformed image record`);
+}
+
+/** Journals the session; when that fails, puts back `before` so memory matches the disk and the client's error. */
+async function commit(session: Session, before: Partial<Session>): Promise<void> {
+  try {
+    await session.persist();
+  } catch (err) {
+    Object.assign(session, before);
+    throw err;
   }
 }
 

@@ -1,5 +1,6 @@
 import { describeRange, fail, inRange, SETTING_RANGES, type GenerationParams, type SettingName, type SettingRange } from "@nanollm/shared";
 import type { Sampling } from "../engine/types.js";
+import { checkGbnf } from "../grammar/checkGbnf.js";
 
 /** Daemon-wide defaults: greedy decoding like NanoLLM's do_sample=False. */
 export const DEFAULT_SAMPLING: Sampling = {
@@ -39,15 +40,23 @@ export function resolveSampling(...layers: (GenerationParams | undefined)[]): Sa
   return merged;
 }
 
-/** Validates generation params on their own (session defaults are checked when set). */
+/**
+ * Validates generation params on their own: session defaults when set (CreateSession,
+ * UpdateSession) and when restored from the journal. A default grammar is checked here too, so a
+ * bad one is refused when stored rather than on every later turn.
+ */
 export function checkParams(p: GenerationParams | undefined): void {
-  resolveSampling(p);
+  const s = resolveSampling(p);
+  if (s.grammar !== undefined) checkGbnf(s.grammar);
 }
 
 function check(s: Sampling, _seedGiven: boolean): void {
   const bad = (field: string, rule: string) => fail.invalid(`${field} must be ${rule}; fix the value and retry.`);
+  // Wire values are typed by protobuf; these guard settings read back from a journal file.
+  if (typeof s.doSample !== "boolean") throw bad("do_sample", "true or false");
+  if (s.grammar !== undefined && typeof s.grammar !== "string") throw bad("grammar", "text (GBNF)");
   for (const [name, range] of Object.entries(SETTING_RANGES) as [SettingName, SettingRange][]) {
-    if (!inRange(range, s[range.field])) throw bad(name, describeRange(range) + (name === "repetition_penalty" ? " (1 means off)" : ""));
+    if (typeof s[range.field] !== "number" || !inRange(range, s[range.field])) throw bad(name, describeRange(range) + (name === "repetition_penalty" ? " (1 means off)" : ""));
   }
   if (s.minNewTokens > s.maxNewTokens) throw bad("min_new_tokens", "at most max_new_tokens");
   if (s.grammar !== undefined && s.grammar.length > 100_000) throw bad("grammar", "at most 100000 characters");

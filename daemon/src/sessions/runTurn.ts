@@ -1,6 +1,8 @@
+import { setImmediate } from "node:timers/promises";
 import { fail, StopReason, type GenerationParams, type TurnStats } from "@nanollm/shared";
 import type { SequenceLease } from "../engine/SequenceLease.js";
 import type { PrefillStats } from "../engine/types.js";
+import { appendAll } from "./appendAll.js";
 import { checkImages, checkText } from "./limits.js";
 import { storedImage, type StoredImage } from "../engine/Images.js";
 import { resolveSampling } from "./params.js";
@@ -50,7 +52,7 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
   checkImages(images);
   const sampling = resolveSampling(session.defaults, params);
   const host = session.host;
-  const user: HistoryMessage = { role: "user", text, tokens: host.tokenizeText(text) };
+  const user: HistoryMessage = { role: "user", text, tokens: [...(await session.text.prepare(text))] };
   if (images.length > 0) user.images = await readImages(session, images);
   await session.cacheSync;
   await session.loadImages([user]);
@@ -83,19 +85,27 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
       const toolJson = round < MAX_CALLS_PER_TURN ? toolCallIn(session, part) : undefined;
       if (toolJson === undefined) break;
       const response = await calls.toolCall(toolJson);
-      exchange.push({ role: "tool", text: response, tokens: host.tokenizeText(response) });
+      exchange.push({ role: "tool", text: response, tokens: [...(await session.text.prepare(response))] });
       const next = session.tokens(exchange);
       // No room left to answer after the tool response: the turn ends with what it has.
       if (next.length + 16 >= session.contextSize) break;
       input = next;
       await lease.prepare(input);
     }
-    session.history.push(...exchange);
+    const before = { history: session.history, windowStart: session.windowStart, updatedAt: session.updatedAt };
+    session.history = appendAll(session.history.slice(), exchange);
     session.updatedAt = Date.now();
     syncStarted = true;
     syncCache(session, lease);
-    // The turn is durable before the client hears it ended.
-    await session.persist();
+    // The turn is durable before the client hears it ended; one the journal could not take is
+    // undone, so the history holds no turn the client was told failed (the cache is realigned by
+    // the next turn's prepare).
+    try {
+      await session.persist();
+    } catch (err) {
+      Object.assign(session, before);
+      throw err;
+    }
     return {
       stopReason: part.stopReason,
       reply: part.text,
@@ -133,29 +143,43 @@ function toolCallIn(session: Session, part: ReplyPart): string | undefined {
 /**
  * The prompt tokens for the history plus `user`, leaving room for the reply. When it does not fit,
  * a "wrap" session drops its oldest messages (starting again at a user turn) and says so; an
- * "error" session refuses.
+ * "error" session refuses. Texts are tokenized once, a piece at a time; the window is found by a
+ * binary search over prompt lengths summed from remembered counts, with the event loop served
+ * between probes.
  */
 async function fitContext(session: Session, user: HistoryMessage, maxNewTokens: number, sink: TurnSink): Promise<number[]> {
   const ctx = session.contextSize;
   const room = Math.min(maxNewTokens, Math.floor(ctx / 4));
-  let prompt = session.tokens([user]);
-  const before = { start: session.windowStart, tokens: prompt.length };
-  while (prompt.length + room > ctx && session.overflow === "wrap") {
-    const next = session.history.findIndex((m, i) => i > session.windowStart && m.role === "user");
-    if (next < 0) {
-      session.windowStart = session.history.length;
-      prompt = session.tokens([user]);
-      break;
+  await session.prepareText([user]);
+  const before = { start: session.windowStart, tokens: session.tokenCount([user]) };
+  const fits = async (start: number) => {
+    session.windowStart = start;
+    await session.prepareText([user]);
+    return session.tokenCount([user]) + room <= ctx;
+  };
+  if (before.tokens + room > ctx && session.overflow === "wrap") {
+    // Where the window may start: each later user turn, or after the whole history.
+    const starts: number[] = [];
+    session.history.forEach((m, i) => i > before.start && m.role === "user" && starts.push(i));
+    starts.push(session.history.length);
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (await fits(starts[mid]!)) hi = mid;
+      else lo = mid + 1;
+      await setImmediate();
     }
-    session.windowStart = next;
-    prompt = session.tokens([user]);
+    session.windowStart = starts[lo]!;
   }
-  if (prompt.length + room > ctx) {
+  const used = session.tokenCount([user]);
+  if (used + room > ctx) {
     session.windowStart = before.start;
     throw fail.invalid(
-      `The conversation needs ${prompt.length} tokens plus ${room} for the reply, more than the session's context of ${ctx}; shorten the message, lower max_new_tokens, reset the session or start the daemon with a larger --ctx.`,
+      `The conversation needs ${used} tokens plus ${room} for the reply, more than the session's context of ${ctx}; shorten the message, lower max_new_tokens, reset the session or start the daemon with a larger --ctx.`,
     );
   }
+  const prompt = session.tokens([user]);
   if (session.windowStart > before.start) {
     await sink.wrapped({ droppedMessages: session.windowStart - before.start, droppedTokens: before.tokens - prompt.length, keptMessages: session.history.length - session.windowStart });
   }

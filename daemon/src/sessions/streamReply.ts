@@ -1,6 +1,7 @@
 import { StopReason } from "@nanollm/shared";
 import type { SequenceLease } from "../engine/SequenceLease.js";
 import type { Sampling } from "../engine/types.js";
+import { appendAll } from "./appendAll.js";
 import { ReplyText } from "./ReplyText.js";
 import type { Session } from "./Session.js";
 import type { TurnCalls } from "./TurnCalls.js";
@@ -131,7 +132,7 @@ export async function streamReply({ session, lease, prompt, sampling, signal, ca
         if (result !== undefined) {
           const room = session.contextSize - 2 - prompt.length - ids.length;
           const extra = host.tokenizeText(result, true).slice(0, Math.max(0, room));
-          ids.push(...extra);
+          appendAll(ids, extra);
           insert = [token, ...extra];
           const shown = replyText.update(ids).delta;
           calls.handledUpTo(replyText.text.length);
