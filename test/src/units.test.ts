@@ -110,6 +110,11 @@ describe("batch plan (the native loop's planRound)", () => {
     assert.deepEqual(plan([[1, 300], [4, 1], [0, 1], [2, 1]], 256), [[0, 1], [1, 253], [2, 1], [4, 1]]);
   });
 
+  it("shares the batch among prompts: a short prompt behind a long one goes in the same round", () => {
+    assert.deepEqual(plan([[1, 20000], [2, 20]], 256), [[1, 236], [2, 20]]);
+    assert.deepEqual(plan([[1, 20000], [2, 20000], [0, 1]], 256), [[0, 1], [1, 128], [2, 127]]);
+  });
+
   it("continues a prompt where the last batch left it", () => {
     assert.deepEqual(plan([[1, 47], [0, 1]], 256), [[0, 1], [1, 47]]);
   });
