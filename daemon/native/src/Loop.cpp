@@ -76,7 +76,13 @@ LoopStats Loop::stats() {
   return stats_;
 }
 
-void Loop::emit(Event ev) {
+// JS is woken at most this often for tokens of a reply already under way: on a 2-core machine
+// each wake-up of the event loop takes a core from a compute thread for a moment, which the other
+// waits for at the next barrier. A reply's first token, ends, lockstep tokens and operations go at
+// once; a 60 Hz screen needs no more than one batch of text every 16 ms anyway.
+static constexpr std::chrono::milliseconds kNotifyEvery{8};
+
+void Loop::emit(Event ev, bool urgent) {
   bool call = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -89,7 +95,30 @@ void Loop::emit(Event ev) {
     } else {
       events_.push_back(std::move(ev));
     }
-    if (!notified_) call = notified_ = true;
+    if (!notified_) {
+      auto now = std::chrono::steady_clock::now();
+      if (urgent || now - lastNotify_ >= kNotifyEvery) {
+        call = notified_ = true;
+        deferred_ = false;
+        lastNotify_ = now;
+      } else {
+        deferred_ = true;
+      }
+    }
+  }
+  if (call) notify_();
+}
+
+void Loop::flushDeferred(bool force) {
+  bool call = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    if (deferred_ && !notified_ && (force || now - lastNotify_ >= kNotifyEvery)) {
+      call = notified_ = true;
+      deferred_ = false;
+      lastNotify_ = now;
+    }
   }
   if (call) notify_();
 }
@@ -175,6 +204,7 @@ void Loop::run() {
         else ++it;
       }
     }
+    flushDeferred(round.empty() && images.empty());
     lock.lock();
     if (round.empty() && images.empty() && incoming_.empty() && ops_.empty() && resumes_.empty() && cancels_.empty() && !quit_) {
       wake_.wait(lock);
@@ -338,13 +368,14 @@ void Loop::afterStep(Job& job, int32_t logitIndex) {
   if (api().llama_vocab_is_eog(vocab_, token)) ev.end = "eog";
   else if (job.sampled >= job.spec.maxSamples) ev.end = "max";
   else if (cacheSize(job.spec.seq) + 1 >= (size_t)nCtxSeq_) ev.end = "ctx";
+  const bool urgent = !ev.end.empty() || job.spec.lockstep || job.sampled == 1;
   if (!ev.end.empty()) job.ended = true;
   else if (job.spec.lockstep) job.paused = true;
   else {
     job.spec.tokens.assign(1, token);
     job.done = 0;
   }
-  emit(std::move(ev));
+  emit(std::move(ev), urgent);
 }
 
 void Loop::runOp(const Op& op) {

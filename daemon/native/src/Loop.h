@@ -3,6 +3,7 @@
 // prompt chunks filling the batch, in sequence-id order, then a sample per finished reply step, on
 // the same thread. Results go to JS in batches through `notify`; JS only queues commands.
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -114,7 +115,10 @@ class Loop {
   void afterStep(Job& job, int32_t logitIndex);
   void runOp(const Op& op);
   void finish(Job& job, const std::string& end, const std::string& error = "");
-  void emit(Event ev);
+  /** `urgent`: JS must see it at once (a reply's first token, an end, lockstep, an operation). */
+  void emit(Event ev, bool urgent = true);
+  /** Wakes JS for tokens held back by emit (forced when the loop is about to sleep). */
+  void flushDeferred(bool force);
   size_t cacheSize(int32_t seq);
 
   llama_context* ctx_;
@@ -138,6 +142,9 @@ class Loop {
   std::vector<uint32_t> cancels_;
   std::vector<Event> events_;
   bool notified_ = false;
+  /** Events wait for a later wake-up (each wake of the event loop takes CPU from the decode). */
+  bool deferred_ = false;
+  std::chrono::steady_clock::time_point lastNotify_{};
   LoopStats stats_;
 
   std::mutex cacheMu_;

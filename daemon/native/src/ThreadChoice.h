@@ -7,6 +7,7 @@
 // average of milliseconds per token for each candidate count, uses the cheapest, and now and then
 // tries the other to follow changes.
 #pragma once
+#include <algorithm>
 #include <map>
 #include <utility>
 #include <vector>
@@ -14,7 +15,7 @@
 class ThreadChoice {
  public:
   /** `candidates`: the counts to choose from (one means the choice is fixed). */
-  ThreadChoice(std::vector<int> candidates, double alpha = 0.2, int explore = 32)
+  ThreadChoice(std::vector<int> candidates, double alpha = 0.05, int explore = 64)
       : candidates_(std::move(candidates)), alpha_(alpha), explore_(explore) {}
 
   static int bucket(int tokens) { return tokens <= 1 ? 1 : tokens < 8 ? 2 : tokens < 64 ? 8 : 64; }
@@ -39,8 +40,11 @@ class ThreadChoice {
     double perToken = ms / tokens;
     auto key = std::make_pair(bucket(tokens), threads);
     auto it = ms_.find(key);
+    // Quick to believe a faster time, slow to believe a slower one: a decode that was preempted
+    // once (the event loop, another process) must not send every later decode to the other count,
+    // but a count that stays slow (a busy machine) loses its place within a few dozen decodes.
     if (it == ms_.end()) ms_[key] = perToken;
-    else it->second += alpha_ * (perToken - it->second);
+    else it->second += (perToken < it->second ? std::max(alpha_, 0.5) : alpha_) * (perToken - it->second);
   }
 
   /** The running average for a kind of decode and count, or -1 when none was measured. */
