@@ -47,7 +47,8 @@ export class LlamaServer {
 
   private constructor(
     private readonly child: Child,
-    private readonly base: string,
+    /** Its base URL, e.g. http://127.0.0.1:PORT (the OpenAI API is under /v1). */
+    readonly base: string,
   ) {}
 
   static async start(opts: PeerOptions): Promise<LlamaServer> {

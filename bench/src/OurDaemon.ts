@@ -14,6 +14,8 @@ export interface ServeOptions {
   parallel: number;
   ctx: number;
   kvCacheType?: "f16" | "q8_0";
+  /** Serve the OpenAI/Ollama HTTP APIs too (on a free port; `httpBase` says where). */
+  http?: boolean;
 }
 
 /** One turn as the client saw it, plus the daemon's own stats. */
@@ -32,17 +34,20 @@ export class OurDaemon {
     private readonly child: Child,
     readonly client: NanoClient,
     private readonly dataDir: string,
+    /** The HTTP APIs' base URL (e.g. http://127.0.0.1:PORT), when started with `http`. */
+    readonly httpBase: string | undefined,
   ) {}
 
   static async start(opts: ServeOptions): Promise<OurDaemon> {
     // A private data dir, so journaled sessions of earlier runs (or the user's) never load here.
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "nanollm-bench-"));
     const args = [CLI_MAIN, "serve", "--model", opts.model, "--listen", "127.0.0.1:0", ...(opts.threads === undefined ? [] : ["--threads", String(opts.threads), "--batch-threads", String(opts.threads)]),
-      "--parallel", String(opts.parallel), "--ctx", String(opts.ctx), "--gpu", "cpu", "--kv-cache-type", opts.kvCacheType ?? "f16"];
+      "--parallel", String(opts.parallel), "--ctx", String(opts.ctx), "--gpu", "cpu", "--kv-cache-type", opts.kvCacheType ?? "f16", "--http", opts.http ? "127.0.0.1:0" : "off"];
     const child = Child.start("nanollm serve", process.execPath, args, { ...process.env, NANOLLM_DATA_DIR: dataDir, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true" });
     try {
       const m = await child.waitFor(READY_LINE, 180_000);
-      return new OurDaemon(child, new NanoClient(m[1]!), dataDir);
+      const http = opts.http ? (await child.waitFor(/OpenAI API on (http:\/\/\S+)\/v1/, 30_000))[1] : undefined;
+      return new OurDaemon(child, new NanoClient(m[1]!), dataDir, http);
     } catch (err) {
       await child.stop();
       fs.rmSync(dataDir, { recursive: true, force: true });

@@ -11,14 +11,15 @@ import { p2Chat } from "./figures/p2Chat.js";
 import { p3Concurrent } from "./figures/p3Concurrent.js";
 import { p4Resume } from "./figures/p4Resume.js";
 import { p5Memory } from "./figures/p5Memory.js";
+import { p6OpenAi } from "./figures/p6OpenAi.js";
 import { benchModel, type ModelName } from "./models.js";
 import { CLI_MAIN, ROOT } from "./paths.js";
 import { killAll, othersCpuShare } from "./proc.js";
 import { formatTable, writeResults, type Row } from "./report.js";
 
-const FIGURES: Record<string, Figure> = { P1: p1Decode, P2: p2Chat, P3: p3Concurrent, P4: p4Resume, P5: p5Memory };
+const FIGURES: Record<string, Figure> = { P1: p1Decode, P2: p2Chat, P3: p3Concurrent, P4: p4Resume, P5: p5Memory, P6: p6OpenAi };
 const FIGURE_LIMIT_MS = 20 * 60_000;
-const USAGE = "usage: node bench/dist/run.js [--threads 2[,1...]] [--figures P1,P2,P3,P4,P5] [--model big|tiny] [--quick]";
+const USAGE = "usage: node bench/dist/run.js [--threads 2[,1...]] [--figures P1,P2,P3,P4,P5,P6] [--model big|tiny] [--quick]";
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n`);

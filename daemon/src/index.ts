@@ -6,3 +6,4 @@ export type { GpuChoice, KvCacheType } from "./engine/types.js";
 export { Authenticator, type Headers } from "./auth/authenticate.js";
 export type { Identity, Peer } from "./auth/Identity.js";
 export { TokenFile } from "./auth/TokenFile.js";
+export type { Authorize, RequestCredentials } from "./http/auth.js";

@@ -22,6 +22,9 @@ import { SessionJournal } from "./sessions/SessionJournal.js";
 import { SessionStore } from "./sessions/SessionStore.js";
 import type { ModelHost } from "./engine/ModelHost.js";
 import { TemplateRegistry } from "./templates/TemplateRegistry.js";
+import type { Authorize } from "./http/auth.js";
+import { checkHttpExposure, startHttp, type RunningHttp } from "./http/server.js";
+import { StatelessSessions } from "./sessions/StatelessSessions.js";
 
 export interface DaemonOptions {
   /** Path of the default model (already resolved from any hf: URI). */
@@ -67,6 +70,16 @@ export interface DaemonOptions {
   maxStreams?: number;
   /** A connection without calls for this long is closed (default: NANOLLM_IDLE_TIMEOUT_MS, 5 min). */
   idleTimeoutMs?: number;
+  /**
+   * The OpenAI/Ollama HTTP APIs: where to serve them; `required` makes a busy address fatal (asked
+   * for explicitly), otherwise the daemon logs it and serves gRPC alone. Undefined: no HTTP.
+   */
+  http?: { listen: string; required: boolean; bodyBytes?: number; authorize?: Authorize };
+  /**
+   * Ephemeral sessions kept for stateless HTTP clients (default 4 per sequence, at least 16): each
+   * may park a KV cache on disk, so the bound is also a bound on that disk use.
+   */
+  maxStatelessSessions?: number;
   log?: (line: string) => void;
 }
 
@@ -76,6 +89,8 @@ export interface RunningDaemon {
   port: number;
   /** The bound address of the /metrics listener, when --metrics was given. */
   metricsAddress: string | undefined;
+  /** The HTTP APIs' bound address, when they are served. */
+  http: { address: string; port: number } | undefined;
   state: DaemonState;
   /** Stops accepting, lets running turns end for `graceMs`, then cancels them and frees the models. */
   close(graceMs?: number): Promise<void>;
@@ -96,6 +111,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const clientCertificates = Boolean(opts.tls?.clientCa);
   const auth = new Authenticator({ tokens, clientCertificates, required: false });
   const warning = checkExposure(host, opts.listen, { tls, auth: auth.enabled, insecure: opts.insecure === true });
+  const httpWarning = opts.http && checkHttpExposure(opts.http.listen, opts.insecure === true);
   const models = new ModelRegistry(engine, opts.modelsDir);
   const defaultHost = await models.loadDefault(opts.modelPath, opts.mmproj);
   const journal = opts.dataDir ? new SessionJournal(opts.dataDir, log) : undefined;
@@ -150,6 +166,25 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     })
     .finally(() => setLogVerbosity(logVerbosity.ERROR));
   const boundPort = listener.port;
+  const stateless = new StatelessSessions(sessions, opts.maxStatelessSessions ?? Math.max(16, 4 * opts.parallel));
+  let http: RunningHttp | undefined;
+  if (opts.http) {
+    try {
+      // The same credentials as gRPC: an OpenAI client's API key is a nanollm token.
+      const authorize: Authorize = opts.http.authorize ?? ((req) => auth.authenticate(req.headers, { address: req.remoteAddress ?? "" }));
+      http = await startHttp({ state, stateless, shutdown: shutdown.signal }, { listen: opts.http.listen, bodyBytes: opts.http.bodyBytes ?? 16 * 1024 * 1024, authorize });
+      log(`OpenAI API on http://${http.address}/v1, Ollama API on http://${http.address}/api`);
+    } catch (err) {
+      if (opts.http.required) {
+        server.forceShutdown();
+        listener.close();
+        await models.dispose();
+        throw err;
+      }
+      log(`${(err as Error).message} The daemon serves gRPC only.`);
+    }
+  }
+  // Logged last: "listening" means every API is up.
   const address = formatAddress(host, boundPort);
   const metricsServer = opts.metrics ? await metrics.serve(opts.metrics) : undefined;
   const announced = opts.advertise
@@ -157,6 +192,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     : undefined;
   setHealth(health, true);
   if (warning) log(warning);
+  if (httpWarning && http) log(httpWarning);
   log(`security: ${tls ? `TLS${clientCertificates ? " with client certificates" : ""}` : "plaintext"}, ${auth.enabled ? `authentication on (${auth.count()} tokens${tokens ? ` in ${tokens.file}` : ""})` : "no authentication"}${metricsServer ? `; metrics on http://${metricsServer.address}/metrics` : ""}`);
   log(`nanollm daemon listening on ${address} (backend ${info.backend}, ${info.binary} llama.cpp binary, ${threadsText(info.threads, info.adaptiveThreads)} per decode step, ${threadsText(info.batchThreads, info.adaptiveBatchThreads)} per batch, ${opts.parallel} sequences × ${opts.ctx} tokens)`);
 
@@ -165,16 +201,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     (closing ??= (async () => {
       setHealth(health, false);
       await announced?.();
-      const graceful = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      const graceful = Promise.all([new Promise<void>((resolve) => server.tryShutdown(() => resolve())), http?.close()]);
       const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
       listener.close();
       await Promise.race([graceful, timer]);
       shutdown.abort();
       server.forceShutdown();
       await metricsServer?.close();
+      await http?.close();
+      // Stateless sessions end with the process: their caches must not be parked on disk for nobody.
+      await stateless.dispose();
       await models.dispose();
     })());
-  return { address, port: boundPort, metricsAddress: metricsServer?.address, state, close };
+  return { address, port: boundPort, metricsAddress: metricsServer?.address, http: http && { address: http.address, port: http.port }, state, close };
 }
 
 /**

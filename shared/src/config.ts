@@ -7,6 +7,9 @@ import { NanoError } from "./errors.js";
 /** Default daemon port (documented in the README). */
 export const DEFAULT_PORT = 7433;
 export const DEFAULT_LISTEN = `127.0.0.1:${DEFAULT_PORT}`;
+/** Default port of the OpenAI- and Ollama-compatible HTTP APIs (documented in the README). */
+export const DEFAULT_HTTP_PORT = 7434;
+export const DEFAULT_HTTP = `127.0.0.1:${DEFAULT_HTTP_PORT}`;
 
 /**
  * The model fetched when none is given: a ~0.8 GB Q4 instruct model that chats and calls tools
@@ -19,6 +22,11 @@ export interface EnvConfig {
   model: string | undefined;
   /** NANOLLM_LISTEN: address `serve` binds (default 127.0.0.1:7433). */
   listen: string;
+  /**
+   * NANOLLM_HTTP: address of the OpenAI- and Ollama-compatible HTTP APIs, or "off" (default
+   * 127.0.0.1:7434; off loopback only with --insecure: the HTTP APIs have no TLS).
+   */
+  http: string | undefined;
   /** NANOLLM_HOST: address `chat` and the admin commands connect to (default 127.0.0.1:7433). */
   host: string;
   /**
@@ -90,6 +98,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
   return {
     model: env.NANOLLM_MODEL || undefined,
     listen: env.NANOLLM_LISTEN || DEFAULT_LISTEN,
+    http: env.NANOLLM_HTTP || undefined,
     host: env.NANOLLM_HOST || DEFAULT_LISTEN,
     threads: positiveInt(env.NANOLLM_THREADS),
     batchThreads: positiveInt(env.NANOLLM_BATCH_THREADS),

@@ -1,7 +1,7 @@
 import path from "node:path";
 import { Command } from "commander";
 import { loadDaemon } from "./loadDaemon.js";
-import { DEFAULT_LISTEN, DEFAULT_MODEL_URI, readEnv, readyLine } from "@nanollm/shared";
+import { DEFAULT_HTTP, DEFAULT_LISTEN, DEFAULT_MODEL_URI, readEnv, readyLine } from "@nanollm/shared";
 import { choiceArg, intArg } from "./options.js";
 
 const GPUS = ["auto", "cpu", "cuda", "vulkan", "metal"] as const;
@@ -13,6 +13,7 @@ export function serveCommand(): Command {
     .description("start the daemon: load a model and serve the gRPC API")
     .option("-m, --model <path|hf:uri>", `GGUF model file or hf: URI (env NANOLLM_MODEL; default ${DEFAULT_MODEL_URI})`, env.model)
     .option("-l, --listen <host:port>", `address to bind (env NANOLLM_LISTEN); off loopback it needs --tls-cert/--tls-key and a token (\`nanollm tokens add\`), or --insecure`, env.listen)
+    .option("--http <host:port|off>", `address of the OpenAI- and Ollama-compatible HTTP APIs, or off (env NANOLLM_HTTP; default ${DEFAULT_HTTP}; they take the same tokens as gRPC, and have no TLS, so off loopback only with --insecure)`, env.http)
     .option("-t, --threads <n>", "threads per one-token decode step (env NANOLLM_THREADS; default: 1 or every core, whichever measures faster)", intArg(1, 1024), env.threads)
     .option("--batch-threads <n>", "threads for prompts and multi-session steps (env NANOLLM_BATCH_THREADS; default: 1 or every core, whichever measures faster)", intArg(1, 1024), env.batchThreads)
     .option("-p, --parallel <n>", "sessions holding a KV cache at once (env NANOLLM_PARALLEL)", intArg(1, 256), env.parallel)
@@ -34,8 +35,11 @@ export function serveCommand(): Command {
       // The daemon (and node-llama-cpp) load only for `serve`, so `chat` starts fast.
       const { startDaemon, resolveModel } = await loadDaemon("serve");
       const modelPath = await resolveModel(opts.model ?? DEFAULT_MODEL_URI, env.modelsDir, { connectTimeoutMs: env.connectTimeoutMs, offlineHint: "when offline, pass --model PATH.gguf with a model file you have." });
+      // The default address is a convenience: if it is taken, the daemon serves gRPC alone and says so.
+      const http = opts.http === "off" ? undefined : { listen: opts.http ?? DEFAULT_HTTP, required: opts.http !== undefined };
       const daemon = await startDaemon({
         ...opts,
+        http,
         listen: opts.listen || DEFAULT_LISTEN,
         modelPath,
         dataDir: opts.ephemeral ? undefined : opts.dataDir,
@@ -62,6 +66,7 @@ export function serveCommand(): Command {
 interface ServeFlags {
   model?: string;
   listen: string;
+  http?: string;
   threads?: number;
   batchThreads?: number;
   parallel: number;

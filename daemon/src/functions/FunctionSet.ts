@@ -29,8 +29,12 @@ export class FunctionSet {
 
   static readonly none = new FunctionSet([]);
 
-  /** Built-ins by name plus client-declared functions; bad declarations are INVALID_ARGUMENT. */
-  static build(builtins: readonly string[], client: readonly FunctionDecl[]): FunctionSet {
+  /**
+   * Built-ins by name plus client-declared functions; bad declarations are INVALID_ARGUMENT.
+   * Inline calls (`NAME(args)`) need upper-case names; "tools" names (the HTTP APIs' tools, called
+   * only through a template's tool-call format) follow OpenAI's rule instead.
+   */
+  static build(builtins: readonly string[], client: readonly FunctionDecl[], names: "inline" | "tools" = "inline"): FunctionSet {
     const specs: FunctionSpec[] = [];
     const seen = new Set<string>();
     const add = (spec: FunctionSpec) => {
@@ -45,7 +49,11 @@ export class FunctionSet {
     }
     if (client.length > MAX_FUNCTIONS) throw fail.invalid(`${client.length} client functions are declared, more than the limit of ${MAX_FUNCTIONS}; declare fewer.`);
     for (const decl of client) {
-      if (!/^[A-Z][A-Z0-9_]{0,63}$/.test(decl.name)) throw fail.invalid(`Function name "${decl.name.slice(0, 64)}" must be upper case letters, digits and _ (e.g. WEATHER), starting with a letter.`);
+      if (names === "tools") {
+        if (!/^[A-Za-z0-9_-]{1,64}$/.test(decl.name)) throw fail.invalid(`Tool name "${decl.name.slice(0, 64)}" must be 1 to 64 letters, digits, _ or - (e.g. get_weather).`);
+      } else if (!/^[A-Z][A-Z0-9_]{0,63}$/.test(decl.name)) {
+        throw fail.invalid(`Function name "${decl.name.slice(0, 64)}" must be upper case letters, digits and _ (e.g. WEATHER), starting with a letter.`);
+      }
       add({ name: decl.name, description: decl.description.slice(0, 2000), schema: parseSchema(decl), clientSide: true });
     }
     return new FunctionSet(specs);

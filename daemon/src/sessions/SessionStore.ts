@@ -34,6 +34,8 @@ export interface CreateOptions {
   functions?: FunctionSet;
   /** The creating identity's name. */
   owner: string;
+  /** The session's id (a client pinning one by name); a new UUID when absent. */
+  id?: string;
 }
 
 /** Owns every session: creation, lookup, reset and deletion. */
@@ -65,7 +67,8 @@ export class SessionStore {
       : opts.template
         ? { template: this.templates.resolve(opts.template), reason: "requested" }
         : chooseTemplate(opts.host.facts, this.templates);
-    const session = new Session(randomUUID(), opts.host, template, reason, opts.systemPrompt ?? template.system_prompt ?? "", opts.defaults ?? {});
+    if (opts.id !== undefined && this.sessions.has(opts.id)) throw fail.precondition(`Session ${opts.id} exists already; use it or pick another id.`);
+    const session = new Session(opts.id ?? randomUUID(), opts.host, template, reason, opts.systemPrompt ?? template.system_prompt ?? "", opts.defaults ?? {});
     session.owner = owner;
     for (const msg of opts.history) {
       const bad = msg.tokens.find((id) => !opts.host.isValidToken(id));
@@ -120,7 +123,8 @@ export class SessionStore {
       if (bad !== undefined) throw new Error(`history message ${i} holds token id ${bad}, outside the vocabulary of ${host.vocabSize}`);
       checkStoredImages(m.images, i, host);
     });
-    const functions = FunctionSet.build(record.builtinFunctions ?? [], record.clientFunctions ?? []);
+    // Names were checked when declared; a pinned HTTP session's tools may have any OpenAI-valid name.
+    const functions = FunctionSet.build(record.builtinFunctions ?? [], record.clientFunctions ?? [], "tools");
     const session = new Session(record.id, host, template, record.templateReason, record.systemPrompt, record.defaults);
     Object.assign(session, { history: record.history, overflow: record.overflow, windowStart: record.windowStart, createdAt: record.createdAt, updatedAt: record.updatedAt });
     session.owner = record.owner ?? LOCAL_OWNER;

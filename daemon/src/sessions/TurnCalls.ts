@@ -31,17 +31,25 @@ export class TurnCalls {
   constructor(
     private readonly functions: FunctionSet,
     private readonly sink: CallSink,
+    /** Whether inline `NAME(args)` calls are watched for (tool calls the template delimits always are). */
+    private readonly inline = true,
   ) {}
 
   /** Whether the reply can hold inline calls at all (the session has functions). */
   get watching(): boolean {
-    return !this.functions.empty;
+    return this.inline && !this.functions.empty;
   }
 
   async check(text: string): Promise<string | undefined> {
     if (!this.watching) return undefined;
     const found = this.functions.callAtEnd(text, this.scanFrom);
     return found && this.handle(found);
+  }
+
+  /** A tool call the template delimited, checked against the functions; undefined when it is not a valid call. */
+  parse(json: string): { name: string; argumentsJson: string } | undefined {
+    const found = this.functions.toolCall(json);
+    return "error" in found ? undefined : { name: found.name, argumentsJson: found.argumentsJson };
   }
 
   /** Runs a tool call the template delimited; returns the tool response text. */

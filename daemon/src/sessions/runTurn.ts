@@ -20,6 +20,8 @@ export interface TurnResult {
   stopReason: StopReason;
   stats: TurnStats;
   reply: string;
+  /** Tool calls the reply ended with, in "return" mode: the client runs them and sends the results. */
+  toolCalls: ReturnedCall[];
 }
 
 /**
@@ -30,7 +32,7 @@ export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink)
   if (session.running) throw fail.precondition(`Session ${session.id} already has a turn running; wait for it to end or cancel it.`);
   session.running = { turnId: turn.turnId };
   try {
-    return await generateTurn(session, turn.text, turn.params, turn.signal, sink, turn.images ?? []);
+    return await generateTurn(session, turn, sink);
   } finally {
     session.running = undefined;
   }
@@ -44,19 +46,28 @@ export interface TurnInput {
   images?: { data: Uint8Array; name: string }[];
   /** The turn's one signal: aborted by the client's cancel, disconnect or deadline, or by shutdown. */
   signal: AbortSignal;
+  /** The turn's new messages in place of a user message `text` (a stateless client's tool results). */
+  lead?: HistoryMessage[];
+  /** Stop strings of this turn, besides the template's. */
+  stops?: string[];
+  /**
+   * "run" (the default): tool calls run in the daemon or the calling client and the reply goes on
+   * after their results. "return": the first tool call ends the turn and is returned, its JSON not
+   * streamed as text (the HTTP APIs, whose clients send the results in their next request).
+   */
+  toolCalls?: "run" | "return";
 }
 
-async function generateTurn(session: Session, text: string, params: GenerationParams | undefined, signal: AbortSignal, sink: TurnSink, images: { data: Uint8Array; name: string }[]): Promise<TurnResult> {
-  if (!text.trim() && images.length === 0) throw fail.invalid("The message is empty; type some text to send.");
-  checkText("The message", text);
-  checkImages(images);
-  const sampling = resolveSampling(session.defaults, params);
+async function generateTurn(session: Session, turn: TurnInput, sink: TurnSink): Promise<TurnResult> {
+  const signal = turn.signal;
+  const returning = turn.toolCalls === "return";
+  turn.lead?.forEach((m) => checkText("The message", m.text));
+  const lead = turn.lead ?? [await userMessage(session, turn.text, turn.images ?? [])];
+  const sampling = resolveSampling(session.defaults, turn.params);
   const host = session.host;
-  const user: HistoryMessage = { role: "user", text, tokens: [...(await session.text.prepare(text))] };
-  if (images.length > 0) user.images = await readImages(session, images);
   await session.cacheSync;
-  await session.loadImages([user]);
-  const prompt = await fitContext(session, user, sampling.maxNewTokens, sink);
+  await session.loadImages(lead);
+  const prompt = await fitContext(session, lead, sampling.maxNewTokens, sink);
   const started = performance.now();
   const running = session.running;
   if (running) running.waiting = true;
@@ -65,10 +76,12 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
   try {
     const prepared = performance.now();
     const prefill = await lease.prepare(prompt);
-    const calls = new TurnCalls(session.functions, sink);
+    // Inline calls are the daemon's own convention; a client that runs its tools expects tool calls.
+    const calls = new TurnCalls(session.functions, sink, !returning);
     // One bot message, or several when the model calls tools the template delimits: each call's
     // result becomes a tool message, and the bot turn resumes after it.
-    const exchange: HistoryMessage[] = [user];
+    const exchange: HistoryMessage[] = [...lead];
+    const returned: ReturnedCall[] = [];
     let input = prompt;
     let part: ReplyPart;
     let generated = 0;
@@ -76,15 +89,20 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
     let decodeMs = 0;
     let steps = 0;
     for (let round = 0; ; round++) {
-      part = await streamReply({ session, lease, prompt: input, sampling, signal, calls, text: (delta, ids) => sink.text(delta, ids) });
+      part = await streamReply({ session, lease, prompt: input, sampling, signal, calls, stops: turn.stops ?? [], hideCalls: returning, text: (delta, ids) => sink.text(delta, ids) });
       generated += part.ids.length;
       firstTokenAt ||= part.firstTokenAt;
       decodeMs += part.decodeMs;
       steps += Math.max(0, part.ids.length - 1);
       exchange.push(botMessage(session, part));
-      const toolJson = round < MAX_CALLS_PER_TURN ? toolCallIn(session, part) : undefined;
-      if (toolJson === undefined) break;
-      const response = await calls.toolCall(toolJson);
+      const found = round < MAX_CALLS_PER_TURN ? toolCallIn(session, part) : undefined;
+      if (found === undefined) break;
+      if (returning) {
+        const call = calls.parse(found.json);
+        if (call) returned.push({ ...call, before: found.before });
+        break;
+      }
+      const response = await calls.toolCall(found.json);
       exchange.push({ role: "tool", text: response, tokens: [...(await session.text.prepare(response))] });
       const next = session.tokens(exchange);
       // No room left to answer after the tool response: the turn ends with what it has.
@@ -108,7 +126,8 @@ async function generateTurn(session: Session, text: string, params: GenerationPa
     }
     return {
       stopReason: part.stopReason,
-      reply: part.text,
+      reply: returned.length > 0 ? returned[0]!.before : part.text,
+      toolCalls: returned,
       stats: {
         // The prompt's evaluation ends with the first token (the same llama_decode gives it).
         ...prefillStats(prefill, (firstTokenAt || performance.now()) - prepared),
@@ -132,30 +151,48 @@ function botMessage(session: Session, part: ReplyPart): HistoryMessage {
   return { role: "bot", text: part.text, tokens: ended || end === undefined ? part.ids : [...part.ids, end] };
 }
 
-/** The JSON of a tool call the reply ended with, when the template delimits tool calls. */
-function toolCallIn(session: Session, part: ReplyPart): string | undefined {
+/** A tool call handed back to the client ("return" mode), with the reply text before it. */
+export interface ReturnedCall {
+  name: string;
+  argumentsJson: string;
+  before: string;
+}
+
+async function userMessage(session: Session, text: string, images: { data: Uint8Array; name: string }[]): Promise<HistoryMessage> {
+  if (!text.trim() && images.length === 0) throw fail.invalid("The message is empty; type some text to send.");
+  checkText("The message", text);
+  checkImages(images);
+  const user: HistoryMessage = { role: "user", text, tokens: [...(await session.text.prepare(text))] };
+  if (images.length > 0) user.images = await readImages(session, images);
+  return user;
+}
+
+/** The JSON of a tool call the reply ended with (and the text before it), when the template delimits tool calls. */
+function toolCallIn(session: Session, part: ReplyPart): { json: string; before: string } | undefined {
   const pattern = session.template.tool_call;
   if (!pattern || session.functions.empty || part.stopReason === StopReason.STOP_REASON_CANCELLED) return undefined;
   const withSpecials = session.host.detokenize(part.ids, undefined, true);
-  return new RegExp(pattern, "s").exec(withSpecials)?.[1]?.trim();
+  const match = new RegExp(pattern, "s").exec(withSpecials);
+  const json = match?.[1]?.trim();
+  return json === undefined ? undefined : { json, before: withSpecials.slice(0, match!.index).trim() };
 }
 
 /**
- * The prompt tokens for the history plus `user`, leaving room for the reply. When it does not fit,
+ * The prompt tokens for the history plus the turn's `lead` messages, leaving room for the reply. When it does not fit,
  * a "wrap" session drops its oldest messages (starting again at a user turn) and says so; an
  * "error" session refuses. Texts are tokenized once, a piece at a time; the window is found by a
  * binary search over prompt lengths summed from remembered counts, with the event loop served
  * between probes.
  */
-async function fitContext(session: Session, user: HistoryMessage, maxNewTokens: number, sink: TurnSink): Promise<number[]> {
+async function fitContext(session: Session, lead: HistoryMessage[], maxNewTokens: number, sink: TurnSink): Promise<number[]> {
   const ctx = session.contextSize;
   const room = Math.min(maxNewTokens, Math.floor(ctx / 4));
-  await session.prepareText([user]);
-  const before = { start: session.windowStart, tokens: session.tokenCount([user]) };
+  await session.prepareText(lead);
+  const before = { start: session.windowStart, tokens: session.tokenCount(lead) };
   const fits = async (start: number) => {
     session.windowStart = start;
-    await session.prepareText([user]);
-    return session.tokenCount([user]) + room <= ctx;
+    await session.prepareText(lead);
+    return session.tokenCount(lead) + room <= ctx;
   };
   if (before.tokens + room > ctx && session.overflow === "wrap") {
     // Where the window may start: each later user turn, or after the whole history.
@@ -172,14 +209,14 @@ async function fitContext(session: Session, user: HistoryMessage, maxNewTokens: 
     }
     session.windowStart = starts[lo]!;
   }
-  const used = session.tokenCount([user]);
+  const used = session.tokenCount(lead);
   if (used + room > ctx) {
     session.windowStart = before.start;
     throw fail.invalid(
       `The conversation needs ${used} tokens plus ${room} for the reply, more than the session's context of ${ctx}; shorten the message, lower max_new_tokens, reset the session or start the daemon with a larger --ctx.`,
     );
   }
-  const prompt = session.tokens([user]);
+  const prompt = session.tokens(lead);
   if (session.windowStart > before.start) {
     await sink.wrapped({ droppedMessages: session.windowStart - before.start, droppedTokens: before.tokens - prompt.length, keptMessages: session.history.length - session.windowStart });
   }

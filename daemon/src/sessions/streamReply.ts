@@ -39,6 +39,10 @@ export interface ReplyInput {
   sampling: Sampling;
   signal: AbortSignal;
   calls: TurnCalls;
+  /** Stop strings of this turn, besides the template's. */
+  stops: readonly string[];
+  /** Keep a tool call's text out of the stream (its caller returns the call itself). */
+  hideCalls: boolean;
   text: (delta: string, tokenIds: number[]) => Promise<void>;
 }
 
@@ -47,9 +51,9 @@ export interface ReplyInput {
  * and splices their results into the reply and the cache, and stops at an end-of-generation
  * token, a stop string, the token limit, a full context or a cancel.
  */
-export async function streamReply({ session, lease, prompt, sampling, signal, calls, text }: ReplyInput): Promise<ReplyPart> {
+export async function streamReply({ session, lease, prompt, sampling, signal, calls, stops: extraStops, hideCalls, text }: ReplyInput): Promise<ReplyPart> {
   const host = session.host;
-  const stops = [...(session.template.stop ?? []), ...GLOBAL_STOPS];
+  const stops = [...(session.template.stop ?? []), ...GLOBAL_STOPS, ...extraStops];
   const replyText = new ReplyText((ids, before) => host.detokenize(ids, before.length > 0 ? before : prompt.slice(-8)), stops);
   const ids: number[] = [];
   let sent = 0;
@@ -115,13 +119,17 @@ export async function streamReply({ session, lease, prompt, sampling, signal, ca
       const limit = eog ? undefined : limitFor();
       if (early && !eog && limit === undefined) next = ask();
       const { delta, stopped } = replyText.update(ids);
-      unsent += delta;
+      if (!(hideCalls && toolState)) unsent += delta;
       const reason = eog ? StopReason.STOP_REASON_EOS : stopped || stops.includes(host.tokenText(token)) ? StopReason.STOP_REASON_STOP_STRING : limit;
       if (reason !== undefined) {
         stopReason = reason;
         break;
       }
-      if (tool && !toolState && host.detokenize(ids.slice(-8), undefined, true).endsWith(tool.opener)) toolState = tool.state();
+      if (tool && !toolState && host.detokenize(ids.slice(-8), undefined, true).endsWith(tool.opener)) {
+        toolState = tool.state();
+        // An opener that is plain text (not a control token) is part of the hidden call too.
+        if (hideCalls && unsent.endsWith(tool.opener)) unsent = unsent.slice(0, -tool.opener.length);
+      }
       let insert: number[] | undefined;
       if (calls.watching) {
         // A call that now ends the reply runs, and its result joins the reply and the cache; the
@@ -144,7 +152,8 @@ export async function streamReply({ session, lease, prompt, sampling, signal, ca
   } finally {
     await tokens.return(undefined);
   }
-  await flush(unsent + replyText.flush());
+  const held = replyText.flush();
+  await flush(unsent + (hideCalls && toolState ? "" : held));
   return { ids, text: replyText.final, stopReason, firstTokenAt, decodeMs: firstTokenAt ? performance.now() - firstTokenAt : 0 };
 }
 

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { startDaemon, type DaemonOptions, type RunningDaemon } from "@nanollm/daemon";
+import { startDaemon, type Authorize, type DaemonOptions, type RunningDaemon } from "@nanollm/daemon";
 import { waitForReady } from "@nanollm/shared";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { tempDir } from "./fixtures.js";
@@ -17,10 +17,13 @@ export interface TestDaemon {
 /** The real daemon in this process on 127.0.0.1:0, one compute thread (the box has two cores). */
 export async function inProcessDaemon(
   modelPath: string,
-  opts: { parallel?: number; ctx?: number; dataDir?: string; maxQueue?: number; functionTimeoutMs?: number; batchThreads?: number; adaptiveThreads?: boolean; daemon?: Partial<DaemonOptions> } = {},
+  opts: { parallel?: number; ctx?: number; dataDir?: string; maxQueue?: number; functionTimeoutMs?: number; batchThreads?: number; adaptiveThreads?: boolean; daemon?: Partial<DaemonOptions>; http?: { bodyBytes?: number; authorize?: Authorize }; maxStatelessSessions?: number } = {},
 ): Promise<TestDaemon & { daemon: RunningDaemon; logLines: string[] }> {
   const logLines: string[] = [];
   const daemon = await startDaemon({
+    // The HTTP APIs on a free loopback port when a test asks for them.
+    http: opts.http && { listen: "127.0.0.1:0", required: true, ...opts.http },
+    maxStatelessSessions: opts.maxStatelessSessions,
     dataDir: opts.dataDir ?? tempDir("data"),
     maxQueue: opts.maxQueue,
     functionTimeoutMs: opts.functionTimeoutMs,
@@ -53,7 +56,9 @@ export async function inProcessDaemon(
 export async function spawnDaemon(modelPath: string, extra: string[] = []): Promise<TestDaemon & { proc: ChildProcess; log: () => string }> {
   // Each daemon journals into its own fresh folder unless the test names one.
   const dataDir = extra.includes("--data-dir") ? [] : ["--data-dir", tempDir("data")];
-  const proc = spawn(process.execPath, [CLI, "serve", "--model", modelPath, "--listen", "127.0.0.1:0", "--threads", "1", ...(extra.includes("--batch-threads") ? [] : ["--batch-threads", "1"]), "--gpu", "cpu", ...dataDir, ...extra], {
+  // No HTTP APIs unless the test asks: the default port may be taken by another daemon on this machine.
+  const http = extra.includes("--http") ? [] : ["--http", "off"];
+  const proc = spawn(process.execPath, [CLI, "serve", "--model", modelPath, "--listen", "127.0.0.1:0", "--threads", "1", ...http, ...(extra.includes("--batch-threads") ? [] : ["--batch-threads", "1"]), "--gpu", "cpu", ...dataDir, ...extra], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const { address, output } = await waitForReady(proc);

@@ -1,0 +1,84 @@
+import { randomUUID } from "node:crypto";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { fail, StopReason, type GenerationParams } from "@nanollm/shared";
+import type { Identity } from "../auth/Identity.js";
+import type { DaemonState } from "../rpc/handlers.js";
+import { runTurn, type TurnResult, type TurnSink } from "../sessions/runTurn.js";
+import type { Conversation, StatelessSessions } from "../sessions/StatelessSessions.js";
+import { replyKey } from "./conversation.js";
+
+/** What the HTTP routes share: the daemon's models and sessions, and its shutdown. */
+export interface HttpApi {
+  state: DaemonState;
+  stateless: StatelessSessions;
+  shutdown: AbortSignal;
+}
+
+export interface HttpTurn {
+  who: Identity;
+  conv: Conversation;
+  params: GenerationParams;
+  stops: string[];
+  /** The session the client pinned (X-Nanollm-Session), if any. */
+  pinned: string | undefined;
+  signal: AbortSignal;
+  text: (delta: string) => Promise<void>;
+}
+
+/** Runs one request's turn in the session that best holds its conversation; tool calls come back to the client. */
+export async function runHttpTurn(api: HttpApi, t: HttpTurn): Promise<TurnResult> {
+  const claim = await api.stateless.claim(t.conv, t.who, t.pinned);
+  const session = claim.session;
+  const observed = { who: t.who, session, text: t.conv.lead.map((m) => m.text).join("\n"), warm: session.history.length > 0, startedAt: performance.now() };
+  let result: TurnResult | undefined;
+  try {
+    result = await runTurn(session, { turnId: randomUUID(), text: "", lead: t.conv.lead, params: t.params, signal: t.signal, stops: t.stops, toolCalls: "return" }, textOnly(t.text));
+    api.state.turns.ended(observed, result);
+    const bot = session.history.at(-1);
+    const calls = result.toolCalls.map((c) => ({ name: c.name, arguments: c.argumentsJson }));
+    if (bot?.role === "bot") api.stateless.remember(t.conv.host, t.who, replyKey(result.reply, calls), bot);
+    return result;
+  } catch (err) {
+    api.state.turns.failed(observed, err);
+    throw err;
+  } finally {
+    claim.release(result?.stats.inputTokens);
+  }
+}
+
+/** A turn sink for clients that run their own tools: only text goes out while the turn runs. */
+function textOnly(text: (delta: string) => Promise<void>): TurnSink {
+  return {
+    text: (delta) => (delta ? text(delta) : Promise.resolve()),
+    wrapped: async () => {},
+    functionCall: async () => {},
+    functionResult: async () => {},
+    clientResult: async (_id, name) => ({ result: `${name} cannot run here`, isError: true }),
+  };
+}
+
+/** Aborted when the client goes away before its response is complete, or the daemon shuts down. */
+export function requestSignal(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
+  const gone = new AbortController();
+  reply.raw.on("close", () => {
+    if (!reply.raw.writableFinished) gone.abort();
+  });
+  return AbortSignal.any([gone.signal, shutdown]);
+}
+
+const SESSION_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** The session a client pins with `X-Nanollm-Session: ID` (journaled, listed), or undefined. */
+export function pinnedSession(req: FastifyRequest): string | undefined {
+  const value = req.headers["x-nanollm-session"];
+  if (value === undefined) return undefined;
+  const id = Array.isArray(value) ? value[0] : value;
+  if (id === undefined || !SESSION_ID.test(id)) throw fail.invalid("The X-Nanollm-Session header must be 1 to 128 letters, digits, '.', '_' or '-'; fix it or leave it out.");
+  return id;
+}
+
+/** Why a reply ended, in the words of the OpenAI and Ollama APIs. */
+export function finishReason(r: TurnResult): "stop" | "length" | "tool_calls" {
+  if (r.toolCalls.length > 0) return "tool_calls";
+  return r.stopReason === StopReason.STOP_REASON_MAX_TOKENS || r.stopReason === StopReason.STOP_REASON_CONTEXT_FULL ? "length" : "stop";
+}
