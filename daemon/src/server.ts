@@ -211,6 +211,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       await http?.close();
       // Stateless sessions end with the process: their caches must not be parked on disk for nobody.
       await stateless.dispose();
+      // A turn that just ended may still be bringing its cache up to date; parked half-way it is lost.
+      await Promise.all(sessions.all().map((s) => s.cacheSync));
       await models.dispose();
     })());
   return { address, port: boundPort, metricsAddress: metricsServer?.address, http: http && { address: http.address, port: http.port }, state, close };
