@@ -89,8 +89,8 @@ describe("the Ollama API through the official ollama client", () => {
     assert.equal(r.json.eval_count, 4);
   });
 
-  it("refuses images with a clear error (no image support yet)", async () => {
-    await assert.rejects(ollama.chat({ model: MODEL, messages: [{ role: "user", content: "What is this?", images: ["aGVsbG8="] }] }), /no image support/);
+  it("refuses images with a clear error (the HTTP APIs take none yet)", async () => {
+    await assert.rejects(ollama.chat({ model: MODEL, messages: [{ role: "user", content: "What is this?", images: ["aGVsbG8="] }] }), /has images, which the HTTP APIs do not take yet; send text only/);
   });
 
   it("answers an unknown model with 404", async () => {

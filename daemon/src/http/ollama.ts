@@ -43,7 +43,7 @@ export function ollamaRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: numb
     const tools = (body.tools ?? []).map((t) => ({ name: t.function.name, description: t.function.description ?? "", parameters: t.function.parameters }));
     const template = templateFor(host, api.state.sessions.templates, tools.length > 0);
     const wire = messages.map((m, i): WireMessage => {
-      if (m.images?.length) throw fail.invalid(`Message ${i} has images; nanollm has no image support yet, so send text only.`);
+      if (m.images?.length) throw fail.invalid(`Message ${i} has images, which the HTTP APIs do not take yet; send text only (images work through \`nanollm chat\`).`);
       return { role: m.role, content: m.content ?? "", toolCalls: (m.tool_calls ?? []).map((c) => ({ name: c.function.name, arguments: JSON.stringify(c.function.arguments ?? {}) })) };
     });
     const conv = toConversation(host, template, toolSet(tools), wire, api.stateless, identityOf(req));
@@ -53,7 +53,7 @@ export function ollamaRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: numb
   app.post("/api/generate", { schema: { body: generateSchema } }, async (req, reply) => {
     const body = req.body as GenerateBody;
     const host = await findModel(await hosts(), body.model);
-    if (body.images?.length) throw fail.invalid("The request has images; nanollm has no image support yet, so send text only.");
+    if (body.images?.length) throw fail.invalid("The request has images, which the HTTP APIs do not take yet; send text only (images work through `nanollm chat`).");
     if (!body.prompt) return { model: body.model, created_at: new Date().toISOString(), response: "", done_reason: "load", done: true };
     const template = templateFor(host, api.state.sessions.templates, false, body.raw === true);
     const wire: WireMessage[] = [...(body.system && !body.raw ? [{ role: "system" as const, content: body.system, toolCalls: [] }] : []), { role: "user", content: body.prompt, toolCalls: [] }];

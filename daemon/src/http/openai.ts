@@ -69,14 +69,14 @@ function formatGrammar(format: ChatCompletionBody["response_format"]): string | 
   }
 }
 
-/** A message's text; image and other non-text parts are refused (no image support yet). */
+/** A message's text; image and other non-text parts are refused (the HTTP APIs take no images yet). */
 function wireMessage(m: ChatMessageBody, index: number): WireMessage {
   let content = "";
   if (typeof m.content === "string") content = m.content;
   else if (Array.isArray(m.content)) {
     for (const part of m.content) {
       if (part.type !== "text") {
-        throw fail.invalid(`Message ${index} has a "${part.type}" content part; nanollm has no image or audio support yet, so send text parts only.`);
+        throw fail.invalid(`Message ${index} has a "${part.type}" content part, which the HTTP APIs do not take yet; send text parts only (images work through \`nanollm chat\`).`);
       }
       content += part.text ?? "";
     }
