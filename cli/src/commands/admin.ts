@@ -27,7 +27,7 @@ export function adminCommands(): Command[] {
       withClient(async (client) => {
         const info = await client.serverInfo();
         if (info.insecure) console.log(`WARNING: this daemon serves the network without ${[info.tls ? "" : "TLS", info.auth ? "" : "authentication"].filter(Boolean).join(" and ")} (--insecure): anyone who can reach it can read and drive every session.`);
-        console.log(`nanollm ${info.version} · backend ${info.backend} (${info.binary} llama.cpp) · threads ${info.threads} per step, ${info.batchThreads} per batch · ${info.parallel} sequences · ${info.sessions} sessions`);
+        console.log(`nanollm ${info.version} · backend ${info.backend} (${info.binary} llama.cpp) · threads ${info.threads} per step, ${info.batchThreads} per batch · ${info.parallel} sequences · ${info.sessions} session${info.sessions === 1 ? "" : "s"}`);
         for (const m of await client.listModels()) {
           console.log(`${m.name}  ${m.architecture}  ${(m.parameters / 1e6).toFixed(1)}M params  ${mb(m.sizeBytes)}  ctx ${m.contextSize}×${m.sequences}  KV ${mb(m.kvCacheBytes)} ${m.kvCacheType}  template ${m.defaultTemplate}`);
           console.log(`  ${m.file}`);
