@@ -6,7 +6,7 @@ import { Role, StopReason } from "@nanollm/shared";
 import { assertKeptChatting, measureStalls, startChatter } from "./helpers/chatter.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
-import { rejectsWith } from "./helpers/rejectsWith.js";
+import { rejectsWith } from "./helpers/assertions.js";
 import type { RunningDaemon } from "@nanollm/daemon";
 import { pieces, TextTokens, TOKENIZE_CHUNK_CHARS } from "@nanollm/daemon/dist/sessions/TextTokens.js";
 

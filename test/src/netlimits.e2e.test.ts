@@ -8,7 +8,7 @@ import { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { assertKeptChatting, startChatter } from "./helpers/chatter.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tinyModel } from "./helpers/fixtures.js";
-import { rejectsWith } from "./helpers/rejectsWith.js";
+import { rejectsWith } from "./helpers/assertions.js";
 
 /** A Chat call over raw HTTP/2 with a 1 KiB window that never reads what the daemon sends. */
 function deafChat(address: string, sessionId: string) {

@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 import { assertKeptChatting, startChatter } from "./helpers/chatter.js";
 import { inProcessDaemon, turn } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
-import { rejectsWith } from "./helpers/rejectsWith.js";
+import { rejectsWith } from "./helpers/assertions.js";
 
 type Json = Record<string, unknown> & { history: { tokens: number[] }[] };
 
