@@ -69,10 +69,7 @@ class CreateWorker : public Napi::AsyncWorker {
       ctx_ = nullptr;
     }
     if (!ctx_) {
-      std::string why = takeLoggedErrors();
-      auto nl = why.rfind('\n');
-      if (nl != std::string::npos) why = why.substr(nl + 1);
-      SetError(why.empty() ? "llama.cpp could not create it" : why);
+      SetError(lastLoggedError("llama.cpp could not create it"));
       return;
     }
     // One persistent pool for every decode; a decode may use fewer of its threads.

@@ -1,20 +1,16 @@
 #include "Library.h"
 #include <dlfcn.h>
-#include <mutex>
+#include "ErrorLog.h"
 
 namespace {
 Api g_api;
 bool g_loaded = false;
 std::string g_paths;
-std::mutex g_logMu;
-std::string g_errors;
+ErrorLog g_errors;
 
 // The prebuilt libraries log every load step to stderr; keep only errors, for error messages.
 void onLog(ggml_log_level level, const char* text, void*) {
-  if (level != GGML_LOG_LEVEL_ERROR || text == nullptr) return;
-  std::lock_guard<std::mutex> lock(g_logMu);
-  if (g_errors.size() > 4096) g_errors.erase(0, g_errors.size() - 2048);
-  g_errors += text;
+  if (level == GGML_LOG_LEVEL_ERROR) g_errors.add(text);
 }
 
 std::string dlerr() {
@@ -26,12 +22,13 @@ std::string dlerr() {
 const Api& api() { return g_api; }
 bool libraryLoaded() { return g_loaded; }
 
-std::string takeLoggedErrors() {
-  std::lock_guard<std::mutex> lock(g_logMu);
-  std::string out;
-  out.swap(g_errors);
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
+std::string takeLoggedErrors() { return g_errors.take(); }
+
+std::string lastLoggedError(const std::string& otherwise) {
+  std::string why = g_errors.take();
+  auto nl = why.rfind('\n');
+  if (nl != std::string::npos) why = why.substr(nl + 1);
+  return why.empty() ? otherwise : why;
 }
 
 std::string loadLibrary(const std::string& llamaPath, const std::string& ggmlPath, const std::string& backendDir) {

@@ -57,3 +57,6 @@ std::string loadLibrary(const std::string& llamaPath, const std::string& ggmlPat
 
 /** The last error lines llama.cpp logged (for error messages), cleared by the call. */
 std::string takeLoggedErrors();
+
+/** The last error line llama.cpp logged (the reason of a failed load), or `otherwise`; clears them. */
+std::string lastLoggedError(const std::string& otherwise);

@@ -74,10 +74,7 @@ class LoadWorker : public Napi::AsyncProgressQueueWorker<float> {
       model_ = nullptr;
     }
     if (!model_) {
-      std::string why = takeLoggedErrors();
-      auto nl = why.rfind('\n');
-      if (nl != std::string::npos) why = why.substr(nl + 1);
-      SetError(why.empty() ? "llama.cpp could not load it" : why);
+      SetError(lastLoggedError("llama.cpp could not load it"));
     }
   }
   void OnProgress(const float* data, size_t count) override {

@@ -2,20 +2,17 @@
 #include <dlfcn.h>
 #include <sys/stat.h>
 #include <algorithm>
+#include "ErrorLog.h"
 
 namespace {
 MtmdApi g_mtmd;
 bool g_loaded = false;
 std::string g_path;
-std::mutex g_logMu;
-std::string g_errors;
+ErrorLog g_errors;
 
 // clip and mtmd log every load step; keep only errors, for error messages.
 void onLog(ggml_log_level level, const char* text, void*) {
-  if (level != GGML_LOG_LEVEL_ERROR || text == nullptr) return;
-  std::lock_guard<std::mutex> lock(g_logMu);
-  if (g_errors.size() > 4096) g_errors.erase(0, g_errors.size() - 2048);
-  g_errors += text;
+  if (level == GGML_LOG_LEVEL_ERROR) g_errors.add(text);
 }
 
 std::string dlerr() {
@@ -25,18 +22,11 @@ std::string dlerr() {
 }  // namespace
 
 // Only mtmd's and clip's own log: llama.cpp's (Library.cpp) belongs to model and context loading.
-void clearMtmdErrors() {
-  std::lock_guard<std::mutex> lock(g_logMu);
-  g_errors.clear();
-}
+void clearMtmdErrors() { g_errors.take(); }
 
 /** The error lines mtmd or clip logged since clearMtmdErrors(), without function-name prefixes. */
 static std::vector<std::string> loggedErrors() {
-  std::string all;
-  {
-    std::lock_guard<std::mutex> lock(g_logMu);
-    all.swap(g_errors);
-  }
+  std::string all = g_errors.take();
   std::vector<std::string> lines;
   size_t start = 0;
   while (start < all.size()) {
