@@ -8,7 +8,7 @@ Napi::Function Context::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeContext",
                                  {InstanceMethod("submit", &Context::Submit), InstanceMethod("resume", &Context::Resume),
                                   InstanceMethod("cancel", &Context::Cancel), InstanceMethod("op", &Context::Op),
-                                  InstanceMethod("cached", &Context::Cached), InstanceMethod("info", &Context::Info),
+                                  InstanceMethod("cached", &Context::Cached), InstanceMethod("cachedLength", &Context::CachedLength), InstanceMethod("info", &Context::Info),
                                   InstanceMethod("stats", &Context::Stats), InstanceMethod("dispose", &Context::Dispose)});
   g_contextCtor = Napi::Persistent(f);
   g_contextCtor.SuppressDestruct();
@@ -280,6 +280,11 @@ Napi::Value Context::Cached(const Napi::CallbackInfo& info) {
   Napi::Int32Array arr = Napi::Int32Array::New(env, t.size());
   std::copy(t.begin(), t.end(), arr.Data());
   return arr;
+}
+
+Napi::Value Context::CachedLength(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Napi::Number::New(env, (double)loop(env).cacheSize(info[0].As<Napi::Number>().Int32Value()));
 }
 
 Napi::Value Context::Info(const Napi::CallbackInfo& info) {

@@ -24,6 +24,7 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value Cancel(const Napi::CallbackInfo& info);
   Napi::Value Op(const Napi::CallbackInfo& info);
   Napi::Value Cached(const Napi::CallbackInfo& info);
+  Napi::Value CachedLength(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

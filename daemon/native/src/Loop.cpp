@@ -60,6 +60,7 @@ std::vector<llama_token> Loop::cached(int32_t seq) {
 
 size_t Loop::cacheSize(int32_t seq) {
   std::lock_guard<std::mutex> lock(cacheMu_);
+  if (seq < 0 || seq >= (int32_t)cache_.size()) return 0;
   return cache_[seq].size();
 }
 
@@ -164,11 +165,15 @@ void Loop::takeCommands(std::unique_lock<std::mutex>& lock) {
     if (cacheSize(job.spec.seq) + job.spec.tokens.size() >= (size_t)nCtxSeq_) finish(job, "ctx");
   }
   for (const Op& op : ops) runOp(op);
+  dropEnded();
+  lock.lock();
+}
+
+void Loop::dropEnded() {
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     if (it->second->ended) it = jobs_.erase(it);
     else ++it;
   }
-  lock.lock();
 }
 
 void Loop::run() {
@@ -199,11 +204,8 @@ void Loop::run() {
       } else {
         decode(round);
       }
-      for (auto it = jobs_.begin(); it != jobs_.end();) {
-        if (it->second->ended) it = jobs_.erase(it);
-        else ++it;
-      }
     }
+    dropEnded();
     flushDeferred(round.empty() && images.empty());
     lock.lock();
     if (round.empty() && images.empty() && incoming_.empty() && ops_.empty() && resumes_.empty() && cancels_.empty() && !quit_) {

@@ -76,6 +76,9 @@ class Loop {
   uint32_t op(OpKind kind, int32_t seq, int32_t from, std::string path);
   /** The tokens the sequence's cache holds now (any thread). */
   std::vector<llama_token> cached(int32_t seq);
+  /** How many tokens the sequence's cache holds now (any thread; 0 for no such sequence). */
+  size_t cacheSize(int32_t seq);
+  /** How many tokens the sequence's cache holds now (any thread; 0 for no such sequence). */
   std::vector<Event> takeEvents();
   LoopStats stats();
   int32_t nCtxSeq() const { return nCtxSeq_; }
@@ -109,6 +112,8 @@ class Loop {
 
   void run();
   void takeCommands(std::unique_lock<std::mutex>& lock);
+  /** Forgets the jobs that ended (their last event is out). */
+  void dropEnded();
   std::vector<Segment> plan(std::vector<Job*>& images);
   void decodeImage(Job& job);
   void decode(const std::vector<Segment>& segments);
@@ -119,7 +124,6 @@ class Loop {
   void emit(Event ev, bool urgent = true);
   /** Wakes JS for tokens held back by emit (forced when the loop is about to sleep). */
   void flushDeferred(bool force);
-  size_t cacheSize(int32_t seq);
 
   llama_context* ctx_;
   const llama_vocab* vocab_;

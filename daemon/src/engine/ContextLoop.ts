@@ -49,7 +49,7 @@ export class ContextLoop {
   }
 
   cachedLength(seq: number): number {
-    return this.native.cached(seq).length;
+    return this.native.cachedLength(seq);
   }
 
   /** Erases the sequence's cache from `from` on (a model that cannot cut a tail loses it all). */

@@ -62,6 +62,7 @@ export interface NativeContext {
   cancel(id: number): void;
   op(kind: "erase" | "clear" | "save" | "load", seq: number, from: number, file?: string): number;
   cached(seq: number): Int32Array;
+  cachedLength(seq: number): number;
   info(): { contextSize: number; sequences: number; threadpool: boolean };
   stats(): { decodes: number; tokens: number; decodeMs: number; steps: number; carried: number; images: number; stepThreads: number; batchThreads: number };
   dispose(): void;
