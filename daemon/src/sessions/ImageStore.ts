@@ -26,8 +26,8 @@ export class ImageStore {
     return createHash("sha256").update(bytes).digest("hex");
   }
 
-  async put(bytes: Uint8Array): Promise<string> {
-    const sha = ImageStore.hash(bytes);
+  /** Stores `bytes` under their hash (`sha` when the caller hashed them already). */
+  async put(bytes: Uint8Array, sha = ImageStore.hash(bytes)): Promise<string> {
     if (!this.dir) {
       this.memory.set(sha, bytes);
       return sha;

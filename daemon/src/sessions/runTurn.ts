@@ -246,7 +246,8 @@ async function readImages(session: Session, images: { data: Uint8Array; name: st
     const name = im.name.replace(/[\u0000-\u001f]/g, "").slice(0, 200);
     if (/^RIFF....WEBP/s.test(Buffer.from(im.data.subarray(0, 12)).toString("latin1"))) throw fail.invalid(`The image ${name || "(unnamed)"} is WebP, which the daemon cannot read; convert it to PNG or JPEG first.`);
     const ref = await reader.read(im.data);
-    await session.imageStore?.put(im.data);
+    // The model's reader hashed the bytes already (SHA-256, the image's id).
+    await session.imageStore?.put(im.data, ref.id);
     out.push(storedImage(ref, name));
   }
   return out;
