@@ -45,7 +45,7 @@ test-asan: fixtures
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  node --test --test-concurrency=1 test/dist/engine.test.js test/dist/chat.e2e.test.js test/dist/stops.e2e.test.js \
 	    test/dist/functions.e2e.test.js test/dist/durability.e2e.test.js test/dist/load.e2e.test.js \
-	    test/dist/mtmd.test.js
+	    test/dist/mtmd.test.js test/dist/mmproj.test.js
 
 # Daemon + chat. MODEL=path.gguf (or NANOLLM_MODEL) picks the model; default: fetched once.
 run: build

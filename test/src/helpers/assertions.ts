@@ -11,3 +11,6 @@ export async function rejectsWith(p: Promise<unknown>, code: NanoError["code"], 
     return true;
   });
 }
+
+/** An error whose message is one sentence: one line ending in a full stop. */
+export const oneSentence = (e: unknown) => e instanceof Error && !/\n/.test(e.message) && /[.]$/.test(e.message);
