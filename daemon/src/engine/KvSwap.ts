@@ -60,15 +60,14 @@ export class KvSwap {
   async load(owner: string, loop: ContextLoop, seq: number): Promise<boolean> {
     const file = this.file(owner);
     try {
-      const why = await this.verify(file);
-      if (why === "absent") return false;
-      if (why) {
-        this.log(`discarded the KV cache of session ${owner} (${why}); re-prefilling it`);
+      const checked = await this.verify(file);
+      if (checked === "absent") return false;
+      if (typeof checked === "string") {
+        this.log(`discarded the KV cache of session ${owner} (${checked}); re-prefilling it`);
         return false;
       }
       const tokens = await loop.load(seq, file);
-      const expected = this.sidecar(file)?.tokens;
-      if (tokens.length !== expected) throw new Error(`it held ${tokens.length} tokens, not ${expected}`);
+      if (tokens.length !== checked.tokens) throw new Error(`it held ${tokens.length} tokens, not ${checked.tokens}`);
       return true;
     } catch (err) {
       this.log(`could not load the KV cache of session ${owner} (${(err as Error).message}); re-prefilling it`);
@@ -84,8 +83,8 @@ export class KvSwap {
     await Promise.all([file, `${file}.json`, `${file}.tmp`, `${file}.json.tmp`].map((f) => fsp.rm(f, { force: true })));
   }
 
-  /** Why a parked state must not be loaded, "absent" when there is none, "" when it verifies. */
-  private async verify(file: string): Promise<string> {
+  /** The description of a parked state that verifies; else why it must not be loaded, or "absent". */
+  private async verify(file: string): Promise<Sidecar | string> {
     if (!fs.existsSync(`${file}.json`) && !fs.existsSync(file)) return "absent";
     const side = this.sidecar(file);
     if (!side) return "its description is missing or unreadable";
@@ -94,7 +93,7 @@ export class KvSwap {
     const size = fs.existsSync(file) ? fs.statSync(file).size : -1;
     if (size !== side.bytes) return `it is ${size} bytes, not ${side.bytes}`;
     if ((await sha256(file)) !== side.sha256) return "its checksum does not match";
-    return "";
+    return side;
   }
 
   private sidecar(file: string): Sidecar | undefined {
