@@ -1,5 +1,8 @@
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { setMaxListeners } from "node:events";
 import { logVerbosity, Server, setLogVerbosity } from "@grpc/grpc-js";
 import { ChatServiceService, fail, formatAddress, ModelServiceService, parseAddress, readEnv, SessionServiceService } from "@nanollm/shared";
@@ -20,6 +23,9 @@ import { tolerant } from "./rpc/malformed.js";
 import { modelHandlers, sessionHandlers, type DaemonState } from "./rpc/handlers.js";
 import { SessionJournal } from "./sessions/SessionJournal.js";
 import { SessionStore } from "./sessions/SessionStore.js";
+import type { Journal } from "./sessions/Journal.js";
+import { PgJournal } from "./sessions/postgres/PgJournal.js";
+import { TurnGate } from "./sessions/TurnGate.js";
 import type { ModelHost } from "./engine/ModelHost.js";
 import { TemplateRegistry } from "./templates/TemplateRegistry.js";
 import type { Authorize } from "./http/auth.js";
@@ -40,8 +46,16 @@ export interface DaemonOptions {
   kvCacheType: KvCacheType;
   /** The default model's image projector: a file, "none", or undefined for an mmproj*.gguf beside it. */
   mmproj?: string;
-  /** Where sessions are journaled; undefined keeps them in memory only. */
+  /** Where sessions are journaled (unless `store` is given) and KV caches parked; undefined keeps them in memory only. */
   dataDir: string | undefined;
+  /** postgres://… : keep sessions in this database, shared with the other daemons that name it. */
+  store?: string;
+  /** How long a session's lease lasts unrenewed in the shared store (default: NANOLLM_LEASE_TTL_MS, 15 s). */
+  leaseTtlMs?: number;
+  /** How long a store statement is retried while the database is unreachable (default: NANOLLM_STORE_RETRY_MS, 10 s). */
+  storeRetryMs?: number;
+  /** This daemon's name in the shared store's leases (default HOSTNAME/PID-RANDOM). */
+  daemonId?: string;
   maxQueue?: number;
   maxSessions?: number;
   /** How long a turn waits for a client's function result (default 30 s). */
@@ -92,7 +106,11 @@ export interface RunningDaemon {
   /** The HTTP APIs' bound address, when they are served. */
   http: { address: string; port: number } | undefined;
   state: DaemonState;
-  /** Stops accepting, lets running turns end for `graceMs`, then cancels them and frees the models. */
+  /**
+   * Drains: health turns NOT_SERVING and new turns are refused UNAVAILABLE while running ones end,
+   * for up to `graceMs`; then cancels the rest (keeping what they generated), stops serving, parks
+   * the KV caches, releases the shared store's leases and frees the models.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -112,14 +130,24 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const auth = new Authenticator({ tokens, clientCertificates, required: false });
   const warning = checkExposure(host, opts.listen, { tls, auth: auth.enabled, insecure: opts.insecure === true });
   const httpWarning = opts.http && checkHttpExposure(opts.http.listen, opts.insecure === true);
-  const models = new ModelRegistry(engine, opts.modelsDir);
-  const defaultHost = await models.loadDefault(opts.modelPath, opts.mmproj);
-  const journal = opts.dataDir ? new SessionJournal(opts.dataDir, log) : undefined;
   const env = readEnv();
+  // The shared store is reached (and migrated) before the model loads, so a wrong URL fails fast.
+  const journal: Journal | undefined = opts.store
+    ? await PgJournal.open({ url: opts.store, holder: opts.daemonId ?? `${os.hostname()}/${process.pid}-${randomBytes(2).toString("hex")}`, leaseTtlMs: opts.leaseTtlMs ?? env.leaseTtlMs, retryMs: opts.storeRetryMs ?? env.storeRetryMs, log })
+    : opts.dataDir
+      ? new SessionJournal(opts.dataDir, log)
+      : undefined;
+  const models = new ModelRegistry(engine, opts.modelsDir);
+  const defaultHost = await models.loadDefault(opts.modelPath, opts.mmproj).catch(async (err: unknown) => {
+    await journal?.close();
+    throw err;
+  });
   const maxSessions = opts.maxSessions ?? env.maxSessions;
   const perOwner = opts.maxSessionsPerOwner ?? env.maxSessionsPerOwner ?? maxSessions;
-  const sessions = new SessionStore(new TemplateRegistry(), journal, maxSessions, opts.dataDir, () => perOwner);
-  if (journal) restoreSessions(journal, sessions, defaultHost, log);
+  const sessions = new SessionStore(new TemplateRegistry(), journal, maxSessions, opts.dataDir, () => perOwner, log);
+  sessions.hostFor = (file, load) => hostFor(models, file, load);
+  if (journal instanceof SessionJournal) restoreSessions(journal, sessions, defaultHost, log);
+  if (journal instanceof PgJournal) log(`sessions are kept in ${journal.where} (shared; leases as ${journal.leases.holder}, ${journal.leases.ttlMs / 1000} s)`);
   const metrics = new Metrics(sessions);
   const state: DaemonState = {
     models,
@@ -133,6 +161,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     functionTimeoutMs: opts.functionTimeoutMs ?? 30_000,
     exposure: { tls, auth: () => auth.enabled, insecure: warning !== undefined },
     turns: new TurnObserver(metrics, log, opts.logText === true),
+    gate: new TurnGate(),
     writeTimeoutMs: opts.writeTimeoutMs ?? env.writeTimeoutMs,
     log,
   };
@@ -161,6 +190,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const listener = await listen(server, credentials, host, port, { maxConnections: opts.maxConnections ?? env.maxConnections, tls }, log)
     .catch(async (err: Error) => {
       await models.dispose();
+      await journal?.close();
       const why = /EADDRINUSE/.test(err.message) ? "the address is already in use" : /EADDRNOTAVAIL/.test(err.message) ? "no interface has that address" : err.message;
       throw fail.unavailable(`Cannot listen on ${opts.listen} (${why}); pick another address with --listen.`);
     })
@@ -179,6 +209,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         server.forceShutdown();
         listener.close();
         await models.dispose();
+        await journal?.close();
         throw err;
       }
       log(`${(err as Error).message} The daemon serves gRPC only.`);
@@ -199,13 +230,20 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   let closing: Promise<void> | undefined;
   const close = (graceMs = 5000) =>
     (closing ??= (async () => {
+      // Draining: still serving (health checks, running turns), refusing new turns.
+      state.gate.close();
       setHealth(health, false);
       await announced?.();
-      const graceful = Promise.all([new Promise<void>((resolve) => server.tryShutdown(() => resolve())), http?.close()]);
-      const timer = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
-      listener.close();
-      await Promise.race([graceful, timer]);
+      const running = state.gate.size;
+      if (running > 0) log(`draining: ${plural(running, "turn")} running, waiting up to ${graceMs / 1000} s for them to end`);
+      const drained = await Promise.race([state.gate.idle().then(() => true), sleep(graceMs, false, { ref: false })]);
+      if (!drained) log(`draining: cancelling ${plural(state.gate.size, "turn")} still running after ${graceMs / 1000} s; what they generated is kept`);
       shutdown.abort();
+      // Cancelled turns save what they generated before the journal closes.
+      await Promise.race([state.gate.idle(), sleep(5000, undefined, { ref: false })]);
+      const graceful = Promise.all([new Promise<void>((resolve) => server.tryShutdown(() => resolve())), http?.close()]);
+      listener.close();
+      await Promise.race([graceful, sleep(Math.min(graceMs, 1000), undefined, { ref: false })]);
       server.forceShutdown();
       await metricsServer?.close();
       await http?.close();
@@ -214,6 +252,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       // A turn that just ended may still be bringing its cache up to date; parked half-way it is lost.
       await Promise.all(sessions.all().map((s) => s.cacheSync));
       await models.dispose();
+      await journal?.close();
     })());
   return { address, port: boundPort, metricsAddress: metricsServer?.address, http: http && { address: http.address, port: http.port }, state, close };
 }
@@ -237,6 +276,14 @@ function restoreSessions(journal: SessionJournal, sessions: SessionStore, host: 
   }
   const others = records.length - mine.length;
   if (records.length > 0) log(`restored ${plural(restored, "session")} from ${journal.dir}${others ? ` (${others} for other models left on disk)` : ""}`);
+}
+
+/** The loaded model a journaled session runs on: by file, else by name (another machine's path); loaded from the models folder when `load`. */
+async function hostFor(models: ModelRegistry, file: string, load: boolean): Promise<ModelHost | undefined> {
+  const name = path.basename(file).replace(/\.gguf$/i, "");
+  const loaded = await models.list();
+  const host = loaded.find((h) => h.facts.file === file) ?? loaded.find((h) => h.facts.name === name);
+  return host ?? (load ? models.get(name) : undefined);
 }
 
 /** Removes the temp files of KV-cache saves a crash interrupted (DATA_DIR/kv/MODEL/*.tmp). */

@@ -90,6 +90,20 @@ export interface EnvConfig {
   maxStreams: number;
   /** NANOLLM_IDLE_TIMEOUT_MS: a connection with no call for this long is closed (default 300000). */
   idleTimeoutMs: number;
+  /**
+   * NANOLLM_STORE: postgres://USER@HOST:PORT/DB to keep sessions in PostgreSQL, shared by every
+   * daemon that names it (default: none, sessions are files under the data folder).
+   */
+  store: string | undefined;
+  /**
+   * NANOLLM_LEASE_TTL_MS: how long a session's lease in the shared store lasts unrenewed (renewed
+   * every third of it while a turn runs); a dead daemon's sessions are taken over after it (default 15000).
+   */
+  leaseTtlMs: number;
+  /** NANOLLM_STORE_RETRY_MS: how long a request retries while the shared store is unreachable, before UNAVAILABLE (default 10000). */
+  storeRetryMs: number;
+  /** NANOLLM_DRAIN_GRACE: seconds running turns get to end after SIGTERM before they are cancelled (default 30). */
+  drainGrace: number;
 }
 
 /** Reads the environment once; flags override these values. */
@@ -122,6 +136,10 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     maxConnections: positiveInt(env.NANOLLM_MAX_CONNECTIONS) ?? 256,
     maxStreams: positiveInt(env.NANOLLM_MAX_STREAMS) ?? 100,
     idleTimeoutMs: positiveInt(env.NANOLLM_IDLE_TIMEOUT_MS) ?? 300_000,
+    store: env.NANOLLM_STORE || undefined,
+    leaseTtlMs: positiveInt(env.NANOLLM_LEASE_TTL_MS) ?? 15_000,
+    storeRetryMs: positiveInt(env.NANOLLM_STORE_RETRY_MS) ?? 10_000,
+    drainGrace: nonNegativeNumber(env.NANOLLM_DRAIN_GRACE) ?? 30,
   };
 }
 
@@ -164,4 +182,10 @@ function positiveInt(value: string | undefined): number | undefined {
   if (value === undefined || value === "") return undefined;
   const n = Number(value);
   return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+function nonNegativeNumber(value: string | undefined): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const n = Number(value);
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
 }

@@ -9,6 +9,7 @@ import { tempDir, tinyModel } from "./helpers/fixtures.js";
 import { rejectsWith } from "./helpers/assertions.js";
 import type { RunningDaemon } from "@nanollm/daemon";
 import { pieces, TextTokens, TOKENIZE_CHUNK_CHARS } from "@nanollm/daemon/dist/sessions/TextTokens.js";
+import type { SessionJournal } from "@nanollm/daemon/dist/sessions/SessionJournal.js";
 
 /** `{"a":{"a":...}}` nested `depth` levels. */
 const nested = (depth: number) => '{"a":'.repeat(depth - 1) + "{}" + "}".repeat(depth - 1);
@@ -139,7 +140,7 @@ describe("hardening: one client's worst request never takes the daemon from the 
       assert.deepEqual([now.history, now.systemPrompt], [before.history, before.systemPrompt], "nothing changed");
     }
     // A create whose first save fails (a seam: the new id is not known ahead) leaves no session.
-    const journal = d.daemon.state.sessions.journal!;
+    const journal = d.daemon.state.sessions.journal as SessionJournal;
     const io = journal.io;
     const count = (await d.client.listSessions()).length;
     // Only the new session's file fails: the other client's session is on another disk, as it were.

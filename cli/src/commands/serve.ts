@@ -2,7 +2,7 @@ import path from "node:path";
 import { Command } from "commander";
 import { loadDaemon } from "./loadDaemon.js";
 import { DEFAULT_HTTP, DEFAULT_LISTEN, DEFAULT_MODEL_URI, readEnv, readyLine } from "@nanollm/shared";
-import { choiceArg, intArg } from "./options.js";
+import { choiceArg, intArg, numArg } from "./options.js";
 
 const GPUS = ["auto", "cpu", "cuda", "vulkan", "metal"] as const;
 const KV_TYPES = ["f16", "q8_0"] as const;
@@ -23,6 +23,8 @@ export function serveCommand(): Command {
     .option("--data-dir <dir>", "where sessions are journaled and restored from (env NANOLLM_DATA_DIR)", env.dataDir)
     .option("--mmproj <file>", "the model's image projector (env NANOLLM_MMPROJ; default: an mmproj*.gguf beside the model; none: no images)", env.mmproj)
     .option("--ephemeral", "keep sessions in memory only (nothing written, nothing restored)")
+    .option("--store <postgres://user@host:port/db>", "keep sessions in PostgreSQL, shared with every daemon that names the same database (env NANOLLM_STORE; default: files under --data-dir)", env.store)
+    .option("--drain-grace <seconds>", `on SIGTERM, how long running turns may take to end before they are cancelled (env NANOLLM_DRAIN_GRACE; default ${env.drainGrace})`, numArg(0, 86_400), env.drainGrace)
     .option("--max-queue <n>", "turns that may wait for a free sequence (env NANOLLM_MAX_QUEUE)", intArg(0, 1 << 20), env.maxQueue)
     .option("--tls-cert <pem>", "serve TLS with this certificate (e.g. server.pem from `nanollm certs init`)")
     .option("--tls-key <pem>", "the certificate's private key")
@@ -51,15 +53,24 @@ export function serveCommand(): Command {
       });
       // The log is for people (stderr); scripts and tests wait for this line (see waitForReady).
       process.stdout.write(`${readyLine(daemon.address)}\n`);
-      const stop = (signal: string) => {
-        process.stderr.write(`${signal}: finishing running turns, then exiting\n`);
-        daemon.close().then(
+      let stopping = false;
+      const stop = (signal: NodeJS.Signals) => {
+        if (stopping) {
+          process.stderr.write(`${signal} again: exiting now, without waiting for running turns\n`);
+          process.exit(128 + (signal === "SIGINT" ? 2 : 15));
+        }
+        stopping = true;
+        process.stderr.write(`${signal}: draining (no new turns; running ones get up to ${opts.drainGrace} s), then exiting; send it again to exit now\n`);
+        daemon.close(opts.drainGrace * 1000).then(
           () => process.exit(0),
-          () => process.exit(1),
+          (err: Error) => {
+            process.stderr.write(`shutdown failed: ${err.message}\n`);
+            process.exit(1);
+          },
         );
       };
-      process.once("SIGINT", () => stop("SIGINT"));
-      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.on("SIGINT", () => stop("SIGINT"));
+      process.on("SIGTERM", () => stop("SIGTERM"));
     });
 }
 
@@ -76,6 +87,8 @@ interface ServeFlags {
   mmproj?: string;
   dataDir: string;
   ephemeral?: boolean;
+  store?: string;
+  drainGrace: number;
   maxQueue: number;
   tlsCert?: string;
   tlsKey?: string;

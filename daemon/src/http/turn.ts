@@ -27,6 +27,15 @@ export interface HttpTurn {
 
 /** Runs one request's turn in the session that best holds its conversation; tool calls come back to the client. */
 export async function runHttpTurn(api: HttpApi, t: HttpTurn): Promise<TurnResult> {
+  const leave = api.state.gate.enter();
+  try {
+    return await claimAndRun(api, t);
+  } finally {
+    leave();
+  }
+}
+
+async function claimAndRun(api: HttpApi, t: HttpTurn): Promise<TurnResult> {
   const claim = await api.stateless.claim(t.conv, t.who, t.pinned);
   const session = claim.session;
   const observed = { who: t.who, session, text: t.conv.lead.map((m) => m.text).join("\n"), warm: session.history.length > 0, startedAt: performance.now() };

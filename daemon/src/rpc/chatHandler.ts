@@ -73,11 +73,18 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
         void turnError(fail.invalid(`Turn id ${turnId} is already running on this stream; use a new id.`));
         return;
       }
+      let leave: () => void;
+      try {
+        leave = state.gate.enter();
+      } catch (err) {
+        void turnError(err);
+        return;
+      }
       const cancel = new AbortController();
       const signal = AbortSignal.any([cancel.signal, streamSignal]);
       turns.set(turnId, cancel);
       const run = async () => {
-        const session = state.sessions.get(turn.sessionId, who);
+        const session = await state.sessions.find(turn.sessionId, who);
         base.sessionId = session.id;
         const observed = { who, session, text: turn.text, warm: session.history.length > 0, startedAt: performance.now() };
         const result = await runTurn(session, { turnId, text: turn.text, params: turn.params, images: turn.images ?? [], signal }, {
@@ -96,6 +103,7 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
       run()
         .catch(turnError)
         .finally(() => {
+          leave();
           turns.delete(turnId);
           finish();
         });

@@ -10,6 +10,7 @@ import { FunctionSet } from "../functions/FunctionSet.js";
 import { identityOf } from "../auth/guard.js";
 import type { Identity } from "../auth/Identity.js";
 import type { TurnObserver } from "../metrics/TurnObserver.js";
+import type { TurnGate } from "../sessions/TurnGate.js";
 
 export interface DaemonState {
   models: ModelRegistry;
@@ -26,6 +27,8 @@ export interface DaemonState {
   exposure: { tls: boolean; auth: () => boolean; insecure: boolean };
   /** Logs and counts each turn. */
   turns: TurnObserver;
+  /** Counts running turns; refuses new ones while the daemon drains. */
+  gate: TurnGate;
   /** How long a Chat stream may leave its events unread before its turns are cancelled. */
   writeTimeoutMs: number;
   log: (line: string) => void;
@@ -64,8 +67,8 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
       });
       return sessionInfo(session, true);
     }),
-    getSession: unary(log, (req, who) => sessionInfo(sessions.get(req.sessionId, who), req.withHistory)),
-    listSessions: unary(log, (_req, who) => ({ sessions: sessions.list(who).flatMap((s) => listed(s, log)) })),
+    getSession: unary(log, async (req, who) => sessionInfo(await sessions.find(req.sessionId, who), req.withHistory)),
+    listSessions: unary(log, async (_req, who) => ({ sessions: (await sessions.listStored(who)).flatMap((s) => listed(s, log)) })),
     resetSession: unary(log, async (req, who) => sessionInfo(await sessions.reset(req.sessionId, who), false)),
     updateSession: unary(log, async (req, who) =>
       sessionInfo(
@@ -100,14 +103,14 @@ function listed(s: Session, log: DaemonState["log"]): SessionInfo[] {
 export function modelHandlers(state: DaemonState): ModelServiceServer & UntypedServiceImplementation {
   return {
     listModels: unary(state.log, async () => ({ models: (await state.models.list()).map((m) => modelInfo(m, state.sessions.templates)) })),
-    getServerInfo: unary(state.log, (_req, who) => ({
+    getServerInfo: unary(state.log, async (_req, who) => ({
       version: VERSION,
       backend: state.backend,
       threads: state.threads,
       batchThreads: state.batchThreads,
       binary: state.binary,
       parallel: state.parallel,
-      sessions: state.sessions.list(who).length,
+      sessions: await state.sessions.count(who),
       startedAtMs: state.startedAt,
       tls: state.exposure.tls,
       auth: state.exposure.auth(),

@@ -3,6 +3,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { fail } from "@nanollm/shared";
+import type { ImageBytes } from "./Journal.js";
 
 /**
  * Images of every session, stored once by the SHA-256 of their bytes (DATA_DIR/images/<hash>), so a
@@ -10,7 +11,7 @@ import { fail } from "@nanollm/shared";
  * folder. Files are written whole (temporary name, then rename) before the turn that uses them is
  * journaled.
  */
-export class ImageStore {
+export class ImageStore implements ImageBytes {
   private readonly memory = new Map<string, Uint8Array>();
   private readonly dir: string | undefined;
 

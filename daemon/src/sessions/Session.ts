@@ -1,6 +1,6 @@
 import { fail, type GenerationParams } from "@nanollm/shared";
 import type { StoredImage } from "../engine/Images.js";
-import type { ImageStore } from "./ImageStore.js";
+import { UNSHARED, type Held, type ImageBytes } from "./Journal.js";
 import type { ModelHost } from "../engine/ModelHost.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
 import type { ChatTemplate } from "../templates/ChatTemplate.js";
@@ -52,9 +52,16 @@ export class Session {
   /** The identity that created it; others get NOT_FOUND for it (the quota counts per owner). */
   owner = LOCAL_OWNER;
   /** Where the session's images are kept; set by the store. */
-  imageStore: ImageStore | undefined;
+  imageStore: ImageBytes | undefined;
   /** Writes the session to the journal; set by the store. */
   persist: () => Promise<void> = async () => {};
+  /** The journal's revision this copy is at (a shared journal's other daemons may be ahead). */
+  revision = 0;
+  /**
+   * Makes this daemon the session's only writer until released, and this copy the latest (a
+   * shared journal's lease, then a reload if another daemon wrote since); set by the store.
+   */
+  hold: (signal?: AbortSignal) => Promise<Held> = async () => UNSHARED;
   /** Each message text's token ids, computed once. */
   readonly text: TextTokens;
 

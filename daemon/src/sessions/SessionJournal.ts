@@ -5,6 +5,7 @@ import { fail, type FunctionDecl, type GenerationParams, type NanoError } from "
 import { SESSION_ID } from "./limits.js";
 import type { ChatTemplate } from "../templates/ChatTemplate.js";
 import type { HistoryMessage } from "./Session.js";
+import type { Journal } from "./Journal.js";
 
 /** What a session's file holds: everything needed to continue it after a restart. */
 export interface SessionRecord {
@@ -47,7 +48,7 @@ async function writeSynced(file: string, data: string): Promise<void> {
  * One JSON file per session under DATA_DIR/sessions, replaced atomically (write, fsync, rename)
  * so a crash leaves either the old or the new version, never half of one.
  */
-export class SessionJournal {
+export class SessionJournal implements Journal {
   readonly dir: string;
   io: JournalIo = { writeFile: writeSynced, rename: (from, to) => fsp.rename(from, to) };
 
@@ -56,7 +57,12 @@ export class SessionJournal {
     fs.mkdirSync(this.dir, { recursive: true });
   }
 
-  async save(record: SessionRecord): Promise<void> {
+  get where(): string {
+    return this.dir;
+  }
+
+  /** One daemon writes the folder: the revision only counts saves. */
+  async save(record: SessionRecord, revision = 0): Promise<number> {
     const file = this.file(record.id);
     const tmp = `${file}.${process.pid}.tmp`;
     try {
@@ -66,7 +72,10 @@ export class SessionJournal {
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
       throw journalError(err, this.dir);
     }
+    return revision + 1;
   }
+
+  async close(): Promise<void> {}
 
   async remove(id: string): Promise<void> {
     await fsp.rm(this.file(id), { force: true });
@@ -128,9 +137,13 @@ function journalError(err: unknown, dir: string): NanoError {
   return fail.unavailable(`The data folder cannot be written (${code ?? (err as Error).message} in ${dir}); the change was not made. Check the disk and retry.`);
 }
 
-/** The record's shape, field by field; settings, template and functions are checked on restore. */
 function parseRecord(text: string): SessionRecord {
-  const r = JSON.parse(text) as Partial<SessionRecord>;
+  return checkRecord(JSON.parse(text));
+}
+
+/** The record's shape, field by field; settings, template and functions are checked on restore. */
+export function checkRecord(value: unknown): SessionRecord {
+  const r = (value ?? {}) as Partial<SessionRecord>;
   const problem =
     r.version !== 1 ? "unknown version" :
     typeof r.id !== "string" || !SESSION_ID.test(r.id) ? "its id is not a safe file name" :

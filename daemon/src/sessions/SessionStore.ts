@@ -5,12 +5,12 @@ import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
 import { chooseTemplate } from "../templates/chooseTemplate.js";
 import { checkParams } from "./params.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
-import { validateTemplate } from "../templates/ChatTemplate.js";
 import { checkText, MAX_HISTORY_MESSAGES } from "./limits.js";
 import { ImageStore } from "./ImageStore.js";
-import type { StoredImage } from "../engine/Images.js";
-import { LOCAL_OWNER, Session, type Caller, type HistoryMessage, type OverflowPolicy } from "./Session.js";
-import type { SessionJournal, SessionRecord } from "./SessionJournal.js";
+import { Session, type Caller, type HistoryMessage, type OverflowPolicy } from "./Session.js";
+import type { SessionRecord } from "./SessionJournal.js";
+import { adopt, checkRecordFor, refresh, toRecord } from "./records.js";
+import { isShared, type Held, type ImageBytes, type Journal, type SharedJournal, type Stored } from "./Journal.js";
 
 /** The fewest characters of an id that find a session (the TUI shows 8). */
 const MIN_PREFIX = 4;
@@ -38,26 +38,40 @@ export interface CreateOptions {
   id?: string;
 }
 
-/** Owns every session: creation, lookup, reset and deletion. */
+/**
+ * Owns every session: creation, lookup, reset and deletion. With a shared journal (PostgreSQL)
+ * the sessions in memory are copies: each request reads the session's revision, a session this
+ * daemon does not hold (or holds at an older revision) is read from the journal, and changes and
+ * turns take the session's lease first.
+ */
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
-  /** Every session's images, by hash (under the data folder when there is one). */
-  readonly images: ImageStore;
+  /** Every session's images, by hash (under the data folder when there is one, or in the shared journal). */
+  readonly images: ImageBytes;
+  /** The journal when other daemons share it. */
+  readonly shared: SharedJournal | undefined;
+  /**
+   * The loaded model a journaled session runs on (`load`: loading it if need be); set by the
+   * daemon. Undefined when it is not here.
+   */
+  hostFor: (modelFile: string, load: boolean) => Promise<ModelHost | undefined> = async () => undefined;
 
   constructor(
     readonly templates: TemplateRegistry,
-    readonly journal: SessionJournal | undefined,
+    readonly journal: Journal | undefined,
     private readonly maxSessions = 1024,
     dataDir?: string,
     /** Sessions one owner may keep (NANOLLM_MAX_SESSIONS_PER_OWNER); a function so identities can vary it. */
     private readonly quota: (owner: string) => number = () => maxSessions,
+    private readonly log: (line: string) => void = () => {},
   ) {
-    this.images = new ImageStore(dataDir);
+    this.shared = isShared(journal) ? journal : undefined;
+    this.images = this.shared?.images ?? new ImageStore(dataDir);
   }
 
   async create(opts: CreateOptions): Promise<Session> {
     const owner = opts.owner;
-    this.checkQuota(owner);
+    await this.checkQuota(owner);
     checkParams(opts.defaults);
     checkText("The system prompt", opts.systemPrompt);
     if (opts.history.length > MAX_HISTORY_MESSAGES) throw fail.invalid(`The given history has ${opts.history.length} messages, more than the limit of ${MAX_HISTORY_MESSAGES}; send a shorter one.`);
@@ -82,7 +96,7 @@ export class SessionStore {
     const used = session.contextUsed();
     if (used >= session.contextSize) throw fail.invalid(`The given history is ${used} tokens, more than the context of ${session.contextSize}; send a shorter history.`);
     // Checked again: other creates may have finished while this one tokenized.
-    this.checkQuota(owner);
+    await this.checkQuota(owner);
     this.track(session);
     try {
       await session.persist();
@@ -94,14 +108,16 @@ export class SessionStore {
     return session;
   }
 
-  /** Refuses a new session past the daemon's limit or the owner's quota. */
-  private checkQuota(owner: string): void {
-    if (this.sessions.size >= this.maxSessions) {
-      throw fail.exhausted(`The daemon already keeps ${this.sessions.size} sessions, its limit (NANOLLM_MAX_SESSIONS); delete old ones with \`nanollm sessions prune --older-than 7d\` (or \`sessions rm ID\`), or raise NANOLLM_MAX_SESSIONS.`);
+  /** Refuses a new session past the daemon's limit or the owner's quota (counted in a shared journal when there is one). */
+  private async checkQuota(owner: string): Promise<void> {
+    const total = this.shared ? await this.shared.count(undefined) : this.sessions.size;
+    if (total >= this.maxSessions) {
+      throw fail.exhausted(`The daemon already keeps ${total} sessions, its limit (NANOLLM_MAX_SESSIONS); delete old ones with \`nanollm sessions prune --older-than 7d\` (or \`sessions rm ID\`), or raise NANOLLM_MAX_SESSIONS.`);
     }
     const quota = this.quota(owner);
     let owned = 0;
-    for (const s of this.sessions.values()) if (s.owner === owner) owned++;
+    if (this.shared) owned = await this.shared.count(owner);
+    else for (const s of this.sessions.values()) if (s.owner === owner) owned++;
     if (owned >= quota) {
       throw fail.exhausted(`You already keep ${owned} sessions, your quota (NANOLLM_MAX_SESSIONS_PER_OWNER); delete some with \`nanollm sessions rm ID\`.`);
     }
@@ -112,23 +128,11 @@ export class SessionStore {
    * checked as a request would be (settings, template, functions, token ids); a bad one throws and
    * is quarantined by the caller.
    */
-  restore(record: SessionRecord, host: ModelHost): Session {
+  restore(record: SessionRecord, host: ModelHost, revision = 0): Session {
     if (this.sessions.has(record.id)) throw new Error(`session ${record.id} is already loaded`);
-    checkParams(record.defaults);
-    checkText("The system prompt", record.systemPrompt);
-    const template = validateTemplate(record.template, `of session ${record.id}`);
-    record.history.forEach((m, i) => {
-      checkText(`History message ${i}`, m.text);
-      const bad = m.tokens.find((id) => !host.isValidToken(id));
-      if (bad !== undefined) throw new Error(`history message ${i} holds token id ${bad}, outside the vocabulary of ${host.vocabSize}`);
-      checkStoredImages(m.images, i, host);
-    });
-    // Names were checked when declared; a pinned HTTP session's tools may have any OpenAI-valid name.
-    const functions = FunctionSet.build(record.builtinFunctions ?? [], record.clientFunctions ?? [], "tools");
-    const session = new Session(record.id, host, template, record.templateReason, record.systemPrompt, record.defaults);
-    Object.assign(session, { history: record.history, overflow: record.overflow, windowStart: record.windowStart, createdAt: record.createdAt, updatedAt: record.updatedAt });
-    session.owner = record.owner ?? LOCAL_OWNER;
-    session.functions = functions;
+    const checked = checkRecordFor(record, host);
+    const session = new Session(record.id, host, checked.template, record.templateReason, record.systemPrompt, record.defaults);
+    adopt(session, record, checked, revision);
     this.track(session);
     return session;
   }
@@ -136,8 +140,98 @@ export class SessionStore {
   private track(session: Session): void {
     session.imageStore = this.images;
     const journal = this.journal;
-    if (journal) session.persist = () => journal.save(toRecord(session));
+    if (journal) {
+      session.persist = async () => {
+        session.revision = await journal.save(toRecord(session), session.revision);
+      };
+    }
+    if (this.shared) session.hold = (signal) => this.holdShared(session, signal);
     this.sessions.set(session.id, session);
+  }
+
+  /**
+   * get() for a request. With a shared journal: the session as the journal has it now, read from
+   * it when this daemon holds no copy or an older one (a copy with a turn running here is the latest).
+   */
+  async find(idOrPrefix: string, caller: Caller): Promise<Session> {
+    const shared = this.shared;
+    if (!shared) return this.get(idOrPrefix, caller);
+    const heads = await shared.heads(idOrPrefix, caller.admin ? undefined : caller.name, MIN_PREFIX);
+    if (heads.length > 1) throw fail.invalid(`"${idOrPrefix}" is the start of several session ids; type more of the id.`);
+    const head = heads[0];
+    if (!head) {
+      const gone = this.sessions.get(idOrPrefix);
+      if (gone && !gone.running && (caller.admin || gone.owner === caller.name)) this.drop(gone);
+      throw fail.notFound(`There is no session "${idOrPrefix}"; list sessions with \`nanollm sessions\` or create one.`);
+    }
+    const mine = this.sessions.get(head.id);
+    if (mine && (mine.revision === head.revision || mine.running)) return mine;
+    const stored = await shared.load(head.id);
+    if (!stored) throw fail.notFound(`Session ${head.id} was just deleted on another daemon; create a new one.`);
+    return (await this.fromStored(stored, true))!;
+  }
+
+  /** The sessions `caller` may see, oldest first: with a shared journal, every one it holds whose model is loaded here. */
+  async listStored(caller: Caller): Promise<Session[]> {
+    if (!this.shared) return this.list(caller);
+    const out: Session[] = [];
+    for (const stored of await this.shared.list(caller.admin ? undefined : caller.name)) {
+      try {
+        const session = await this.fromStored(stored, false);
+        if (session) out.push(session);
+      } catch (err) {
+        this.log(`session ${stored.record.id} left out of the list: ${(err as Error).message}`);
+      }
+    }
+    return out;
+  }
+
+  /** How many sessions `caller` may see (in the shared journal when there is one). */
+  async count(caller: Caller): Promise<number> {
+    return this.shared ? this.shared.count(caller.admin ? undefined : caller.name) : this.list(caller).length;
+  }
+
+  /** This daemon's copy of a journaled session, brought up to `stored` (undefined: its model is not loaded and `load` is false). */
+  private async fromStored(stored: Stored, load: boolean): Promise<Session | undefined> {
+    const { record, revision } = stored;
+    const mine = this.sessions.get(record.id);
+    if (mine) {
+      if (!mine.running && mine.revision !== revision) refresh(mine, stored);
+      return mine;
+    }
+    const host = await this.hostFor(record.modelFile, load);
+    if (!host) return undefined;
+    try {
+      return this.restore(record, host, revision);
+    } catch (err) {
+      if (err instanceof Error && !("code" in err)) throw fail.internal(`Session ${record.id} in the session store cannot be used (${err.message}); delete it.`);
+      throw err;
+    }
+  }
+
+  /** Takes the session's lease, then reads the session again if another daemon wrote it since this copy. */
+  private async holdShared(session: Session, signal?: AbortSignal): Promise<Held> {
+    const shared = this.shared!;
+    const held = await shared.lease(session.id, signal);
+    try {
+      const [head] = await shared.heads(session.id, undefined, Infinity);
+      const stored = head && head.revision !== session.revision ? await shared.load(session.id) : undefined;
+      if (!head || (head.revision !== session.revision && !stored)) {
+        this.drop(session);
+        throw fail.notFound(`Session ${session.id} was deleted on another daemon; create a new one.`);
+      }
+      if (stored) refresh(session, stored);
+      return held;
+    } catch (err) {
+      await held.release();
+      throw err;
+    }
+  }
+
+  /** Forgets this daemon's copy of a session deleted elsewhere, and its cache. */
+  private drop(session: Session): void {
+    this.sessions.delete(session.id);
+    void session.cacheSync.then(() => session.host.pool.forget(session.id)).catch(() => undefined);
   }
 
   /**
@@ -164,8 +258,12 @@ export class SessionStore {
     return [...this.sessions.values()].filter((s) => caller.admin || s.owner === caller.name).sort((a, b) => a.createdAt - b.createdAt);
   }
 
-  async reset(id: string, caller: Caller): Promise<Session> {
-    const session = this.idle(id, caller);
+  reset(id: string, caller: Caller): Promise<Session> {
+    return this.exclusive(id, caller, (session) => this.resetHeld(session));
+  }
+
+  private async resetHeld(session: Session): Promise<Session> {
+    const id = session.id;
     await session.cacheSync;
     const before = { history: session.history, windowStart: session.windowStart, updatedAt: session.updatedAt };
     session.history = [];
@@ -176,17 +274,22 @@ export class SessionStore {
     return session;
   }
 
-  async delete(id: string, caller: Caller): Promise<void> {
-    const session = this.idle(id, caller);
-    await session.cacheSync;
-    this.sessions.delete(id);
-    await session.host.pool.forget(id);
-    await this.journal?.remove(id);
+  delete(id: string, caller: Caller): Promise<void> {
+    return this.exclusive(id, caller, async (session) => {
+      await session.cacheSync;
+      // The journal first: a session it still holds would come back.
+      await this.journal?.remove(session.id);
+      this.sessions.delete(session.id);
+      await session.host.pool.forget(session.id);
+    });
   }
 
   /** Changes the system prompt, template or defaults; the next turn reuses the cache up to the first changed token. */
-  async update(id: string, caller: Caller, change: { systemPrompt?: string; template?: string; templateJson?: string; defaults?: GenerationParams; functions?: FunctionSet }): Promise<Session> {
-    const session = this.idle(id, caller);
+  update(id: string, caller: Caller, change: SessionChange): Promise<Session> {
+    return this.exclusive(id, caller, (session) => this.updateHeld(session, change));
+  }
+
+  private async updateHeld(session: Session, change: SessionChange): Promise<Session> {
     checkText("The system prompt", change.systemPrompt);
     const defaults = { ...session.defaults, ...definedOnly(change.defaults ?? {}) };
     checkParams(defaults);
@@ -211,8 +314,12 @@ export class SessionStore {
   }
 
   /** Keeps the first `keep` messages, or with "last exchange" those before the last user message (/undo). */
-  async truncate(id: string, caller: Caller, keep: number | "last exchange"): Promise<Session> {
-    const session = this.idle(id, caller);
+  truncate(id: string, caller: Caller, keep: number | "last exchange"): Promise<Session> {
+    return this.exclusive(id, caller, (session) => this.truncateHeld(session, keep));
+  }
+
+  private async truncateHeld(session: Session, keep: number | "last exchange"): Promise<Session> {
+    const id = session.id;
     if (keep === "last exchange") {
       keep = session.history.findLastIndex((m) => m.role === "user");
       if (keep < 0) throw fail.precondition(`Session ${session.id} has no user message yet; there is no exchange to drop.`);
@@ -231,27 +338,20 @@ export class SessionStore {
     return this.sessions.size;
   }
 
-  private idle(id: string, caller: Caller): Session {
-    const session = this.get(id, caller);
+  /** Runs a change of an idle session as its one writer (holding its lease in a shared journal). */
+  private async exclusive<T>(id: string, caller: Caller, change: (session: Session) => Promise<T>): Promise<T> {
+    const session = await this.find(id, caller);
     if (session.running) throw fail.precondition(`Session ${id} has a turn running; cancel it first.`);
-    return session;
+    const held = await session.hold();
+    try {
+      return await change(session);
+    } finally {
+      await held.release();
+    }
   }
 }
 
-/** A journaled message's images: a hash as ImageStore names files, pieces the model can hold. */
-function checkStoredImages(images: unknown, i: number, host: ModelHost): void {
-  if (images === undefined) return;
-  const ok =
-    Array.isArray(images) &&
-    images.every(
-      (im: Partial<StoredImage>) =>
-        typeof im?.sha256 === "string" &&
-        /^[0-9a-f]{64}$/.test(im.sha256) &&
-        Array.isArray(im.pieces) &&
-        im.pieces.every((p) => (p?.kind === "text" ? Array.isArray(p.tokens) && p.tokens.every((id) => host.isValidToken(id)) : p?.kind === "image" && Number.isInteger(p.nPos) && p.nPos >= 0 && p.nPos <= host.facts.contextSize)),
-    );
-  if (!ok) throw new Error(`history message ${i} holds a malformed image record`);
-}
+type SessionChange = { systemPrompt?: string; template?: string; templateJson?: string; defaults?: GenerationParams; functions?: FunctionSet };
 
 /** Journals the session; when that fails, puts back `before` so memory matches the disk and the client's error. */
 async function commit(session: Session, before: Partial<Session>): Promise<void> {
@@ -263,22 +363,3 @@ async function commit(session: Session, before: Partial<Session>): Promise<void>
   }
 }
 
-function toRecord(s: Session): SessionRecord {
-  return {
-    version: 1,
-    id: s.id,
-    owner: s.owner,
-    modelFile: s.host.facts.file,
-    template: s.template,
-    templateReason: s.templateReason,
-    systemPrompt: s.systemPrompt,
-    defaults: s.defaults,
-    overflow: s.overflow,
-    windowStart: s.windowStart,
-    createdAt: s.createdAt,
-    updatedAt: s.updatedAt,
-    history: s.history,
-    builtinFunctions: s.functions.builtinNames(),
-    clientFunctions: s.functions.clientDecls(),
-  };
-}

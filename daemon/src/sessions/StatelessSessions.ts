@@ -100,7 +100,7 @@ export class StatelessSessions {
   private async pinned(conv: Conversation, caller: Caller, id: string): Promise<Session> {
     let session: Session;
     try {
-      session = this.store.get(id, caller);
+      session = await this.store.find(id, caller);
     } catch (err) {
       if (!(err instanceof NanoError && err.code === "NOT_FOUND")) throw err;
       return this.store.create({ id, owner: caller.name, host: conv.host, template: "", systemPrompt: conv.systemPrompt, defaults: undefined, history: [], functions: conv.functions });

@@ -9,6 +9,7 @@ import { resolveSampling } from "./params.js";
 import { streamReply, type ReplyPart } from "./streamReply.js";
 import { MAX_CALLS_PER_TURN, TurnCalls, type CallSink } from "./TurnCalls.js";
 import type { HistoryMessage, Session } from "./Session.js";
+import type { Held } from "./Journal.js";
 
 /** Where a turn's events go as they happen; each resolves once the client can take more. */
 export interface TurnSink extends CallSink {
@@ -31,9 +32,13 @@ export interface TurnResult {
 export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink): Promise<TurnResult> {
   if (session.running) throw fail.precondition(`Session ${session.id} already has a turn running; wait for it to end or cancel it.`);
   session.running = { turnId: turn.turnId };
+  let held: Held | undefined;
   try {
-    return await generateTurn(session, turn, sink);
+    // A shared journal's lease: no other daemon generates in the session until it is released.
+    held = await session.hold(turn.signal);
+    return await generateTurn(session, held.lost ? { ...turn, signal: AbortSignal.any([turn.signal, held.lost]) } : turn, sink);
   } finally {
+    await held?.release();
     session.running = undefined;
   }
 }

@@ -53,13 +53,14 @@ export async function inProcessDaemon(
 }
 
 /** `nanollm serve` as a child process; resolves once it prints its ready line. */
-export async function spawnDaemon(modelPath: string, extra: string[] = []): Promise<TestDaemon & { proc: ChildProcess; log: () => string }> {
+export async function spawnDaemon(modelPath: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<TestDaemon & { proc: ChildProcess; log: () => string }> {
   // Each daemon journals into its own fresh folder unless the test names one.
   const dataDir = extra.includes("--data-dir") ? [] : ["--data-dir", tempDir("data")];
   // No HTTP APIs unless the test asks: the default port may be taken by another daemon on this machine.
   const http = extra.includes("--http") ? [] : ["--http", "off"];
   const proc = spawn(process.execPath, [CLI, "serve", "--model", modelPath, "--listen", "127.0.0.1:0", "--threads", "1", ...http, ...(extra.includes("--batch-threads") ? [] : ["--batch-threads", "1"]), "--gpu", "cpu", ...dataDir, ...extra], {
     stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
   });
   const { address, output } = await waitForReady(proc);
   const client = new NanoClient(address);

@@ -1,0 +1,115 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { fail } from "@nanollm/shared";
+import type { Held } from "../Journal.js";
+import type { Database } from "./Database.js";
+
+/** How often a waiting turn asks whether the other daemon's lease ended. */
+const POLL_MS = 200;
+
+/**
+ * Per-session leases in the database: a row names the daemon that holds the session and when the
+ * lease expires (the database's clock, so daemons' clocks need not agree). Held leases are renewed
+ * every third of their lifetime; a daemon that dies stops renewing, and its leases expire within
+ * `ttlMs`, after which another daemon takes the session over.
+ */
+export class Leases {
+  /** Held leases by session id; each aborts when the lease turns out taken by another daemon. */
+  private readonly held = new Map<string, AbortController>();
+  private timer: NodeJS.Timeout | undefined;
+  private renewing = false;
+
+  constructor(
+    private readonly db: Database,
+    /** This daemon's name in the lease rows. */
+    readonly holder: string,
+    readonly ttlMs: number,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /**
+   * Takes the session's lease. Held by another daemon, it waits (polling) up to a lease lifetime
+   * and a second, which is long enough for a dead holder's lease to expire; past that the other
+   * daemon is alive and generating, and the request is refused with one sentence.
+   */
+  async take(id: string, signal?: AbortSignal): Promise<Held> {
+    if (this.held.has(id)) throw fail.precondition(`Session ${id} already has a turn running; wait for it to end or cancel it.`);
+    // Reserved at once, so a second request here does not race this one to the database.
+    const lost = new AbortController();
+    this.held.set(id, lost);
+    try {
+      const deadline = Date.now() + this.ttlMs + 1000;
+      for (;;) {
+        const [row] = await this.db.query<{ holder: string }>(
+          `INSERT INTO nanollm_leases AS l (session_id, holder, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))
+           ON CONFLICT (session_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+           WHERE l.expires_at < now() OR l.holder = excluded.holder
+           RETURNING holder`,
+          [id, this.holder, this.ttlMs / 1000],
+        );
+        if (row) break;
+        if (signal?.aborted) throw fail.cancelled("The turn was cancelled while waiting for another daemon's turn in the session to end.");
+        if (Date.now() >= deadline) {
+          const [other] = await this.db.query<{ holder: string }>("SELECT holder FROM nanollm_leases WHERE session_id = $1", [id]);
+          throw fail.precondition(`Session ${id} has a turn running on another daemon (${other?.holder ?? "gone now"}); wait for it to end, or cancel it there.`);
+        }
+        await sleep(POLL_MS, undefined, { signal }).catch(() => undefined);
+      }
+    } catch (err) {
+      this.held.delete(id);
+      throw err;
+    }
+    this.timer ??= setInterval(() => void this.renew(), this.ttlMs / 3).unref();
+    return { lost: lost.signal, release: () => this.release(id, lost) };
+  }
+
+  /** Gives back every lease this daemon holds (at shutdown, after its turns ended). */
+  async releaseAll(): Promise<void> {
+    this.stopTimer(true);
+    this.held.clear();
+    await this.db.query("DELETE FROM nanollm_leases WHERE holder = $1", [this.holder]);
+  }
+
+  private async release(id: string, lost: AbortController): Promise<void> {
+    if (this.held.get(id) !== lost) return;
+    this.held.delete(id);
+    this.stopTimer(false);
+    try {
+      await this.db.query("DELETE FROM nanollm_leases WHERE session_id = $1 AND holder = $2", [id, this.holder]);
+    } catch (err) {
+      // The lease expires by itself; the turn it guarded has ended well.
+      this.log(`could not release the lease of session ${id} (${(err as Error).message}); it expires in ${this.ttlMs / 1000} s`);
+    }
+  }
+
+  /** Extends every held lease; one that another daemon holds now is reported lost. */
+  private async renew(): Promise<void> {
+    if (this.renewing || this.held.size === 0) return;
+    this.renewing = true;
+    const ids = [...this.held.keys()];
+    try {
+      // Not "if unexpired": a lease that lapsed while the database was down, and that nobody took, is still ours.
+      const rows = await this.db.query<{ session_id: string }>(
+        "UPDATE nanollm_leases SET expires_at = now() + make_interval(secs => $3) WHERE holder = $1 AND session_id = ANY($2) RETURNING session_id",
+        [this.holder, ids, this.ttlMs / 1000],
+      );
+      const renewed = new Set(rows.map((r) => r.session_id));
+      for (const id of ids) {
+        const lost = this.held.get(id);
+        if (renewed.has(id) || !lost) continue;
+        this.log(`lost the lease of session ${id} to another daemon; its turn here is stopped`);
+        lost.abort(fail.unavailable(`Session ${id} was taken over by another daemon while this one generated (its lease expired); send the turn again.`));
+      }
+    } catch (err) {
+      this.log(`could not renew ${ids.length} session lease(s) (${(err as Error).message}); retrying in ${(this.ttlMs / 3000).toFixed(1)} s`);
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  private stopTimer(always: boolean): void {
+    if (this.timer && (always || this.held.size === 0)) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+}
