@@ -4,11 +4,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { DaemonOptions } from "@nanollm/daemon";
-import type { FunctionDecl } from "@nanollm/shared";
-import type { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { rejectsWith } from "./helpers/assertions.js";
 import { inProcessDaemon, spawnDaemon, turn } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
+import { heldTurn, WEATHER } from "./helpers/heldTurn.js";
 import { postgresOrSkip } from "./helpers/postgres.js";
 
 const { pg, skip } = await postgresOrSkip();
@@ -16,36 +15,9 @@ const { pg, skip } = await postgresOrSkip();
 /** A lease lifetime short enough for tests to wait one out. */
 const LEASE_TTL_MS = 1500;
 
-const WEATHER: FunctionDecl = { name: "WEATHER", description: "Returns the weather of a city.", parametersJson: JSON.stringify({ type: "object", properties: { city: { type: "string" } }, required: ["city"] }) };
-
 /** A daemon in this process keeping its sessions in `store`. */
 function storeDaemon(store: string, opts: { dataDir?: string; daemon?: Partial<DaemonOptions> } = {}) {
   return inProcessDaemon(tinyModel(), { ctx: 1024, parallel: 2, dataDir: opts.dataDir, daemon: { store, leaseTtlMs: LEASE_TTL_MS, storeRetryMs: 1500, ...opts.daemon } });
-}
-
-/**
- * Starts a turn that stops mid-reply at a call of the client's WEATHER function until `answer()`:
- * a turn that holds its session's lease for as long as the test wants.
- */
-async function heldTurn(client: NanoClient, sessionId: string) {
-  let answer!: () => void;
-  const answered = new Promise<void>((resolve) => (answer = resolve));
-  let called!: () => void;
-  const waiting = new Promise<void>((resolve) => (called = resolve));
-  const events = (async () => {
-    let reply = "";
-    for await (const ev of client.turn(sessionId, "Weather?", { grammar: `root ::= ${JSON.stringify('WEATHER("Oslo") says')}`, maxNewTokens: 30 }, undefined, async () => {
-      called();
-      await answered;
-      return { result: " sunny", isError: false };
-    })) {
-      if (ev.kind?.$case === "end") reply = ev.kind.end.reply;
-    }
-    return reply;
-  })();
-  // A turn that fails before the call must not leave the test waiting.
-  await Promise.race([waiting, events]);
-  return { answer, reply: events };
 }
 
 describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
