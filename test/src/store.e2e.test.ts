@@ -36,6 +36,8 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
     await pg!.query(db, "INSERT INTO nanollm_migrations (version, name) VALUES (99, 'from the future')");
     await rejectsWith(storeDaemon(db), "FAILED_PRECONDITION", /has schema version 99, newer than this nanollm's 1; upgrade nanollm/);
     await rejectsWith(storeDaemon("mysql://127.0.0.1/x"), "INVALID_ARGUMENT", /is not a postgres:\/\/ URL/);
+    await rejectsWith(storeDaemon(`${pg!.url.replace(/\/postgres$/, "/absent")}`), "UNAVAILABLE", /refused the daemon \(database "absent" does not exist\); fix the URL given to --store\.$/);
+    await rejectsWith(storeDaemon("postgres://postgres@127.0.0.1:1/x"), "UNAVAILABLE", /is unreachable \(refused\) and did not come back within 1\.5 s; start PostgreSQL or fix the URL given to --store\.$/);
   });
 
   describe("two daemons on one database", () => {
@@ -59,6 +61,7 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
         const shared = await turn(daemons[i]!.client, s.sessionId, text, 10);
         const single = await turn(solo.client, one.sessionId, text, 10);
         assert.deepEqual(shared.ids, single.ids, `turn ${i + 1} equals the single daemon's`);
+        if (i === 0) assert.equal((await b.client.listSessions()).find((x) => x.sessionId === s.sessionId)?.messageCount, 2, "ListSessions reads the store");
         // B never held the session: its first turn evaluates it all; A keeps the prefix of its own cache.
         if (i === 1) assert.equal(shared.end.stats!.reusedTokens, 0);
         if (i === 2) assert.ok(shared.end.stats!.reusedTokens > 0, "A realigned its cache instead of evaluating it all");
@@ -67,7 +70,6 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
         const info = await d.client.getSession(s.sessionId, true);
         assert.equal(info.messageCount, 8, "both read the whole history");
         assert.deepEqual(info.history, (await solo.client.getSession(one.sessionId, true)).history);
-        assert.ok((await d.client.listSessions()).some((x) => x.sessionId === s.sessionId), "ListSessions reads the store");
       }
       // Changes made on one daemon are what the other sees, deletion included.
       await b.client.updateSession(s.sessionId, { systemPrompt: "Be long." });

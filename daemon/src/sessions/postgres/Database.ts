@@ -17,6 +17,8 @@ export class Database {
   readonly where: string;
   private readonly pool: pg.Pool;
   private downSince: number | undefined;
+  /** What an UNAVAILABLE tells the user to do. */
+  advice = "nothing was saved, retry when the database is back";
 
   constructor(
     url: string,
@@ -82,7 +84,7 @@ export class Database {
   }
 
   private unreachable(err: Error): NanoError {
-    return fail.unavailable(`The session store (PostgreSQL at ${this.where}) is unreachable (${why(err)}) and did not come back within ${this.retryMs / 1000} s; nothing was saved, retry when the database is back.`);
+    return fail.unavailable(`The session store (PostgreSQL at ${this.where}) is unreachable (${why(err)}) and did not come back within ${this.retryMs / 1000} s; ${this.advice}.`);
   }
 }
 

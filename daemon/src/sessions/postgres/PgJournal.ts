@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { fail } from "@nanollm/shared";
+import { fail, NanoError } from "@nanollm/shared";
 import { ImageStore } from "../ImageStore.js";
 import type { Held, ImageBytes, SharedJournal, Stored, StoredHead } from "../Journal.js";
 import { checkRecord, type SessionRecord } from "../SessionJournal.js";
@@ -37,11 +37,16 @@ export class PgJournal implements SharedJournal {
   static async open(opts: PgOptions): Promise<PgJournal> {
     if (!/^postgres(ql)?:\/\//.test(opts.url)) throw fail.invalid(`The session store "${opts.url.slice(0, 80)}" is not a postgres:// URL; use --store postgres://USER@HOST:PORT/DB.`);
     const db = new Database(opts.url, opts.retryMs, opts.log);
+    db.advice = "start PostgreSQL or fix the URL given to --store";
     try {
       await migrate(db, opts.log);
     } catch (err) {
       await db.close();
+      // A wrong password or database name: the server's own words.
+      if (err instanceof Error && !(err instanceof NanoError)) throw fail.unavailable(`The session store ${db.where} refused the daemon (${err.message.split("\n")[0]}); fix the URL given to --store.`);
       throw err;
+    } finally {
+      db.advice = "nothing was saved, retry when the database is back";
     }
     return new PgJournal(db, new Leases(db, opts.holder, opts.leaseTtlMs, opts.log));
   }
