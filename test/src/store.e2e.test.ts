@@ -4,9 +4,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { DaemonOptions } from "@nanollm/daemon";
+import type { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { rejectsWith } from "./helpers/assertions.js";
 import { inProcessDaemon, spawnDaemon, turn } from "./helpers/daemon.js";
-import { tempDir, tinyModel } from "./helpers/fixtures.js";
+import { tempDir, tinyMmproj, tinyModel } from "./helpers/fixtures.js";
+import { gradient, makePng } from "./helpers/images.js";
 import { heldTurn, WEATHER } from "./helpers/heldTurn.js";
 import { postgresOrSkip } from "./helpers/postgres.js";
 
@@ -125,6 +127,30 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
         await again.stop();
       }
     });
+  });
+
+  it("keep images once by hash, and another daemon shows the model the same image", async () => {
+    const db = await pg!.database();
+    const mmproj = { mmproj: tinyMmproj() };
+    const [a, b] = await Promise.all([storeDaemon(db, { daemon: mmproj }), storeDaemon(db, { daemon: mmproj })]);
+    const solo = await inProcessDaemon(tinyModel(), { ctx: 1024, parallel: 2, daemon: mmproj });
+    try {
+      const png = { name: "gradient.png", data: makePng(64, 64, gradient) };
+      const say = async (client: NanoClient, id: string, text: string, images: (typeof png)[] = []) => {
+        const ids: number[] = [];
+        for await (const ev of client.turn(id, text, { maxNewTokens: 8 }, undefined, undefined, images)) if (ev.kind?.$case === "text") ids.push(...ev.kind.text.tokenIds);
+        return ids;
+      };
+      const s = await a.client.createSession({ chatTemplate: "chat-ml" });
+      const one = await solo.client.createSession({ chatTemplate: "chat-ml" });
+      assert.deepEqual(await say(a.client, s.sessionId, "What is in this picture?", [png]), await say(solo.client, one.sessionId, "What is in this picture?", [png]));
+      await say(a.client, (await a.client.createSession({ chatTemplate: "chat-ml" })).sessionId, "And this one?", [png]);
+      assert.deepEqual(await pg!.query(db, "SELECT length(bytes) AS n FROM nanollm_images"), [{ n: png.data.length }], "stored once");
+      // B never saw the image: it reads the bytes from the database to rebuild the cache.
+      assert.deepEqual(await say(b.client, s.sessionId, "And the colours?"), await say(solo.client, one.sessionId, "And the colours?"));
+    } finally {
+      await Promise.all([a.stop(), b.stop(), solo.stop()]);
+    }
   });
 
   it("take a SIGKILLed daemon's session over once its lease expires, losing no completed turn", async () => {

@@ -24,7 +24,7 @@ export function serveCommand(): Command {
     .option("--mmproj <file>", "the model's image projector (env NANOLLM_MMPROJ; default: an mmproj*.gguf beside the model; none: no images)", env.mmproj)
     .option("--ephemeral", "keep sessions in memory only (nothing written, nothing restored)")
     .option("--store <postgres://user@host:port/db>", "keep sessions in PostgreSQL, shared with every daemon that names the same database (env NANOLLM_STORE; default: files under --data-dir)", env.store)
-    .option("--drain-grace <seconds>", `on SIGTERM, how long running turns may take to end before they are cancelled (env NANOLLM_DRAIN_GRACE)`, numArg(0, 86_400), env.drainGrace)
+    .option("--drain-grace <seconds>", "on SIGTERM, how long running turns may take to end before they are cancelled (env NANOLLM_DRAIN_GRACE)", numArg(0, 86_400), env.drainGrace)
     .option("--max-queue <n>", "turns that may wait for a free sequence (env NANOLLM_MAX_QUEUE)", intArg(0, 1 << 20), env.maxQueue)
     .option("--tls-cert <pem>", "serve TLS with this certificate (e.g. server.pem from `nanollm certs init`)")
     .option("--tls-key <pem>", "the certificate's private key")

@@ -66,7 +66,11 @@ export class Leases {
   async releaseAll(): Promise<void> {
     this.stopTimer(true);
     this.held.clear();
-    await this.db.query("DELETE FROM nanollm_leases WHERE holder = $1", [this.holder]);
+    try {
+      await this.db.query("DELETE FROM nanollm_leases WHERE holder = $1", [this.holder]);
+    } catch (err) {
+      this.log(`could not release this daemon's session leases (${(err as Error).message}); they expire in ${this.ttlMs / 1000} s`);
+    }
   }
 
   private async release(id: string, lost: AbortController): Promise<void> {
