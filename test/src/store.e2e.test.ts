@@ -63,7 +63,12 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
         const shared = await turn(daemons[i]!.client, s.sessionId, text, 10);
         const single = await turn(solo.client, one.sessionId, text, 10);
         assert.deepEqual(shared.ids, single.ids, `turn ${i + 1} equals the single daemon's`);
-        if (i === 0) assert.equal((await b.client.listSessions()).find((x) => x.sessionId === s.sessionId)?.messageCount, 2, "ListSessions reads the store");
+        if (i === 0) {
+          // B reads the session it never held, several requests at once.
+          const [listed, ...got] = await Promise.all([b.client.listSessions(), b.client.getSession(s.sessionId), b.client.getSession(s.sessionId.slice(0, 8))]);
+          assert.equal(listed.find((x) => x.sessionId === s.sessionId)?.messageCount, 2, "ListSessions reads the store");
+          assert.deepEqual(got.map((x) => x.messageCount), [2, 2]);
+        }
         // B never held the session: its first turn evaluates it all; A keeps the prefix of its own cache.
         if (i === 1) assert.equal(shared.end.stats!.reusedTokens, 0);
         if (i === 2) assert.ok(shared.end.stats!.reusedTokens > 0, "A realigned its cache instead of evaluating it all");

@@ -194,12 +194,14 @@ export class SessionStore {
   /** This daemon's copy of a journaled session, brought up to `stored` (undefined: its model is not loaded and `load` is false). */
   private async fromStored(stored: Stored, load: boolean): Promise<Session | undefined> {
     const { record, revision } = stored;
+    const host = this.sessions.has(record.id) ? undefined : await this.hostFor(record.modelFile, load);
+    // Looked up after the wait: a concurrent request may have brought the session in meanwhile.
     const mine = this.sessions.get(record.id);
     if (mine) {
-      if (!mine.running && mine.revision !== revision) refresh(mine, stored);
+      // Never back to an older read (a list that started before this daemon's save); a session deleted and made again is new.
+      if (!mine.running && (mine.revision < revision || mine.createdAt !== record.createdAt)) refresh(mine, stored);
       return mine;
     }
-    const host = await this.hostFor(record.modelFile, load);
     if (!host) return undefined;
     try {
       return this.restore(record, host, revision);
