@@ -97,7 +97,7 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
       await rejectsWith(b.client.resetSession(s.sessionId), "FAILED_PRECONDITION", /turn running on another daemon/);
       // A renews the lease while it waits on its client.
       held.answer();
-      assert.match(await held.reply, /^WEATHER\("Oslo"\) sunny/);
+      assert.equal(await held.reply, 'WEATHER("Oslo") sunny says');
       assert.equal((await pg!.query(db, "SELECT 1 FROM nanollm_leases WHERE session_id = $1", [s.sessionId])).length, 0, "released at the turn's end");
       // B's next turn goes at once and continues after A's.
       const next = await turn(b.client, s.sessionId, "Me too", 4);
@@ -184,7 +184,8 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
 
   it("answer UNAVAILABLE while the database is down, ride out a restart mid-turn, and lose nothing", async () => {
     const db = await pg!.database();
-    const d = await storeDaemon(db);
+    // Leases outlive the restarts here: a daemon cut off longer than its lease stops its turns (next test).
+    const d = await storeDaemon(db, { daemon: { leaseTtlMs: 10_000 } });
     const solo = await inProcessDaemon(tinyModel(), { ctx: 1024, parallel: 2 });
     try {
       const s = await d.client.createSession({ chatTemplate: "chat-ml", clientFunctions: [WEATHER] });
@@ -219,6 +220,33 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
       assert.ok(d.logLines.some((l) => /is reachable again after/.test(l)));
     } finally {
       await Promise.all([d.stop(), solo.stop()]);
+    }
+  });
+
+  it("stop a daemon's own turn when it cannot renew the lease for a lease lifetime: another daemon may have taken over", async () => {
+    const db = await pg!.database();
+    const d = await storeDaemon(db);
+    try {
+      const s = await d.client.createSession({ chatTemplate: "chat-ml", clientFunctions: [WEATHER] });
+      const cut = await heldTurn(d.client, s.sessionId);
+      const stoppedAt = Date.now();
+      pg!.stop();
+      try {
+        while (!d.logLines.some((l) => l.startsWith(`could not renew the lease of session ${s.sessionId}`) && /its turn here is stopped/.test(l))) {
+          assert.ok(Date.now() - stoppedAt < LEASE_TTL_MS + 1000, "stopped before the lease could have expired");
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      } finally {
+        pg!.start();
+      }
+      cut.answer();
+      // The reply stopped where it was (a whole one goes on after the function's answer), or failed.
+      const outcome = await cut.reply.catch((err: Error) => err.message);
+      assert.doesNotMatch(outcome, /says$/);
+      const history = (await d.client.getSession(s.sessionId, true)).history;
+      assert.ok(history.every((m) => !m.text.endsWith("says")));
+    } finally {
+      await d.stop();
     }
   });
 });

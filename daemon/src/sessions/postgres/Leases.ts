@@ -6,15 +6,22 @@ import type { Database } from "./Database.js";
 /** How often a waiting turn asks whether the other daemon's lease ended. */
 const POLL_MS = 200;
 
+/** A held lease: aborted when lost; `renewedAt` is when the last renewal that reached the database was sent. */
+interface Lease {
+  lost: AbortController;
+  renewedAt: number;
+}
+
 /**
  * Per-session leases in the database: a row names the daemon that holds the session and when the
  * lease expires (the database's clock, so daemons' clocks need not agree). Held leases are renewed
  * every third of their lifetime; a daemon that dies stops renewing, and its leases expire within
- * `ttlMs`, after which another daemon takes the session over.
+ * `ttlMs`, after which another daemon takes the session over. A daemon cut off from the database
+ * stops its own turns before its leases can have expired (it cannot know whether another took over).
  */
 export class Leases {
-  /** Held leases by session id; each aborts when the lease turns out taken by another daemon. */
-  private readonly held = new Map<string, AbortController>();
+  /** Held leases by session id. */
+  private readonly held = new Map<string, Lease>();
   private timer: NodeJS.Timeout | undefined;
   private renewing = false;
 
@@ -34,11 +41,12 @@ export class Leases {
   async take(id: string, signal?: AbortSignal): Promise<Held> {
     if (this.held.has(id)) throw fail.precondition(`Session ${id} already has a turn running; wait for it to end or cancel it.`);
     // Reserved at once, so a second request here does not race this one to the database.
-    const lost = new AbortController();
-    this.held.set(id, lost);
+    const lease: Lease = { lost: new AbortController(), renewedAt: 0 };
+    this.held.set(id, lease);
     try {
       const deadline = Date.now() + this.ttlMs + 1000;
       for (;;) {
+        lease.renewedAt = Date.now();
         const [row] = await this.db.query<{ holder: string }>(
           `INSERT INTO nanollm_leases AS l (session_id, holder, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))
            ON CONFLICT (session_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
@@ -58,8 +66,8 @@ export class Leases {
       this.held.delete(id);
       throw err;
     }
-    this.timer ??= setInterval(() => void this.renew(), this.ttlMs / 3).unref();
-    return { lost: lost.signal, release: () => this.release(id, lost) };
+    this.timer ??= setInterval(() => this.tick(), this.ttlMs / 3).unref();
+    return { lost: lease.lost.signal, release: () => this.release(id, lease) };
   }
 
   /** Gives back every lease this daemon holds (at shutdown, after its turns ended). */
@@ -73,8 +81,8 @@ export class Leases {
     }
   }
 
-  private async release(id: string, lost: AbortController): Promise<void> {
-    if (this.held.get(id) !== lost) return;
+  private async release(id: string, lease: Lease): Promise<void> {
+    if (this.held.get(id) !== lease) return;
     this.held.delete(id);
     this.stopTimer(false);
     try {
@@ -85,11 +93,24 @@ export class Leases {
     }
   }
 
+  /** Stops the turns whose leases may have expired unrenewed, then renews the others. */
+  private tick(): void {
+    // A margin of a sixth of the lifetime for clock rates and the turn's own stopping.
+    const limit = Date.now() - (this.ttlMs * 5) / 6;
+    for (const [id, lease] of this.held) {
+      if (lease.renewedAt >= limit || lease.lost.signal.aborted) continue;
+      this.log(`could not renew the lease of session ${id} for ${((Date.now() - lease.renewedAt) / 1000).toFixed(1)} s; its turn here is stopped, another daemon may take the session over`);
+      lease.lost.abort(fail.unavailable(`This daemon lost the session store for longer than session ${id}'s lease, so it stopped the turn; send it again.`));
+    }
+    void this.renew();
+  }
+
   /** Extends every held lease; one that another daemon holds now is reported lost. */
   private async renew(): Promise<void> {
     if (this.renewing || this.held.size === 0) return;
     this.renewing = true;
     const ids = [...this.held.keys()];
+    const asked = Date.now();
     try {
       // Not "if unexpired": a lease that lapsed while the database was down, and that nobody took, is still ours.
       const rows = await this.db.query<{ session_id: string }>(
@@ -98,10 +119,14 @@ export class Leases {
       );
       const renewed = new Set(rows.map((r) => r.session_id));
       for (const id of ids) {
-        const lost = this.held.get(id);
-        if (renewed.has(id) || !lost) continue;
+        const lease = this.held.get(id);
+        if (!lease) continue;
+        if (renewed.has(id)) {
+          lease.renewedAt = asked;
+          continue;
+        }
         this.log(`lost the lease of session ${id} to another daemon; its turn here is stopped`);
-        lost.abort(fail.unavailable(`Session ${id} was taken over by another daemon while this one generated (its lease expired); send the turn again.`));
+        lease.lost.abort(fail.unavailable(`Session ${id} was taken over by another daemon while this one generated (its lease expired); send the turn again.`));
       }
     } catch (err) {
       this.log(`could not renew ${ids.length} session lease(s) (${(err as Error).message}); retrying in ${(this.ttlMs / 3000).toFixed(1)} s`);
