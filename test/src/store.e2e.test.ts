@@ -79,8 +79,8 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
         assert.deepEqual(info.history, (await solo.client.getSession(one.sessionId, true)).history);
       }
       // Changes made on one daemon are what the other sees, deletion included.
-      await b.client.updateSession(s.sessionId, { systemPrompt: "Be long." });
-      assert.equal((await a.client.getSession(s.sessionId)).systemPrompt, "Be long.");
+      await b.client.updateSession(s.sessionId, { systemPrompt: "Be long.\u0000" });
+      assert.equal((await a.client.getSession(s.sessionId)).systemPrompt, "Be long.\u0000", "any text is kept, a NUL included");
       await a.client.deleteSession(s.sessionId.slice(0, 8));
       await rejectsWith(b.client.getSession(s.sessionId), "NOT_FOUND", /There is no session/);
       await rejectsWith(turn(b.client, s.sessionId, "Still there?", 4), "NOT_FOUND", /There is no session/);

@@ -15,7 +15,8 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
         revision bigint NOT NULL,
         -- The save that wrote this revision, so a save retried after a lost reply is recognised.
         save_id uuid NOT NULL,
-        record jsonb NOT NULL,
+        -- json, not jsonb: jsonb refuses a NUL character, which a message may hold.
+        record json NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now(),
         updated_at timestamptz NOT NULL DEFAULT now()
       );
