@@ -173,7 +173,7 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
       for await (const ev of other.client.turn(s.sessionId, "Are you there?", { maxNewTokens: 4 })) if (ev.kind?.$case === "text" && !firstToken) firstToken = Date.now();
       const failover = firstToken - killedAt;
       process.stdout.write(`# failover (SIGKILL to the next turn's first token on another daemon, lease ${LEASE_TTL_MS} ms): ${failover} ms\n`);
-      assert.ok(failover <= LEASE_TTL_MS + 1500, `took over in ${failover} ms`);
+      assert.ok(failover <= LEASE_TTL_MS + 3000, `took over in ${failover} ms`);
       const history = (await other.client.getSession(s.sessionId, true)).history;
       assert.deepEqual(history.map((m) => m.text).slice(0, 3), ["Hello there", first.text, "Are you there?"], "the completed turn is kept; the killed one never completed");
     } finally {
@@ -223,7 +223,7 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
     }
   });
 
-  it("stop a daemon's own turn when it cannot renew the lease for a lease lifetime: another daemon may have taken over", async () => {
+  it("stop a daemon's own turn before a lease it cannot renew may expire: another daemon may take over", async () => {
     const db = await pg!.database();
     const d = await storeDaemon(db);
     try {

@@ -10,6 +10,8 @@ const POLL_MS = 200;
 interface Lease {
   lost: AbortController;
   renewedAt: number;
+  /** Stops the turn if no renewal gets through before the lease may have expired. */
+  fence?: NodeJS.Timeout;
 }
 
 /**
@@ -66,13 +68,15 @@ export class Leases {
       this.held.delete(id);
       throw err;
     }
-    this.timer ??= setInterval(() => this.tick(), this.ttlMs / 3).unref();
+    this.arm(id, lease);
+    this.timer ??= setInterval(() => void this.renew(), this.ttlMs / 3).unref();
     return { lost: lease.lost.signal, release: () => this.release(id, lease) };
   }
 
   /** Gives back every lease this daemon holds (at shutdown, after its turns ended). */
   async releaseAll(): Promise<void> {
     this.stopTimer(true);
+    for (const lease of this.held.values()) clearTimeout(lease.fence);
     this.held.clear();
     try {
       await this.db.query("DELETE FROM nanollm_leases WHERE holder = $1", [this.holder]);
@@ -83,6 +87,7 @@ export class Leases {
 
   private async release(id: string, lease: Lease): Promise<void> {
     if (this.held.get(id) !== lease) return;
+    clearTimeout(lease.fence);
     this.held.delete(id);
     this.stopTimer(false);
     try {
@@ -93,16 +98,18 @@ export class Leases {
     }
   }
 
-  /** Stops the turns whose leases may have expired unrenewed, then renews the others. */
-  private tick(): void {
-    // A margin of a sixth of the lifetime for clock rates and the turn's own stopping.
-    const limit = Date.now() - (this.ttlMs * 5) / 6;
-    for (const [id, lease] of this.held) {
-      if (lease.renewedAt >= limit || lease.lost.signal.aborted) continue;
+  /**
+   * Sets the lease's fence: five sixths of a lifetime after its last renewal was sent (a sixth is
+   * the margin for clock rates and the turn's own stopping), the turn stops unless renewed since.
+   */
+  private arm(id: string, lease: Lease): void {
+    clearTimeout(lease.fence);
+    const fenceOff = () => {
+      if (lease.lost.signal.aborted || this.held.get(id) !== lease) return;
       this.log(`could not renew the lease of session ${id} for ${((Date.now() - lease.renewedAt) / 1000).toFixed(1)} s; its turn here is stopped, another daemon may take the session over`);
       lease.lost.abort(fail.unavailable(`This daemon lost the session store for longer than session ${id}'s lease, so it stopped the turn; send it again.`));
-    }
-    void this.renew();
+    };
+    lease.fence = setTimeout(fenceOff, lease.renewedAt + (this.ttlMs * 5) / 6 - Date.now()).unref();
   }
 
   /** Extends every held lease; one that another daemon holds now is reported lost. */
@@ -123,6 +130,7 @@ export class Leases {
         if (!lease) continue;
         if (renewed.has(id)) {
           lease.renewedAt = asked;
+          this.arm(id, lease);
           continue;
         }
         this.log(`lost the lease of session ${id} to another daemon; its turn here is stopped`);
