@@ -20,7 +20,7 @@ export function serveCommand(): Command {
     .option("-c, --ctx <n>", "context tokens per session (env NANOLLM_CTX)", intArg(16, 1 << 20), env.ctx)
     .option("--gpu <kind>", `compute backend: ${GPUS.join("|")} (env NANOLLM_GPU)`, choiceArg(GPUS), env.gpu as (typeof GPUS)[number])
     .option("--kv-cache-type <type>", `KV cache element type: ${KV_TYPES.join("|")} (env NANOLLM_KV_CACHE_TYPE)`, choiceArg(KV_TYPES), env.kvCacheType as (typeof KV_TYPES)[number])
-    .option("--data-dir <dir>", "where sessions are journaled and restored from (env NANOLLM_DATA_DIR)", env.dataDir)
+    .option("--data-dir <dir>", "where sessions are journaled and restored from (unless --store), KV caches parked and tokens kept (env NANOLLM_DATA_DIR)", env.dataDir)
     .option("--mmproj <file>", "the model's image projector (env NANOLLM_MMPROJ; default: an mmproj*.gguf beside the model; none: no images)", env.mmproj)
     .option("--ephemeral", "keep sessions in memory only (nothing written, nothing restored)")
     .option("--store <postgres://user@host:port/db>", "keep sessions in PostgreSQL, shared with every daemon that names the same database (env NANOLLM_STORE; default: files under --data-dir)", env.store)

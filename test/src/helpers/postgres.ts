@@ -49,6 +49,7 @@ export async function postgresOrSkip(): Promise<{ pg: TestPostgres | undefined; 
 
 async function start(): Promise<TestPostgres> {
   const bin = binDir() ?? install();
+  removeOrphans(bin);
   const root = process.getuid?.() === 0;
   // postgres refuses to run as root: as root, the cluster belongs to the postgres user.
   const as = (args: string[]) => (root ? ["runuser", ["-u", "postgres", "--", ...args]] : [args[0]!, args.slice(1)]) as [string, string[]];
@@ -61,6 +62,8 @@ async function start(): Promise<TestPostgres> {
   const data = path.join(dir, "data");
   fs.mkdirSync(data);
   if (root) execFileSync("chown", ["-R", "postgres:postgres", dir]);
+  // Whose cluster it is: a test process killed before its exit handler leaves it to removeOrphans().
+  fs.writeFileSync(path.join(dir, "owner"), String(process.pid));
   const port = await freePort();
   try {
     run([path.join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]);
@@ -112,6 +115,26 @@ async function start(): Promise<TestPostgres> {
     start: startServer,
     remove,
   };
+}
+
+/** Stops and removes the clusters of test processes that died without removing theirs. */
+function removeOrphans(bin: string): void {
+  const tmp = process.getuid?.() === 0 ? "/tmp" : os.tmpdir();
+  for (const name of fs.readdirSync(tmp).filter((n) => n.startsWith("nanollm-pg-"))) {
+    const dir = path.join(tmp, name);
+    let owner: number;
+    try {
+      owner = Number(fs.readFileSync(path.join(dir, "owner"), "utf8"));
+      process.kill(owner, 0);
+      continue;
+    } catch (err) {
+      // No owner file yet (being created) or a live owner: leave it.
+      if ((err as NodeJS.ErrnoException).code !== "ESRCH") continue;
+    }
+    const args = [path.join(bin, "pg_ctl"), "-D", path.join(dir, "data"), "-m", "immediate", "-w", "stop"];
+    spawnSync(process.getuid?.() === 0 ? "runuser" : args[0]!, process.getuid?.() === 0 ? ["-u", "postgres", "--", ...args] : args.slice(1), { stdio: "ignore", cwd: "/" });
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** The newest installed PostgreSQL's bin folder (Debian keeps them under /usr/lib/postgresql/N/bin). */
