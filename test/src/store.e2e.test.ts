@@ -10,6 +10,7 @@ import { inProcessDaemon, spawnDaemon, turn } from "./helpers/daemon.js";
 import { tempDir, tinyMmproj, tinyModel } from "./helpers/fixtures.js";
 import { gradient, makePng } from "./helpers/images.js";
 import { heldTurn, WEATHER } from "./helpers/heldTurn.js";
+import { httpBase, postJson, userText } from "./helpers/http.js";
 import { postgresOrSkip } from "./helpers/postgres.js";
 
 const { pg, skip } = await postgresOrSkip();
@@ -18,8 +19,8 @@ const { pg, skip } = await postgresOrSkip();
 const LEASE_TTL_MS = 1500;
 
 /** A daemon in this process keeping its sessions in `store`. */
-function storeDaemon(store: string, opts: { dataDir?: string; daemon?: Partial<DaemonOptions> } = {}) {
-  return inProcessDaemon(tinyModel(), { ctx: 1024, parallel: 2, dataDir: opts.dataDir, daemon: { store, leaseTtlMs: LEASE_TTL_MS, storeRetryMs: 1500, ...opts.daemon } });
+function storeDaemon(store: string, opts: { dataDir?: string; daemon?: Partial<DaemonOptions>; http?: object } = {}) {
+  return inProcessDaemon(tinyModel(), { ctx: 1024, parallel: 2, dataDir: opts.dataDir, http: opts.http, daemon: { store, leaseTtlMs: LEASE_TTL_MS, storeRetryMs: 1500, ...opts.daemon } });
 }
 
 describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
@@ -132,6 +133,27 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
         await again.stop();
       }
     });
+  });
+
+  it("continue a session an HTTP client pins (X-Nanollm-Session) on another daemon, as a single daemon would", async () => {
+    const db = await pg!.database();
+    const [a, b] = await Promise.all([storeDaemon(db, { http: {} }), storeDaemon(db, { http: {} })]);
+    const solo = await inProcessDaemon(tinyModel(), { ctx: 1024, parallel: 2, http: {} });
+    try {
+      const messages = [{ role: "user", content: userText(3, 0) }];
+      const ask = async (d: { daemon: Parameters<typeof httpBase>[0]["daemon"] }, pin: string) => {
+        const r = await postJson(`${httpBase(d)}/v1/chat/completions`, { model: "tiny-chatml", messages, max_tokens: 6, temperature: 0 }, { "X-Nanollm-Session": pin });
+        assert.equal(r.status, 200, r.text);
+        return (r.json.choices as { message: { content: string } }[])[0]!.message.content;
+      };
+      const first = await ask(a, "pinned");
+      assert.equal(await ask(solo, "pinned"), first);
+      messages.push({ role: "assistant", content: first }, { role: "user", content: userText(3, 1) });
+      assert.equal(await ask(b, "pinned"), await ask(solo, "pinned"), "B continues it from the store");
+      assert.equal((await a.client.getSession("pinned")).messageCount, 4);
+    } finally {
+      await Promise.all([a.stop(), b.stop(), solo.stop()]);
+    }
   });
 
   it("keep images once by hash, and another daemon shows the model the same image", async () => {
