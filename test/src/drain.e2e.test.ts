@@ -11,6 +11,7 @@ import { spawnDaemon, turn } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
 import { heldTurn, WEATHER } from "./helpers/heldTurn.js";
 import { testPostgres } from "./helpers/postgres.js";
+import { postJson } from "./helpers/http.js";
 import { healthClient } from "./helpers/standardClients.js";
 
 // With PostgreSQL here, the daemons keep their sessions in it and the leases are checked too.
@@ -39,7 +40,8 @@ describe("drain on SIGTERM", () => {
   it("finishes the running reply, refuses new turns, says NOT_SERVING, parks the cache, releases the lease and exits 0", async () => {
     const dataDir = tempDir("drain");
     const store = pg && (await pg.database());
-    const d = await daemonOn(dataDir, store);
+    const d = await daemonOn(dataDir, store, ["--http", "127.0.0.1:0"]);
+    const http = /OpenAI API on (http:\/\/\S+)\/v1/.exec(d.log())![1]!;
     const s = await d.client.createSession({ chatTemplate: "chat-ml", clientFunctions: [WEATHER] });
     const other = await d.client.createSession({ chatTemplate: "chat-ml" });
     const held = await heldTurn(d.client, s.sessionId);
@@ -48,6 +50,9 @@ describe("drain on SIGTERM", () => {
     const refused = turn(d.client, other.sessionId, "Hello?", 4);
     await rejectsWith(refused, "UNAVAILABLE", /^The daemon is shutting down and takes no new turns; send the turn again to reach another daemon/);
     await refused.catch((err: unknown) => assert.ok(oneSentence(err)));
+    const viaHttp = await postJson(`${http}/v1/chat/completions`, { model: "tiny-chatml", messages: [{ role: "user", content: "Hello?" }], max_tokens: 4 });
+    assert.equal(viaHttp.status, 503, "the HTTP APIs refuse new turns too");
+    assert.match(viaHttp.text, /shutting down and takes no new turns/);
     if (store) assert.equal((await pg!.query(store, "SELECT 1 FROM nanollm_leases WHERE session_id = $1", [s.sessionId])).length, 1, "held while the turn runs");
     held.answer();
     const reply = await held.reply;
