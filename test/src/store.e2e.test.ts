@@ -109,11 +109,16 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
     it("a turn waiting for another daemon's turn goes on when it ends, after it in the history", async () => {
       const s = await a.client.createSession({ chatTemplate: "chat-ml", clientFunctions: [WEATHER] });
       const held = await heldTurn(a.client, s.sessionId);
+      // B renews a lease of its own meanwhile: the one it waits for is not its yet, nor lost.
+      const busy = await heldTurn(b.client, (await b.client.createSession({ chatTemplate: "chat-ml", clientFunctions: [WEATHER] })).sessionId);
       const waiting = turn(b.client, s.sessionId, "After you", 4);
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, LEASE_TTL_MS / 3 * 2 + 200));
       held.answer();
       await held.reply;
-      await waiting;
+      const after = await waiting;
+      assert.equal(after.ids.length, 4, `not cut short (${after.end.stopReason})`);
+      busy.answer();
+      await busy.reply;
       const history = (await b.client.getSession(s.sessionId, true)).history;
       assert.deepEqual(history.map((m) => m.text.slice(0, 9)), ["Weather?", (await held.reply).slice(0, 9), "After you", history[3]!.text.slice(0, 9)]);
     });

@@ -10,6 +10,8 @@ const POLL_MS = 200;
 interface Lease {
   lost: AbortController;
   renewedAt: number;
+  /** Taken (not still waiting for another daemon's): only these are renewed. */
+  taken: boolean;
   /** Stops the turn if no renewal gets through before the lease may have expired. */
   fence?: NodeJS.Timeout;
 }
@@ -43,7 +45,7 @@ export class Leases {
   async take(id: string, signal?: AbortSignal): Promise<Held> {
     if (this.held.has(id)) throw fail.precondition(`Session ${id} already has a turn running; wait for it to end or cancel it.`);
     // Reserved at once, so a second request here does not race this one to the database.
-    const lease: Lease = { lost: new AbortController(), renewedAt: 0 };
+    const lease: Lease = { lost: new AbortController(), renewedAt: 0, taken: false };
     this.held.set(id, lease);
     try {
       const deadline = Date.now() + this.ttlMs + 1000;
@@ -68,6 +70,7 @@ export class Leases {
       this.held.delete(id);
       throw err;
     }
+    lease.taken = true;
     this.arm(id, lease);
     this.timer ??= setInterval(() => void this.renew(), this.ttlMs / 3).unref();
     return { lost: lease.lost.signal, release: () => this.release(id, lease) };
@@ -114,20 +117,20 @@ export class Leases {
 
   /** Extends every held lease; one that another daemon holds now is reported lost. */
   private async renew(): Promise<void> {
-    if (this.renewing || this.held.size === 0) return;
+    // The leases as they are when the renewal is sent: one released and taken again meanwhile is judged by its own take.
+    const sent = [...this.held].filter(([, lease]) => lease.taken);
+    if (this.renewing || sent.length === 0) return;
     this.renewing = true;
-    const ids = [...this.held.keys()];
     const asked = Date.now();
     try {
       // Not "if unexpired": a lease that lapsed while the database was down, and that nobody took, is still ours.
       const rows = await this.db.query<{ session_id: string }>(
         "UPDATE nanollm_leases SET expires_at = now() + make_interval(secs => $3) WHERE holder = $1 AND session_id = ANY($2) RETURNING session_id",
-        [this.holder, ids, this.ttlMs / 1000],
+        [this.holder, sent.map(([id]) => id), this.ttlMs / 1000],
       );
       const renewed = new Set(rows.map((r) => r.session_id));
-      for (const id of ids) {
-        const lease = this.held.get(id);
-        if (!lease) continue;
+      for (const [id, lease] of sent) {
+        if (this.held.get(id) !== lease) continue;
         if (renewed.has(id)) {
           lease.renewedAt = asked;
           this.arm(id, lease);
@@ -137,7 +140,7 @@ export class Leases {
         lease.lost.abort(fail.unavailable(`Session ${id} was taken over by another daemon while this one generated (its lease expired); send the turn again.`));
       }
     } catch (err) {
-      this.log(`could not renew ${ids.length} session lease(s) (${(err as Error).message}); retrying in ${(this.ttlMs / 3000).toFixed(1)} s`);
+      this.log(`could not renew ${sent.length} session lease(s) (${(err as Error).message}); retrying in ${(this.ttlMs / 3000).toFixed(1)} s`);
     } finally {
       this.renewing = false;
     }
