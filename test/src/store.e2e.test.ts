@@ -82,6 +82,10 @@ describe("sessions in PostgreSQL shared by daemons", { skip }, () => {
       // Changes made on one daemon are what the other sees, deletion included.
       await b.client.updateSession(s.sessionId, { systemPrompt: "Be long.\u0000" });
       assert.equal((await a.client.getSession(s.sessionId)).systemPrompt, "Be long.\u0000", "any text is kept, a NUL included");
+      // Listing describes a session without keeping a copy on the daemon that lists.
+      const listedOnly = await a.client.createSession(create);
+      assert.ok((await b.client.listSessions()).some((x) => x.sessionId === listedOnly.sessionId));
+      assert.ok(!b.daemon.state.sessions.all().some((x) => x.id === listedOnly.sessionId), "B keeps no copy of a session it only listed");
       await a.client.deleteSession(s.sessionId.slice(0, 8));
       await rejectsWith(b.client.getSession(s.sessionId), "NOT_FOUND", /There is no session/);
       await rejectsWith(turn(b.client, s.sessionId, "Still there?", 4), "NOT_FOUND", /There is no session/);

@@ -9,7 +9,7 @@ import { checkText, MAX_HISTORY_MESSAGES } from "./limits.js";
 import { ImageStore } from "./ImageStore.js";
 import { Session, type Caller, type HistoryMessage, type OverflowPolicy } from "./Session.js";
 import type { SessionRecord } from "./SessionJournal.js";
-import { adopt, checkRecordFor, refresh, toRecord } from "./records.js";
+import { copyOf, refresh, toRecord } from "./records.js";
 import { isShared, type Held, type ImageBytes, type Journal, type SharedJournal, type Stored } from "./Journal.js";
 
 /** The fewest characters of an id that find a session (the TUI shows 8). */
@@ -130,9 +130,7 @@ export class SessionStore {
    */
   restore(record: SessionRecord, host: ModelHost, revision = 0): Session {
     if (this.sessions.has(record.id)) throw new Error(`session ${record.id} is already loaded`);
-    const checked = checkRecordFor(record, host);
-    const session = new Session(record.id, host, checked.template, record.templateReason, record.systemPrompt, record.defaults);
-    adopt(session, record, checked, revision);
+    const session = copyOf(record, host, revision);
     this.track(session);
     return session;
   }
@@ -171,7 +169,10 @@ export class SessionStore {
     return (await this.fromStored(stored, true))!;
   }
 
-  /** The sessions `caller` may see, oldest first: with a shared journal, every one it holds whose model is loaded here. */
+  /**
+   * The sessions `caller` may see, oldest first: with a shared journal, every one it holds whose
+   * model is loaded here (those this daemon holds no copy of are described, not kept).
+   */
   async listStored(caller: Caller): Promise<Session[]> {
     if (!this.shared) return this.list(caller);
     const out: Session[] = [];
@@ -191,7 +192,10 @@ export class SessionStore {
     return this.shared ? this.shared.count(caller.admin ? undefined : caller.name) : this.list(caller).length;
   }
 
-  /** This daemon's copy of a journaled session, brought up to `stored` (undefined: its model is not loaded and `load` is false). */
+  /**
+   * This daemon's copy of a journaled session, brought up to `stored`. Listing (`load` false) keeps
+   * no new copy and loads no model: undefined when the model is not loaded here.
+   */
   private async fromStored(stored: Stored, load: boolean): Promise<Session | undefined> {
     const { record, revision } = stored;
     const host = this.sessions.has(record.id) ? undefined : await this.hostFor(record.modelFile, load);
@@ -204,7 +208,7 @@ export class SessionStore {
     }
     if (!host) return undefined;
     try {
-      return this.restore(record, host, revision);
+      return load ? this.restore(record, host, revision) : copyOf(record, host, revision);
     } catch (err) {
       if (err instanceof Error && !("code" in err)) throw fail.internal(`Session ${record.id} in the session store cannot be used (${err.message}); delete it.`);
       throw err;

@@ -5,13 +5,13 @@ import { validateTemplate, type ChatTemplate } from "../templates/ChatTemplate.j
 import type { Stored } from "./Journal.js";
 import { checkText } from "./limits.js";
 import { checkParams } from "./params.js";
-import { LOCAL_OWNER, type Session } from "./Session.js";
+import { LOCAL_OWNER, Session } from "./Session.js";
 import type { SessionRecord } from "./SessionJournal.js";
 
 // A session as its journal record, and back.
 
 /** A journaled session's template and functions, after the checks a request would get; throws what is wrong. */
-export function checkRecordFor(record: SessionRecord, host: ModelHost): { template: ChatTemplate; functions: FunctionSet } {
+function checkRecordFor(record: SessionRecord, host: ModelHost): { template: ChatTemplate; functions: FunctionSet } {
   checkParams(record.defaults);
   checkText("The system prompt", record.systemPrompt);
   const template = validateTemplate(record.template, `of session ${record.id}`);
@@ -26,8 +26,16 @@ export function checkRecordFor(record: SessionRecord, host: ModelHost): { templa
   return { template, functions };
 }
 
+/** A session holding the record (checked as a request would be; throws what is wrong), not tracked by any store. */
+export function copyOf(record: SessionRecord, host: ModelHost, revision: number): Session {
+  const checked = checkRecordFor(record, host);
+  const session = new Session(record.id, host, checked.template, record.templateReason, record.systemPrompt, record.defaults);
+  adopt(session, record, checked, revision);
+  return session;
+}
+
 /** Makes `session` hold the record's state. */
-export function adopt(session: Session, record: SessionRecord, checked: { template: ChatTemplate; functions: FunctionSet }, revision: number): void {
+function adopt(session: Session, record: SessionRecord, checked: { template: ChatTemplate; functions: FunctionSet }, revision: number): void {
   Object.assign(session, {
     template: checked.template,
     templateReason: record.templateReason,
