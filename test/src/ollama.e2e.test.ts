@@ -89,8 +89,12 @@ describe("the Ollama API through the official ollama client", () => {
     assert.equal(r.json.eval_count, 4);
   });
 
-  it("refuses images with a clear error (the HTTP APIs take none yet)", async () => {
-    await assert.rejects(ollama.chat({ model: MODEL, messages: [{ role: "user", content: "What is this?", images: ["aGVsbG8="] }] }), /has images, which the HTTP APIs do not take yet; send text only/);
+  it("refuses images on a model without a projector with 409 and one sentence (images with a projector: httpImages.e2e)", async () => {
+    await assert.rejects(ollama.chat({ model: MODEL, messages: [{ role: "user", content: "What is this?", images: ["aGVsbG8="] }] }), (err: Error & { status_code?: number }) => {
+      assert.equal(err.status_code, 409);
+      assert.match(err.message, /^The model tiny-chatml takes no images \(no projector is loaded\); start the daemon with --mmproj FILE, or send text only\.$/);
+      return true;
+    });
   });
 
   it("answers an unknown model with 404", async () => {

@@ -2,18 +2,22 @@ import { fail, type FunctionDecl } from "@nanollm/shared";
 import type { ModelHost } from "../engine/ModelHost.js";
 import type { Segment } from "../engine/types.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
-import { checkText } from "../sessions/limits.js";
+import type { ImageStore } from "../sessions/ImageStore.js";
+import { checkImages, checkText } from "../sessions/limits.js";
+import { readImages, type ImageInput } from "../sessions/readImages.js";
 import type { Caller, HistoryMessage } from "../sessions/Session.js";
 import type { Conversation, StatelessSessions } from "../sessions/StatelessSessions.js";
 import type { ChatTemplate } from "../templates/ChatTemplate.js";
 import { chooseTemplate } from "../templates/chooseTemplate.js";
 import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
 
-/** A chat message as both HTTP APIs carry it, once its content parts are text. */
+/** A chat message as both HTTP APIs carry it, once its content parts are text and image bytes. */
 export interface WireMessage {
   role: "system" | "user" | "assistant" | "tool";
   content: string;
   toolCalls: WireCall[];
+  /** Images shown with a user message, in their order (placed where the template puts images). */
+  images?: ImageInput[];
 }
 
 /** A tool call: the function's name and its arguments as JSON text. */
@@ -82,10 +86,26 @@ function normalJson(text: string): string {
 /**
  * The conversation a request carries: system messages become the system prompt, the trailing user
  * or tool messages are the turn, the rest is history; assistant replies the daemon gave get their
- * exact ids back, others are tokenized (tool calls in the template's own format).
+ * exact ids back, others are tokenized (tool calls in the template's own format). Images are read
+ * by the model's projector (refused as over gRPC) and stored in `store` when the session is journaled.
  */
-export function toConversation(host: ModelHost, template: ChatTemplate, functions: FunctionSet, messages: readonly WireMessage[], stateless: StatelessSessions, who: Caller): Conversation {
+export async function toConversation(
+  host: ModelHost,
+  template: ChatTemplate,
+  functions: FunctionSet,
+  messages: readonly WireMessage[],
+  stateless: StatelessSessions,
+  who: Caller,
+  store?: ImageStore,
+): Promise<Conversation> {
   messages.forEach((m, i) => checkText(`Message ${i}`, m.content));
+  const images = new Map<WireMessage, HistoryMessage["images"]>();
+  for (const [i, m] of messages.entries()) {
+    if (!m.images?.length) continue;
+    if (m.role !== "user") throw fail.invalid(`Message ${i} (${m.role}) carries images; only user messages may carry images.`);
+    checkImages(m.images);
+    images.set(m, await readImages(host, m.images, store));
+  }
   const system = messages.filter((m) => m.role === "system").map((m) => m.content);
   const rest = messages.filter((m) => m.role !== "system");
   const last = rest.at(-1);
@@ -93,7 +113,12 @@ export function toConversation(host: ModelHost, template: ChatTemplate, function
   if (last.role === "assistant") throw fail.invalid("The last message is the assistant's; end the conversation with a user or tool message.");
   let split = rest.length;
   while (split > 0 && rest[split - 1]!.role !== "assistant") split--;
-  const toHistory = (ms: readonly WireMessage[]) => mergeTools(ms).map((m) => historyMessage(host, template, m, (key) => stateless.recall(host, who, key)));
+  const toHistory = (ms: readonly WireMessage[]) =>
+    mergeTools(ms).map((m) => {
+      const out = historyMessage(host, template, m, (key) => stateless.recall(host, who, key));
+      const shown = images.get(m);
+      return shown ? { ...out, images: shown } : out;
+    });
   return { host, template, systemPrompt: system.join("\n\n"), functions, history: toHistory(rest.slice(0, split)), lead: toHistory(rest.slice(split)) };
 }
 

@@ -8,9 +8,10 @@ import { identityOf } from "./auth.js";
 import { findModel, templateFor, toConversation, toolSet, type WireMessage } from "./conversation.js";
 import { ollamaError, toHttpError } from "./errors.js";
 import { EventStream } from "./EventStream.js";
+import { base64Image } from "./images.js";
 import { jsonGrammar, replyLimit, samplingOf } from "./formats.js";
 import { chatSchema, generateSchema, showSchema, type ChatBody, type GenerateBody } from "./ollamaSchemas.js";
-import { finishReason, pinnedSession, requestSignal, runHttpTurn, type HttpApi } from "./turn.js";
+import { finishReason, imageStoreFor, pinnedSession, requestSignal, runHttpTurn, type HttpApi } from "./turn.js";
 
 /** The Ollama API: chat and generate (NDJSON streams), and the model listings its clients ask for. */
 export function ollamaRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: number): void {
@@ -30,7 +31,11 @@ export function ollamaRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: numb
       template: template.name,
       details: describe(h).details,
       model_info: { "general.architecture": h.facts.architecture, "general.parameter_count": h.facts.parameters, [`${h.facts.architecture}.context_length`]: h.facts.contextSize },
-      capabilities: template.tool_call || api.state.sessions.templates.names().includes(`${template.name}-tools`) ? ["completion", "tools"] : ["completion"],
+      capabilities: [
+        "completion",
+        ...(template.tool_call || api.state.sessions.templates.names().includes(`${template.name}-tools`) ? ["tools"] : []),
+        ...(h.images ? ["vision"] : []),
+      ],
       modified_at: new Date(api.state.startedAt).toISOString(),
     };
   });
@@ -42,22 +47,24 @@ export function ollamaRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: numb
     if (messages.length === 0) return { model: body.model, created_at: new Date().toISOString(), message: { role: "assistant", content: "" }, done_reason: "load", done: true };
     const tools = (body.tools ?? []).map((t) => ({ name: t.function.name, description: t.function.description ?? "", parameters: t.function.parameters }));
     const template = templateFor(host, api.state.sessions.templates, tools.length > 0);
-    const wire = messages.map((m, i): WireMessage => {
-      if (m.images?.length) throw fail.invalid(`Message ${i} has images, which the HTTP APIs do not take yet; send text only (images work through \`nanollm chat\`).`);
-      return { role: m.role, content: m.content ?? "", toolCalls: (m.tool_calls ?? []).map((c) => ({ name: c.function.name, arguments: JSON.stringify(c.function.arguments ?? {}) })) };
-    });
-    const conv = toConversation(host, template, toolSet(tools), wire, api.stateless, identityOf(req));
+    const wire = messages.map((m, i): WireMessage => ({
+      role: m.role,
+      content: m.content ?? "",
+      images: (m.images ?? []).map((b64, j) => base64Image(b64, `messages[${i}].images[${j}]`)),
+      toolCalls: (m.tool_calls ?? []).map((c) => ({ name: c.function.name, arguments: JSON.stringify(c.function.arguments ?? {}) })),
+    }));
+    const conv = await toConversation(host, template, toolSet(tools), wire, api.stateless, identityOf(req), imageStoreFor(api, req));
     return answer(api, req, reply, bodyBytes, { conv, body, params: params(host, body), kind: "chat" });
   });
 
   app.post("/api/generate", { schema: { body: generateSchema } }, async (req, reply) => {
     const body = req.body as GenerateBody;
     const host = await findModel(await hosts(), body.model);
-    if (body.images?.length) throw fail.invalid("The request has images, which the HTTP APIs do not take yet; send text only (images work through `nanollm chat`).");
-    if (!body.prompt) return { model: body.model, created_at: new Date().toISOString(), response: "", done_reason: "load", done: true };
+    if (!body.prompt && !body.images?.length) return { model: body.model, created_at: new Date().toISOString(), response: "", done_reason: "load", done: true };
     const template = templateFor(host, api.state.sessions.templates, false, body.raw === true);
-    const wire: WireMessage[] = [...(body.system && !body.raw ? [{ role: "system" as const, content: body.system, toolCalls: [] }] : []), { role: "user", content: body.prompt, toolCalls: [] }];
-    const conv = toConversation(host, template, toolSet([]), wire, api.stateless, identityOf(req));
+    const images = (body.images ?? []).map((b64, j) => base64Image(b64, `images[${j}]`));
+    const wire: WireMessage[] = [...(body.system && !body.raw ? [{ role: "system" as const, content: body.system, toolCalls: [] }] : []), { role: "user", content: body.prompt ?? "", images, toolCalls: [] }];
+    const conv = await toConversation(host, template, toolSet([]), wire, api.stateless, identityOf(req), imageStoreFor(api, req));
     return answer(api, req, reply, bodyBytes, { conv, body, params: params(host, body), kind: "generate" });
   });
 }

@@ -7,9 +7,11 @@ import { identityOf } from "./auth.js";
 import { findModel, templateFor, toConversation, toolSet, type WireMessage, type WireTool } from "./conversation.js";
 import { openaiError, toHttpError } from "./errors.js";
 import { EventStream } from "./EventStream.js";
+import { dataUrlImage } from "./images.js";
+import type { ImageInput } from "../sessions/readImages.js";
 import { jsonGrammar, replyLimit, samplingOf, stopList } from "./formats.js";
 import { chatCompletionSchema, completionSchema, type ChatCompletionBody, type ChatMessageBody, type CompletionBody, type SamplingBody } from "./openaiSchemas.js";
-import { finishReason, pinnedSession, requestSignal, runHttpTurn, type HttpApi } from "./turn.js";
+import { finishReason, imageStoreFor, pinnedSession, requestSignal, runHttpTurn, type HttpApi } from "./turn.js";
 
 /** The OpenAI API: chat completions (tools, JSON output, streaming), completions, models. */
 export function openaiRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: number): void {
@@ -22,7 +24,7 @@ export function openaiRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: numb
     const host = await findModel(await api.state.models.list(), body.model);
     const tools = body.tool_choice === "none" ? [] : chosenTools(body);
     const template = templateFor(host, api.state.sessions.templates, tools.length > 0);
-    const conv = toConversation(host, template, toolSet(tools), body.messages.map(wireMessage), api.stateless, identityOf(req));
+    const conv = await toConversation(host, template, toolSet(tools), body.messages.map(wireMessage), api.stateless, identityOf(req), imageStoreFor(api, req));
     const params = { ...common(body, host, body.max_completion_tokens ?? body.max_tokens, body.max_completion_tokens ? "max_completion_tokens" : "max_tokens"), grammar: formatGrammar(body.response_format) };
     return complete(api, req, reply, bodyBytes, { conv, params, body, kind: "chat" });
   });
@@ -33,7 +35,7 @@ export function openaiRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: numb
     const prompt = typeof body.prompt === "string" ? body.prompt : body.prompt[0]!;
     if (!prompt) throw fail.invalid("The prompt is empty; send some text.");
     const template = templateFor(host, api.state.sessions.templates, false, true);
-    const conv = toConversation(host, template, toolSet([]), [{ role: "user", content: prompt, toolCalls: [] }], api.stateless, identityOf(req));
+    const conv = await toConversation(host, template, toolSet([]), [{ role: "user", content: prompt, toolCalls: [] }], api.stateless, identityOf(req));
     return complete(api, req, reply, bodyBytes, { conv, params: common(body, host, body.max_tokens, "max_tokens"), body, kind: "text" });
   });
 }
@@ -69,20 +71,20 @@ function formatGrammar(format: ChatCompletionBody["response_format"]): string | 
   }
 }
 
-/** A message's text; image and other non-text parts are refused (the HTTP APIs take no images yet). */
+/** A message's text parts (joined) and its images (data: URLs); other parts are refused. */
 function wireMessage(m: ChatMessageBody, index: number): WireMessage {
   let content = "";
+  const images: ImageInput[] = [];
   if (typeof m.content === "string") content = m.content;
   else if (Array.isArray(m.content)) {
-    for (const part of m.content) {
-      if (part.type !== "text") {
-        throw fail.invalid(`Message ${index} has a "${part.type}" content part, which the HTTP APIs do not take yet; send text parts only (images work through \`nanollm chat\`).`);
-      }
-      content += part.text ?? "";
+    for (const [p, part] of m.content.entries()) {
+      if (part.type === "text") content += part.text ?? "";
+      else if (part.type === "image_url" && part.image_url) images.push(dataUrlImage(part.image_url.url, `messages[${index}].content[${p}]`));
+      else throw fail.invalid(`Message ${index} has a "${part.type}" content part, which nanollm does not take; send text and image_url parts only.`);
     }
   }
   const role = m.role === "developer" ? "system" : m.role;
-  return { role, content, toolCalls: (m.tool_calls ?? []).map((c) => ({ name: c.function.name, arguments: c.function.arguments ?? "{}" })) };
+  return { role, content, images, toolCalls: (m.tool_calls ?? []).map((c) => ({ name: c.function.name, arguments: c.function.arguments ?? "{}" })) };
 }
 
 interface Completion {

@@ -6,7 +6,11 @@ const nullable = (schema: object) => ({ anyOf: [schema, { type: "null" }] });
 const contentPart = {
   type: "object",
   required: ["type"],
-  properties: { type: { type: "string" }, text: { type: "string" } },
+  properties: {
+    type: { type: "string" },
+    text: { type: "string" },
+    image_url: { type: "object", required: ["url"], properties: { url: { type: "string" }, detail: { type: "string" } } },
+  },
 };
 
 const toolCall = {
@@ -87,7 +91,7 @@ export const completionSchema = {
 
 type Maybe<T> = T | null | undefined;
 
-export type ContentPart = { type: string; text?: string };
+export type ContentPart = { type: string; text?: string; image_url?: { url: string; detail?: string } };
 
 export interface ChatMessageBody {
   role: "system" | "developer" | "user" | "assistant" | "tool";

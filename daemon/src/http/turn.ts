@@ -4,6 +4,7 @@ import { fail, StopReason, type GenerationParams } from "@nanollm/shared";
 import type { Identity } from "../auth/Identity.js";
 import type { DaemonState } from "../rpc/handlers.js";
 import { runTurn, type TurnResult, type TurnSink } from "../sessions/runTurn.js";
+import type { ImageStore } from "../sessions/ImageStore.js";
 import type { Conversation, StatelessSessions } from "../sessions/StatelessSessions.js";
 import { replyKey } from "./conversation.js";
 
@@ -73,6 +74,11 @@ export function requestSignal(reply: FastifyReply, shutdown: AbortSignal): Abort
     if (!reply.raw.writableFinished) gone.abort();
   });
   return AbortSignal.any([gone.signal, shutdown]);
+}
+
+/** Where a request's images are stored: the journal's store when the client pinned a session (its images must survive a restart), nowhere otherwise (a stateless client resends them). */
+export function imageStoreFor(api: HttpApi, req: FastifyRequest): ImageStore | undefined {
+  return pinnedSession(req) === undefined ? undefined : api.state.sessions.images;
 }
 
 const SESSION_ID = /^[A-Za-z0-9._-]{1,128}$/;

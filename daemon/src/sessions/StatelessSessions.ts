@@ -168,13 +168,19 @@ export class StatelessSessions {
 function adopt(session: Session, conv: Conversation): void {
   const mine = session.history;
   let same = 0;
-  while (same < conv.history.length && same < mine.length && mine[same]!.role === conv.history[same]!.role && mine[same]!.text === conv.history[same]!.text) same++;
+  while (same < conv.history.length && same < mine.length && sameMessage(mine[same]!, conv.history[same]!)) same++;
   session.history = [...mine.slice(0, same), ...conv.history.slice(same)];
   session.windowStart = Math.min(session.windowStart, same);
   session.template = conv.template;
   session.systemPrompt = conv.systemPrompt;
   session.functions = conv.functions;
   session.updatedAt = Date.now();
+}
+
+/** The same role, text and images (a message resent with another picture is another message). */
+function sameMessage(a: HistoryMessage, b: HistoryMessage): boolean {
+  const shown = (m: HistoryMessage) => (m.images ?? []).map((im) => im.sha256).join(",");
+  return a.role === b.role && a.text === b.text && shown(a) === shown(b);
 }
 
 function commonPrefix(a: readonly number[], b: readonly number[]): number {

@@ -4,7 +4,7 @@ import type { SequenceLease } from "../engine/SequenceLease.js";
 import type { PrefillStats } from "../engine/types.js";
 import { appendAll } from "./appendAll.js";
 import { checkImages, checkText } from "./limits.js";
-import { storedImage, type StoredImage } from "../engine/Images.js";
+import { readImages } from "./readImages.js";
 import { resolveSampling } from "./params.js";
 import { streamReply, type ReplyPart } from "./streamReply.js";
 import { MAX_CALLS_PER_TURN, TurnCalls, type CallSink } from "./TurnCalls.js";
@@ -168,7 +168,7 @@ async function userMessage(session: Session, text: string, images: { data: Uint8
   checkText("The message", text);
   checkImages(images);
   const user: HistoryMessage = { role: "user", text, tokens: [...(await session.text.prepare(text))] };
-  if (images.length > 0) user.images = await readImages(session, images);
+  if (images.length > 0) user.images = await readImages(session.host, images, session.imageStore);
   return user;
 }
 
@@ -240,20 +240,4 @@ function syncCache(session: Session, lease: SequenceLease): void {
 
 function prefillStats(p: PrefillStats, prefillMs: number) {
   return { ...p, prefillMs, prefillTokensPerSecond: prefillMs > 0 ? (p.evaluatedTokens * 1000) / prefillMs : 0 };
-}
-
-/** The turn's images, read by the model's projector (bad bytes are refused here) and stored by hash. */
-async function readImages(session: Session, images: { data: Uint8Array; name: string }[]): Promise<StoredImage[]> {
-  const reader = session.host.images;
-  if (!reader) throw fail.precondition(`The model ${session.host.facts.name} takes no images (no projector is loaded); start the daemon with --mmproj FILE, or send text only.`);
-  const out: StoredImage[] = [];
-  for (const im of images) {
-    const name = im.name.replace(/[\u0000-\u001f]/g, "").slice(0, 200);
-    if (/^RIFF....WEBP/s.test(Buffer.from(im.data.subarray(0, 12)).toString("latin1"))) throw fail.invalid(`The image ${name || "(unnamed)"} is WebP, which the daemon cannot read; convert it to PNG or JPEG first.`);
-    const ref = await reader.read(im.data);
-    // The model's reader hashed the bytes already (SHA-256, the image's id).
-    await session.imageStore?.put(im.data, ref.id);
-    out.push(storedImage(ref, name));
-  }
-  return out;
 }
