@@ -26,6 +26,17 @@ const CASES: Record<string, RenderMessage[]> = {
   ],
 };
 
+/** An image as a session keeps it; renderToString shows it as `[image NAME]` where the template places it. */
+const picture = (name: string, fill: string) => ({ sha256: fill.repeat(64), name, bytes: 100, width: 64, height: 64, pieces: [{ kind: "image" as const, nPos: 16 }] });
+
+/** Images in two user turns, for the templates of vision models (those with an `image.txt`). */
+const IMAGE_CASE: RenderMessage[] = [
+  { role: "system", text: "You are terse." },
+  { role: "user", text: "What is this?", images: [picture("cat.png", "a")] },
+  { role: "bot", text: "A cat." },
+  { role: "user", text: "And this?", images: [picture("dog.png", "b")] },
+];
+
 describe("every template renders byte for byte as the reference", () => {
   const registry = new TemplateRegistry();
   const dirs = fs.readdirSync(GOLDEN).filter((d) => fs.statSync(path.join(GOLDEN, d)).isDirectory());
@@ -44,5 +55,16 @@ describe("every template renders byte for byte as the reference", () => {
         assert.equal(renderToString(template, msgs), expected);
       });
     }
+    if (fs.existsSync(path.join(GOLDEN, name, "image.txt"))) {
+      it(`${name}: image (placed where the model's template puts it)`, () => {
+        const template = registry.resolve(name);
+        const msgs = template.system === undefined ? IMAGE_CASE.filter((m) => m.role !== "system") : IMAGE_CASE;
+        assert.equal(renderToString(template, msgs), fs.readFileSync(path.join(GOLDEN, name, "image.txt"), "utf8"));
+      });
+    }
   }
+
+  it("the templates of vision models all have an image case", () => {
+    for (const name of ["llava-v0", "llava-v1", "llava-llama-2", "bunny", "gemma-3", "qwen", "chat-ml", "smolvlm"]) assert.ok(fs.existsSync(path.join(GOLDEN, name, "image.txt")), name);
+  });
 });

@@ -15,6 +15,9 @@ const PHI3_JINJA = "{% for m in messages %}{% if m.role == 'user' %}{{ '<|user|>
 const ZEPHYR_JINJA = "{% for m in messages %}{% if m.role == 'user' %}{{ '<|user|>\n' + m.content + eos_token }}{% elif m.role == 'system' %}{{ '<|system|>\n' + m.content + eos_token }}{% else %}{{ '<|assistant|>\n' + m.content + eos_token }}{% endif %}{% endfor %}";
 const MISTRAL_JINJA = "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[INST] {{ m.content }} [/INST]{% else %}{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}";
 const LLAMA2_JINJA = "{% for m in messages %}{% if m.role == 'system' %}<<SYS>>\n{{ m.content }}\n<</SYS>>\n\n{% else %}[INST] {{ m.content }} [/INST]{% endif %}{% endfor %}";
+// SmolVLM's own template (typed content parts; <|im_start|> once, then "User: ...<end_of_utterance>").
+const SMOLVLM_JINJA =
+  "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
 // A family nanollm has no built-in for: it must be converted, not rejected.
 const ODD_JINJA = "{% for m in messages %}{% if m.role == 'system' %}== {{ m.content }} ==\n{% elif m.role == 'user' %}>> {{ m.content }}\n{% else %}<< {{ m.content }}\n{% endif %}{% endfor %}{% if add_generation_prompt %}<< {% endif %}";
 
@@ -38,6 +41,8 @@ const CASES: [string, ReturnType<typeof facts>, string][] = [
   ["Zephyr-style Jinja", facts({ jinja: ZEPHYR_JINJA }), "tiny-llama"],
   ["Mistral Jinja", facts({ jinja: MISTRAL_JINJA }), "mistral-instruct"],
   ["Llama 2 Jinja", facts({ jinja: LLAMA2_JINJA }), "llama-2"],
+  ["SmolVLM Jinja is not chat-ml", facts({ jinja: SMOLVLM_JINJA, gguf: "SmolVLM 256M Instruct" }), "smolvlm"],
+  ["name: SmolVLM", facts({ file: "SmolVLM-500M-Instruct-Q8_0" }), "smolvlm"],
   ["name: StableLM Zephyr", facts({ gguf: "stablelm-2-zephyr-1_6b" }), "stablelm-zephyr"],
   ["name: Obsidian", facts({ file: "nous-obsidian-3b-q4" }), "nous-obsidian"],
   ["name: Phi-3 is not phi-2", facts({ gguf: "Phi-3-mini-4k-instruct" }), "phi-3"],
@@ -98,6 +103,11 @@ describe("conversion of a model's own Jinja template", () => {
       assert.equal(renderToString(t, convo), jinjaRender(src, convo));
     });
   }
+
+  it("smolvlm renders a user turn as SmolVLM's own Jinja does (text parts)", () => {
+    const jinja = new Template(SMOLVLM_JINJA).render({ messages: [{ role: "user", content: [{ type: "text", text: "Hi" }] }], add_generation_prompt: true });
+    assert.equal(renderToString(new TemplateRegistry().resolve("smolvlm"), [{ role: "user", text: "Hi" }]), jinja);
+  });
 
   it("finds the default system prompt a template injects", () => {
     assert.equal(templateFromJinja(QWEN_JINJA, "jinja")?.system_prompt, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");

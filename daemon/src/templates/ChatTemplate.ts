@@ -11,11 +11,18 @@ export interface ChatTemplate {
   stop?: string[];
   tool_call?: string;
   tool_response?: string;
+  /**
+   * Where an image goes in a message: `${IMAGE}` (the projector's chunk, its own begin/end tokens
+   * included) with the template text around it, each image in turn at the start of the message's
+   * text. Absent: the image right before the text, as llama.cpp's server places its media marker.
+   */
+  image?: string;
 }
 
 export const MESSAGE = "${MESSAGE}";
+export const IMAGE = "${IMAGE}";
 const FORMAT_FIELDS = ["system", "first", "user", "bot", "tool_response"] as const;
-const TEXT_FIELDS = ["system_prompt", "tool_call"] as const;
+const TEXT_FIELDS = ["system_prompt", "tool_call", "image"] as const;
 const KNOWN = new Set<string>(["name", "stop", ...FORMAT_FIELDS, ...TEXT_FIELDS]);
 
 /** Checks parsed JSON is a template; errors name the source and the field. */
@@ -39,6 +46,9 @@ export function validateTemplate(json: unknown, source: string): ChatTemplate {
     if (typeof value === "string" && value.split(MESSAGE).length !== 2) {
       throw fail.invalid(`Template ${source}: field "${field}" must contain \${MESSAGE} exactly once.`);
     }
+  }
+  if (typeof obj.image === "string" && obj.image.split(IMAGE).length !== 2) {
+    throw fail.invalid(`Template ${source}: field "image" must contain \${IMAGE} exactly once.`);
   }
   const stop = obj.stop;
   if (stop !== undefined && !(Array.isArray(stop) && stop.every((s) => typeof s === "string" && s.length > 0))) {

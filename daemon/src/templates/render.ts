@@ -1,6 +1,6 @@
 import { imageRefOf, type StoredImage } from "../engine/Images.js";
 import type { Segment } from "../engine/types.js";
-import { MESSAGE, type ChatTemplate } from "./ChatTemplate.js";
+import { IMAGE, MESSAGE, type ChatTemplate } from "./ChatTemplate.js";
 
 export type Role = "system" | "user" | "bot" | "tool";
 
@@ -9,7 +9,7 @@ export interface RenderMessage {
   role: Role;
   text: string;
   tokens?: readonly number[];
-  /** Images shown to the model before the message's text (the reference's image message + text message). */
+  /** Images shown with the message, placed by the template's `image` field before the message's text. */
   images?: readonly StoredImage[];
 }
 
@@ -27,12 +27,25 @@ export function render(template: ChatTemplate, messages: readonly RenderMessage[
     const format = formatFor(template, msg.role, i === firstAt);
     const [prefix = "", suffix = ""] = format.split(MESSAGE);
     if (messages[i - 1]?.role !== msg.role && prefix) segments.push({ kind: "control", text: prefix });
-    for (const image of msg.images ?? []) segments.push({ kind: "image", image: imageRefOf(image), text: `[image ${image.name || image.sha256.slice(0, 12)}]` });
+    for (const image of msg.images ?? []) segments.push(...imageSegments(template, image));
     if (msg.role === "bot" && msg.tokens) segments.push({ kind: "tokens", ids: msg.tokens, text: msg.text });
     else if (msg.text) segments.push({ kind: "text", text: msg.text });
     if (messages[i + 1]?.role !== msg.role && suffix) segments.push({ kind: "control", text: suffix });
   });
   return segments;
+}
+
+/**
+ * One image as the template places it: its text before, the projector's chunk, its text after (the
+ * one place image placement is decided; see ChatTemplate.image).
+ */
+function imageSegments(template: ChatTemplate, image: StoredImage): Segment[] {
+  const [before = "", after = ""] = (template.image ?? IMAGE).split(IMAGE);
+  return [
+    ...(before ? [{ kind: "control", text: before } as const] : []),
+    { kind: "image", image: imageRefOf(image), text: `[image ${image.name || image.sha256.slice(0, 12)}]` },
+    ...(after ? [{ kind: "control", text: after } as const] : []),
+  ];
 }
 
 function formatFor(template: ChatTemplate, role: Role, isFirstUser: boolean): string {

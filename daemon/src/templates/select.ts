@@ -10,6 +10,8 @@ type Evidence = Pick<ModelFacts, "chatTemplateJinja" | "ggufName" | "name" | "ar
 
 /** Families recognised from the Jinja chat template stored in the GGUF (first match wins). */
 const JINJA_RULES: [RegExp[], string][] = [
+  // SmolVLM (idefics3) opens with <|im_start|> but is no chat-ml: "User: ...<end_of_utterance>".
+  [[/<end_of_utterance>/], "smolvlm"],
   [[/<\|im_start\|>/, /You are Qwen/], "qwen"],
   [[/<\|im_start\|>/, /<tool_call>/], "chat-ml-tools"],
   [[/<\|im_start\|>/], "chat-ml"],
@@ -30,6 +32,7 @@ const JINJA_RULES: [RegExp[], string][] = [
  * fixed: Llama-3.1+ and Hermes get tool-calling templates, Phi-3 gets phi-3, chat-ml is reachable.
  */
 const NAME_RULES: [(n: string) => boolean, string][] = [
+  [(n) => n.includes("smolvlm"), "smolvlm"],
   [(n) => n.includes("stablelm") && n.includes("zephyr"), "stablelm-zephyr"],
   [(n) => n.includes("obsidian-3b"), "nous-obsidian"],
   [(n) => /phi-?[34]/.test(n), "phi-3"],
