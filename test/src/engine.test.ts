@@ -241,6 +241,25 @@ describe("images in a sequence's KV history", () => {
     assert.deepEqual(back.out, first.out);
   });
 
+  it("a prompt whose new part starts with an image replies in full and equals a fresh sequence", { timeout: 30_000 }, async () => {
+    // The cache holds exactly the text before the image (as after a wrap that keeps BOS and the
+    // user prefix): the reply's job starts at the image. Its offset once stayed with the job after
+    // the first sampled token, which was then read as that image: the job hung, its record corrupt.
+    const lead = host.tokenize([{ kind: "text", text: "Look at this:" }]);
+    const tokens = await prompt(pngB, " What now?");
+    assert.deepEqual(tokens.slice(0, lead.length), lead);
+    const lease = await host.pool.acquire("image-first", new AbortController().signal);
+    try {
+      await lease.sync(lead, new AbortController().signal);
+    } finally {
+      lease.release();
+    }
+    const r = await reply("image-first", tokens);
+    assert.equal(r.stats.reusedTokens, lead.length, "the new part starts with the image");
+    assert.equal(r.out.length, 12);
+    assert.deepEqual(r.out, (await reply("image-first-fresh", tokens)).out);
+  });
+
   it("bad image bytes are one sentence; the model keeps serving", async () => {
     await assert.rejects(host.images!.read(Buffer.from("not an image at all")), (e: Error) => /could not be (read|decoded)/.test(e.message) && !/\n/.test(e.message));
     assert.ok((await reply("after-bad", await prompt(pngA))).out.length > 0);

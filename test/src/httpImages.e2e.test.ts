@@ -78,6 +78,16 @@ describe("images through the OpenAI API (official openai client)", () => {
     assert.deepEqual([reply, second.choices[0]!.message.content], await grpcReply(d.client, [{ text: "Look at this.", images: [pngB] }, { text: "Tell me more." }], 12));
   });
 
+  it("a pinned session asked the same question about another picture answers as a fresh session does", { timeout: 30_000 }, async () => {
+    // The cache holds "<|im_start|>user\n" from the first request: the second's new part starts with its image.
+    const pinned = openaiClient(d, { "X-Nanollm-Session": "pinned-pictures" });
+    const asked = (png: Buffer) => pinned.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: [imagePart(dataUrl(png)), { type: "text", text: QUESTION }] }], max_tokens: 12, temperature: 0 });
+    await asked(pngA);
+    const b = await asked(pngB);
+    assert.ok(b.usage!.prompt_tokens_details!.cached_tokens! > 0, "the text before the image came from the cache");
+    assert.deepEqual([b.choices[0]!.message.content], await grpcReply(d.client, [{ text: QUESTION, images: [pngB] }], 12));
+  });
+
   it("a remote URL, bad data: URLs, WebP, bad bytes and too many images: 400 with one sentence each, and the daemon keeps serving", async () => {
     await assert.rejects(ask([imagePart("https://example.com/cat.png"), { type: "text", text: QUESTION }]), oneSentenceMatching(/remote URL.*fetches no URL.*inline as a data: URL/));
     await assert.rejects(ask([imagePart("data:image/png,rawbytes")]), oneSentenceMatching(/without ;base64/));

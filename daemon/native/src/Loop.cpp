@@ -160,6 +160,8 @@ void Loop::takeCommands(std::unique_lock<std::mutex>& lock) {
     // The sampled token is already in the penalty window; inserted ones join it now.
     if (r.tokens.size() > 1) job.spec.sampler->observe(r.tokens.data() + 1, r.tokens.size() - 1);
     job.spec.tokens = std::move(r.tokens);
+    // The prompt's images (offsets into the old tokens) are in the cache; inserted tokens are text.
+    job.spec.images.clear();
     job.done = 0;
     job.paused = false;
     if (cacheSize(job.spec.seq) + job.spec.tokens.size() >= (size_t)nCtxSeq_) finish(job, "ctx");
@@ -375,6 +377,10 @@ void Loop::afterStep(Job& job, int32_t logitIndex) {
   else if (job.spec.lockstep) job.paused = true;
   else {
     job.spec.tokens.assign(1, token);
+    // The prompt's image offsets meant the old tokens: one at offset 0 (a prompt whose new part
+    // starts with an image, e.g. after a wrap) was taken again for the sampled token, reading 16
+    // entries past it into the cache record and leaving the job stuck past its end.
+    job.spec.images.clear();
     job.done = 0;
   }
   emit(std::move(ev), urgent);
