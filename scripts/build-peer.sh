@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds the benchmark peer (llama.cpp's llama-server, llama-bench, llama-batched-bench) once into
+# Builds the benchmark peer (llama.cpp's llama-server, llama-bench, llama-batched-bench, llama-mtmd-cli) once into
 # .cache/peer/, from the same llama.cpp source node-llama-cpp bundles, so both sides run the same
-# engine. Idempotent: does nothing when the three binaries exist. ~8 min on 2 cores.
+# engine. Idempotent: builds only the binaries that are missing. ~8 min on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peer=.cache/peer
 bin=$peer/build/bin
-targets=(llama-server llama-bench llama-batched-bench)
+targets=(llama-server llama-bench llama-batched-bench llama-mtmd-cli)
 jobs=${PEER_JOBS:-2}
 
 have_all() {

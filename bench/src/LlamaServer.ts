@@ -13,6 +13,8 @@ export interface PeerOptions {
   slotSavePath?: string;
   /** Log at llama.cpp's info level (-lv 4), which is where it reports the KV cache size. */
   logKv?: boolean;
+  /** A projector (mmproj GGUF) for images. */
+  mmproj?: string;
 }
 
 /** llama-server's `timings` object of a finished completion. */
@@ -58,6 +60,7 @@ export class LlamaServer {
     if (opts.kvCacheType === "q8_0") args.push("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on");
     if (opts.slotSavePath) args.push("--slot-save-path", opts.slotSavePath);
     if (opts.logKv) args.push("-lv", "4");
+    if (opts.mmproj) args.push("--mmproj", opts.mmproj, "--no-mmproj-offload");
     const child = Child.start("llama-server", path.join(PEER_BIN, "llama-server"), args);
     const server = new LlamaServer(child, `http://127.0.0.1:${port}`);
     try {

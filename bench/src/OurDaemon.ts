@@ -16,6 +16,8 @@ export interface ServeOptions {
   kvCacheType?: "f16" | "q8_0";
   /** Serve the OpenAI/Ollama HTTP APIs too (on a free port; `httpBase` says where). */
   http?: boolean;
+  /** A projector (mmproj GGUF) for images. */
+  mmproj?: string;
 }
 
 /** One turn as the client saw it, plus the daemon's own stats. */
@@ -42,7 +44,7 @@ export class OurDaemon {
     // A private data dir, so journaled sessions of earlier runs (or the user's) never load here.
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "nanollm-bench-"));
     const args = [CLI_MAIN, "serve", "--model", opts.model, "--listen", "127.0.0.1:0", ...(opts.threads === undefined ? [] : ["--threads", String(opts.threads), "--batch-threads", String(opts.threads)]),
-      "--parallel", String(opts.parallel), "--ctx", String(opts.ctx), "--gpu", "cpu", "--kv-cache-type", opts.kvCacheType ?? "f16", "--http", opts.http ? "127.0.0.1:0" : "off"];
+      "--parallel", String(opts.parallel), "--ctx", String(opts.ctx), "--gpu", "cpu", "--kv-cache-type", opts.kvCacheType ?? "f16", "--http", opts.http ? "127.0.0.1:0" : "off", ...(opts.mmproj ? ["--mmproj", opts.mmproj] : [])];
     const child = Child.start("nanollm serve", process.execPath, args, { ...process.env, NANOLLM_DATA_DIR: dataDir, NODE_LLAMA_CPP_SKIP_DOWNLOAD: "true" });
     try {
       const m = await child.waitFor(READY_LINE, 180_000);

@@ -2,6 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { CHATML_TEMPLATE, makeTinyLlama, type TinyLlamaOptions } from "@nanollm/test/dist/gguf/makeTinyLlama.js";
+import { makeTinyMmproj, tinyMmprojImageTokens, type TinyMmprojOptions } from "@nanollm/test/dist/gguf/makeTinyMmproj.js";
 import { MODELS_DIR } from "./paths.js";
 
 export type ModelName = "big" | "tiny";
@@ -28,4 +29,21 @@ export function benchModel(name: ModelName): string {
   const mib = fs.statSync(file).size / 2 ** 20;
   process.stderr.write(`bench: wrote ${mib.toFixed(1)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   return file;
+}
+
+/**
+ * A llava-style projector (mlp) for the named model, sized so encoding costs what a small real one
+ * does: 224 px at patch 14 (256 image tokens), a 384-wide tower of 6 blocks, f16 weights.
+ */
+export function benchMmproj(name: ModelName): { file: string; imageTokens: number } {
+  const opts: TinyMmprojOptions = { nEmbdText: PRESETS[name].nEmbd, imageSize: 224, patchSize: 14, nEmbd: 384, nFf: 1536, nLayer: 6, nHead: 6, mmHidden: 768, weightType: "f16", seed: 4321 };
+  const file = path.join(MODELS_DIR, `random-mmproj-${name}-224.gguf`);
+  if (!fs.existsSync(file)) {
+    fs.mkdirSync(MODELS_DIR, { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    makeTinyMmproj(tmp, opts);
+    fs.renameSync(tmp, file);
+    process.stderr.write(`bench: wrote ${path.relative(process.cwd(), file)} (${(fs.statSync(file).size / 2 ** 20).toFixed(1)} MiB)\n`);
+  }
+  return { file, imageTokens: tinyMmprojImageTokens(opts) };
 }

@@ -35,3 +35,16 @@ export async function batchedBench(model: string, threads: number, pls: number[]
   }
   return rows;
 }
+
+/** llama-mtmd-cli's own encode time for `image` ("image slice encoded in N ms"), each of `reps` runs. */
+export async function mtmdCliEncodeMs(model: string, mmproj: string, image: string, threads: number, reps: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const { out: stdout, err } = await runToEnd(path.join(PEER_BIN, "llama-mtmd-cli"),
+      ["-m", model, "--mmproj", mmproj, "--image", image, "-p", "What is in the picture?", "-n", "1", "--temp", "0", "-t", String(threads), "--no-mmproj-offload"], 600_000);
+    const m = /(?:image slice encoded|mtmd batch encoding done) in (\d+) ms/.exec(`${stdout}\n${err}`);
+    if (!m) throw new Error(`llama-mtmd-cli printed no encode time:\n${`${stdout}\n${err}`.slice(-800)}`);
+    out.push(Number(m[1]));
+  }
+  return out;
+}

@@ -12,14 +12,15 @@ import { p3Concurrent } from "./figures/p3Concurrent.js";
 import { p4Resume } from "./figures/p4Resume.js";
 import { p5Memory } from "./figures/p5Memory.js";
 import { p6OpenAi } from "./figures/p6OpenAi.js";
+import { p7Image } from "./figures/p7Image.js";
 import { benchModel, type ModelName } from "./models.js";
 import { CLI_MAIN, ROOT } from "./paths.js";
 import { killAll, othersCpuShare } from "./proc.js";
 import { formatTable, writeResults, type Row } from "./report.js";
 
-const FIGURES: Record<string, Figure> = { P1: p1Decode, P2: p2Chat, P3: p3Concurrent, P4: p4Resume, P5: p5Memory, P6: p6OpenAi };
+const FIGURES: Record<string, Figure> = { P1: p1Decode, P2: p2Chat, P3: p3Concurrent, P4: p4Resume, P5: p5Memory, P6: p6OpenAi, P7: p7Image };
 const FIGURE_LIMIT_MS = 20 * 60_000;
-const USAGE = "usage: node bench/dist/run.js [--threads 2[,1...]] [--figures P1,P2,P3,P4,P5,P6] [--model big|tiny] [--quick]";
+const USAGE = "usage: node bench/dist/run.js [--threads 2[,1...]] [--figures P1,P2,P3,P4,P5,P6,P7] [--model big|tiny] [--quick]";
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n`);

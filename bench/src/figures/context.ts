@@ -25,10 +25,10 @@ export type Figure = (ctx: FigureContext) => Promise<FigureResult>;
  */
 export async function withBoth<T>(
   ctx: FigureContext,
-  opts: { parallel: number; ctx: number; kvCacheType?: "f16" | "q8_0"; slotSavePath?: string; http?: boolean },
+  opts: { parallel: number; ctx: number; kvCacheType?: "f16" | "q8_0"; slotSavePath?: string; http?: boolean; mmproj?: string },
   body: (ours: OurDaemon, peer: LlamaServer) => Promise<T>,
 ): Promise<T> {
-  const serve: ServeOptions = { model: ctx.model, threads: ctx.threads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, http: opts.http };
+  const serve: ServeOptions = { model: ctx.model, threads: ctx.threads, parallel: opts.parallel, ctx: opts.ctx, kvCacheType: opts.kvCacheType, http: opts.http, mmproj: opts.mmproj };
   const peerOpts: PeerOptions = { ...serve, threads: ctx.threads, slotSavePath: opts.slotSavePath };
   const ours = await OurDaemon.start(serve);
   let peer: LlamaServer | undefined;
