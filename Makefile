@@ -48,6 +48,7 @@ test-asan: fixtures
 	    test/dist/mtmd.test.js test/dist/mmproj.test.js
 
 # Daemon + chat. MODEL=path.gguf (or NANOLLM_MODEL) picks the model; default: fetched once.
+# MMPROJ=mmproj.gguf: a vision model's projector (default: an mmproj*.gguf beside the model).
 run: build
 	@scripts/run.sh
 

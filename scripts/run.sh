@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 nanollm=bin/nanollm
 host=${NANOLLM_HOST:-127.0.0.1:7433}
 model=${MODEL:-${NANOLLM_MODEL:-}}
+# A vision model's projector (else NANOLLM_MMPROJ, else an mmproj*.gguf beside the model).
+mmproj=${MMPROJ:-}
 if $nanollm models --host "$host" >/dev/null 2>&1; then
   echo "a daemon already listens at $host; chatting with it" >&2
   exec $nanollm chat --host "$host"
@@ -16,7 +18,7 @@ if ! model=$($nanollm pull ${model:+"$model"}); then
 fi
 mkdir -p .cache
 log=.cache/daemon.log
-$nanollm serve --model "$model" --listen "$host" >"$log" 2>&1 &
+$nanollm serve --model "$model" ${mmproj:+--mmproj "$mmproj"} --listen "$host" >"$log" 2>&1 &
 daemon=$!
 trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
 # The daemon prints one machine-readable ready line once it listens (read by the shared helper).
