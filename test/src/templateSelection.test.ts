@@ -109,6 +109,18 @@ describe("conversion of a model's own Jinja template", () => {
     assert.equal(renderToString(new TemplateRegistry().resolve("smolvlm"), [{ role: "user", text: "Hi" }]), jinja);
   });
 
+  it("finds where a vision model's Jinja puts an image (content parts), as the template's image field", () => {
+    // llava-1.5 style: "USER: <image>\n..." — images first, then the text.
+    const LLAVA_JINJA =
+      "{% for m in messages %}{% if m['role'] == 'user' %}USER: {% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %} {% else %}ASSISTANT: {{ m['content'] }}</s>{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT: {% endif %}";
+    // Qwen2-VL style: the vision tokens right before the text.
+    const QWENVL_JINJA =
+      "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    assert.equal(templateFromJinja(LLAVA_JINJA, "jinja")?.image, "${IMAGE}\n");
+    assert.equal(templateFromJinja(QWENVL_JINJA, "jinja")?.image, "${IMAGE}");
+    assert.equal(templateFromJinja(CHATML_JINJA, "jinja")?.image, undefined, "a text template shows no image");
+  });
+
   it("finds the default system prompt a template injects", () => {
     assert.equal(templateFromJinja(QWEN_JINJA, "jinja")?.system_prompt, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
   });

@@ -1,5 +1,5 @@
 import { Template } from "@huggingface/jinja";
-import { MESSAGE, type ChatTemplate } from "./ChatTemplate.js";
+import { IMAGE, MESSAGE, type ChatTemplate } from "./ChatTemplate.js";
 import { renderToString, type RenderMessage } from "./render.js";
 
 // Sentinels no real template contains, so their positions split the rendering into its parts.
@@ -8,7 +8,10 @@ const U1 = "\u0001USR1\u0001";
 const A1 = "\u0001BOT1\u0001";
 const U2 = "\u0001USR2\u0001";
 
-type JinjaMessage = { role: "system" | "user" | "assistant"; content: string };
+type JinjaMessage = { role: "system" | "user" | "assistant"; content: string | { type: string; text?: string }[] };
+
+/** The image placeholders vision templates write (the projector adds the model's own tokens in their place). */
+const IMAGE_TOKEN = /<\|vision_start\|>(?:<\|image_pad\|>)*<\|vision_end\|>|<start_of_image>|<image>|<\|image\|>|<\|image_pad\|>|\[IMG\]/;
 
 /**
  * Derives a template in our format from a model's own Jinja chat template by rendering sample
@@ -62,7 +65,25 @@ export function templateFromJinja(jinja: string, name: string, eosText = ""): Ch
   } else if (firstPrefix !== userPrefix) {
     derived.first = `${firstPrefix}${MESSAGE}${afterUser}`;
   }
-  return selfCheck(derived, run) ? derived : undefined;
+  if (!selfCheck(derived, run)) return undefined;
+  const image = imageFormat(run);
+  return image ? { ...derived, image } : derived;
+}
+
+/**
+ * Where the template puts an image in a user message (content parts: an image, then the text), as
+ * our `image` field: the text the image part adds, with its placeholder token as ${IMAGE}.
+ * Undefined when the template shows no image, or changes more than it inserts before the text.
+ */
+function imageFormat(run: (m: JinjaMessage[]) => string | undefined): string | undefined {
+  const plain = run([{ role: "user", content: [{ type: "text", text: U1 }] }]);
+  const shown = run([{ role: "user", content: [{ type: "image" }, { type: "text", text: U1 }] }]);
+  if (!plain || !shown || plain === shown) return undefined;
+  const at = plain.indexOf(U1);
+  if (at < 0 || !shown.startsWith(plain.slice(0, at)) || !shown.endsWith(plain.slice(at))) return undefined;
+  const added = shown.slice(at, shown.length - (plain.length - at));
+  const token = IMAGE_TOKEN.exec(added);
+  return token ? `${added.slice(0, token.index)}${IMAGE}${added.slice(token.index + token[0].length)}` : undefined;
 }
 
 function selfCheck(t: ChatTemplate, run: (m: JinjaMessage[]) => string | undefined): boolean {
