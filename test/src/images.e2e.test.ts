@@ -5,6 +5,7 @@ import { after, before, describe, it } from "node:test";
 import type { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import fs from "node:fs";
 import path from "node:path";
+import type { RunningDaemon } from "@nanollm/daemon";
 import { inProcessDaemon, nanollm, spawnDaemon, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyMmproj, tinyModel } from "./helpers/fixtures.js";
 import { checkerboard, gradient, makePng, webpBytes } from "./helpers/images.js";
@@ -15,9 +16,9 @@ const isCode = (code: unknown, n: number, name: string) => code === n || code ==
 const pngA = { name: "gradient.png", data: makePng(64, 64, gradient) };
 const pngB = { name: "checker.png", data: makePng(64, 64, checkerboard) };
 
-async function say(client: NanoClient, sessionId: string, text: string, images: { name: string; data: Uint8Array }[] = []) {
+async function say(client: NanoClient, sessionId: string, text: string, images: { name: string; data: Uint8Array }[] = [], maxNewTokens = 16) {
   const ids: number[] = [];
-  for await (const ev of client.turn(sessionId, text, { maxNewTokens: 16 }, undefined, undefined, images)) {
+  for await (const ev of client.turn(sessionId, text, { maxNewTokens, minNewTokens: maxNewTokens }, undefined, undefined, images)) {
     if (ev.kind?.$case === "text") ids.push(...ev.kind.text.tokenIds);
     if (ev.kind?.$case === "end") return { ids, stats: ev.kind.end.stats! };
     // A failed turn ends with an error event (or, from older daemons, the stream's status).
@@ -77,6 +78,22 @@ describe("image chat", () => {
     } finally {
       await twin.stop();
     }
+  });
+
+  it("the template places the image: llava-v1 puts a newline after it, chat-ml nothing", async () => {
+    const used = async (template: string, images: { name: string; data: Uint8Array }[]) => {
+      const s = await d.client.createSession({ chatTemplate: template, systemPrompt: "" });
+      await say(d.client, s.sessionId, "What is this?", images, 1);
+      return (await d.client.getSession(s.sessionId)).contextUsed;
+    };
+    const shown = async (template: string) => (await used(template, [pngA])) - (await used(template, []));
+    assert.equal(await shown("chat-ml"), 16, "the image's 16 positions");
+    // The newline is template text after other tokens, tokenized as the engine does such glue.
+    const host = (await (d.daemon as RunningDaemon).state.models.list())[0]!;
+    const lead = { kind: "tokens" as const, ids: [0], text: "" };
+    const newline = host.tokenize([lead, { kind: "control", text: "\n" }]).length - host.tokenize([lead]).length;
+    assert.ok(newline >= 1);
+    assert.equal(await shown("llava-v1"), 16 + newline, "the image and the newline after it");
   });
 
   it("bad bytes, WebP, too many images: one sentence each, and the daemon keeps serving", async () => {
