@@ -95,6 +95,7 @@ describe("images through the OpenAI API (official openai client)", () => {
     await assert.rejects(ask([imagePart(`data:image/webp;base64,${webpBytes().toString("base64")}`)]), oneSentenceMatching(/WebP.*convert it to PNG or JPEG/));
     await assert.rejects(ask([imagePart(`data:image/png;base64,${Buffer.from("not an image").toString("base64")}`)]), oneSentenceMatching(/could not be (read|decoded)/));
     await assert.rejects(ask(Array.from({ length: 9 }, () => imagePart(dataUrl(pngA)))), oneSentenceMatching(/9 images, more than the limit of 8/));
+    await assert.rejects(ask([imagePart(`data:image/png;base64,${Buffer.alloc(10 * 1024 * 1024 + 1, 7).toString("base64")}`)]), oneSentenceMatching(/is 10485761 bytes, more than the limit of 10485760; send a smaller file/));
     await assert.rejects(ask([{ type: "input_audio", input_audio: { data: "", format: "wav" } }]), oneSentenceMatching(/"input_audio" content part/));
     const ok = await ask([{ type: "text", text: "Still there?" }]);
     assert.ok(ok.choices[0]!.message.content!.length > 0);
