@@ -2,7 +2,7 @@ import { fail, type FunctionDecl } from "@nanollm/shared";
 import type { ModelHost } from "../engine/ModelHost.js";
 import type { Segment } from "../engine/types.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
-import type { ImageStore } from "../sessions/ImageStore.js";
+import type { ImageBytes } from "../sessions/Journal.js";
 import { checkImages, checkText } from "../sessions/limits.js";
 import { readImages, type ImageInput } from "../sessions/readImages.js";
 import type { Caller, HistoryMessage } from "../sessions/Session.js";
@@ -96,7 +96,7 @@ export async function toConversation(
   messages: readonly WireMessage[],
   stateless: StatelessSessions,
   who: Caller,
-  store?: ImageStore,
+  store?: ImageBytes,
 ): Promise<Conversation> {
   messages.forEach((m, i) => checkText(`Message ${i}`, m.content));
   const images = new Map<WireMessage, HistoryMessage["images"]>();

@@ -4,7 +4,7 @@ import { fail, StopReason, type GenerationParams } from "@nanollm/shared";
 import type { Identity } from "../auth/Identity.js";
 import type { DaemonState } from "../rpc/handlers.js";
 import { runTurn, type TurnResult, type TurnSink } from "../sessions/runTurn.js";
-import type { ImageStore } from "../sessions/ImageStore.js";
+import type { ImageBytes } from "../sessions/Journal.js";
 import type { Conversation, StatelessSessions } from "../sessions/StatelessSessions.js";
 import { replyKey } from "./conversation.js";
 
@@ -77,7 +77,7 @@ export function requestSignal(reply: FastifyReply, shutdown: AbortSignal): Abort
 }
 
 /** Where a request's images are stored: the journal's store when the client pinned a session (its images must survive a restart), nowhere otherwise (a stateless client resends them). */
-export function imageStoreFor(api: HttpApi, req: FastifyRequest): ImageStore | undefined {
+export function imageStoreFor(api: HttpApi, req: FastifyRequest): ImageBytes | undefined {
   return pinnedSession(req) === undefined ? undefined : api.state.sessions.images;
 }
 

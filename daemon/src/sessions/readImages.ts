@@ -1,7 +1,7 @@
 import { fail } from "@nanollm/shared";
 import { storedImage, type StoredImage } from "../engine/Images.js";
 import type { ModelHost } from "../engine/ModelHost.js";
-import type { ImageStore } from "./ImageStore.js";
+import type { ImageBytes } from "./Journal.js";
 
 /** An image as a client sends it: the file's bytes and a name to show (never a path the daemon reads). */
 export interface ImageInput {
@@ -14,7 +14,7 @@ export interface ImageInput {
  * without a projector refuses any) and stored by hash in `store` when the session is journaled.
  * Every API's images come through here, so each refusal is the same sentence whatever the client.
  */
-export async function readImages(host: ModelHost, images: readonly ImageInput[], store: ImageStore | undefined): Promise<StoredImage[]> {
+export async function readImages(host: ModelHost, images: readonly ImageInput[], store: ImageBytes | undefined): Promise<StoredImage[]> {
   const reader = host.images;
   if (!reader) throw fail.precondition(`The model ${host.facts.name} takes no images (no projector is loaded); start the daemon with --mmproj FILE, or send text only.`);
   const out: StoredImage[] = [];
