@@ -13,7 +13,7 @@ import { after, before, describe, it } from "node:test";
 import type { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import type { RunningDaemon } from "@nanollm/daemon";
 import { inProcessDaemon, type TestDaemon } from "./helpers/daemon.js";
-import { tempDir, tinyMmproj, tinyModel } from "./helpers/fixtures.js";
+import { tempDir, tinyIdefics3Mmproj, tinyIdefics3Model, tinyMmproj, tinyModel } from "./helpers/fixtures.js";
 import { checkerboard, gradient, makePng } from "./helpers/images.js";
 import { replayImagesTurn } from "./helpers/replay.js";
 
@@ -126,6 +126,21 @@ describe("the context wraps past image turns", () => {
       assert.ok(info.wrappedMessages > 0 && info.history.slice(info.wrappedMessages).some((m) => m.images.length > 0), "images before and after the window's start");
       await assertNextMatchesReplay(d, s.sessionId, "And this one?");
       await assertNextMatchesReplay(d, s.sessionId, "Compare them.");
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+describe("a SmolVLM-style model (an image in tiles and an overview) on the smolvlm template", () => {
+  it("the turn after the image evaluates only its text and equals a replay", async () => {
+    const d = await inProcessDaemon(tinyIdefics3Model(), { parallel: 2, ctx: 1024, daemon: { mmproj: tinyIdefics3Mmproj() } });
+    try {
+      const s = await d.client.createSession({ chatTemplate: "smolvlm" });
+      await say(d.client, s.sessionId, "What is this?", [{ name: "big.png", data: makePng(128, 128, gradient) }]);
+      const used = (await d.client.getSession(s.sessionId)).contextUsed;
+      const next = await assertNextMatchesReplay(d, s.sessionId, "And then?");
+      assert.equal(next.stats.reusedTokens, used, "every tile came from the cache");
     } finally {
       await d.stop();
     }
