@@ -121,6 +121,16 @@ describe("conversion of a model's own Jinja template", () => {
     assert.equal(templateFromJinja(CHATML_JINJA, "jinja")?.image, undefined, "a text template shows no image");
   });
 
+  it("converts a template that reads only content parts (as many vision models' do)", () => {
+    const PARTS_ONLY =
+      "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    const t = templateFromJinja(PARTS_ONLY, "jinja");
+    assert.ok(t, "converted");
+    assert.equal(t.image, "${IMAGE}");
+    const parts = convo.map((m) => ({ role: m.role === "bot" ? "assistant" : m.role, content: [{ type: "text", text: m.text }] }));
+    assert.equal(renderToString(t, convo), new Template(PARTS_ONLY).render({ messages: parts, add_generation_prompt: true }));
+  });
+
   it("finds the default system prompt a template injects", () => {
     assert.equal(templateFromJinja(QWEN_JINJA, "jinja")?.system_prompt, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
   });

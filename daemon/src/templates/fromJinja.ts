@@ -25,12 +25,19 @@ export function templateFromJinja(jinja: string, name: string, eosText = ""): Ch
   } catch {
     return undefined;
   }
-  const run = (messages: JinjaMessage[]): string | undefined => {
+  const render = (messages: JinjaMessage[]): string | undefined => {
     try {
       return template.render({ messages, add_generation_prompt: true, bos_token: "", eos_token: eosText });
     } catch {
       return undefined;
     }
+  };
+  // Vision models' templates often read only content parts ([{type: "text", text}]), not strings:
+  // a rendering that loses a message's text is tried again with its texts as parts.
+  const run = (messages: JinjaMessage[]): string | undefined => {
+    const plain = render(messages);
+    if (plain !== undefined && messages.every((m) => typeof m.content !== "string" || plain.includes(m.content))) return plain;
+    return render(messages.map((m) => (typeof m.content === "string" ? { ...m, content: [{ type: "text", text: m.content }] } : m)));
   };
   const a = run([{ role: "user", content: U1 }]);
   const b = run([
