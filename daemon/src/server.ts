@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { setMaxListeners } from "node:events";
 import { logVerbosity, Server, setLogVerbosity } from "@grpc/grpc-js";
-import { ChatServiceService, fail, formatAddress, ModelServiceService, parseAddress, readEnv, SessionServiceService } from "@nanollm/shared";
+import { ChatServiceService, fail, formatAddress, ModelServiceService, parseAddress, parseBytes, parseKeepAlive, readEnv, SessionServiceService } from "@nanollm/shared";
 import { Authenticator } from "./auth/authenticate.js";
 import { checkExposure, serverCredentials, type TlsFiles } from "./auth/exposure.js";
 import { guard } from "./auth/guard.js";
@@ -18,10 +18,11 @@ import { listen } from "./listener.js";
 import { startEngine } from "./engine/ModelHost.js";
 import type { GpuChoice, KvCacheType } from "./engine/types.js";
 import { ModelRegistry } from "./models/ModelRegistry.js";
+import { defaultBudget } from "./models/defaultBudget.js";
 import { chatHandler } from "./rpc/chatHandler.js";
 import { tolerant } from "./rpc/malformed.js";
 import { modelHandlers, sessionHandlers, type DaemonState } from "./rpc/handlers.js";
-import { SessionJournal } from "./sessions/SessionJournal.js";
+import { SessionJournal, type SessionRecord } from "./sessions/SessionJournal.js";
 import { SessionStore } from "./sessions/SessionStore.js";
 import type { Journal } from "./sessions/Journal.js";
 import { PgJournal } from "./sessions/postgres/PgJournal.js";
@@ -72,8 +73,12 @@ export interface DaemonOptions {
   advertise?: boolean;
   /** Put the user's text in the per-turn log lines. */
   logText?: boolean;
-  /** Where models named by clients are looked up as NAME.gguf. */
+  /** Where models named by clients are looked up as NAME.gguf (the catalogue `nanollm models` lists). */
   modelsDir?: string;
+  /** Bytes loaded models may take together (default: the machine's memory less a margin). */
+  memoryBudget?: number;
+  /** How long an idle model stays loaded, in ms: -1 forever, 0 unloaded after each turn (default NANOLLM_KEEP_ALIVE, 5 min). */
+  keepAliveMs?: number;
   /** Sessions one owner may keep (default: NANOLLM_MAX_SESSIONS_PER_OWNER, else maxSessions). */
   maxSessionsPerOwner?: number;
   /** How long a Chat stream may stay unread before its turns are cancelled (default: NANOLLM_WRITE_TIMEOUT_MS, 30 s). */
@@ -137,16 +142,30 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     : opts.dataDir
       ? new SessionJournal(opts.dataDir, log)
       : undefined;
-  const models = new ModelRegistry(engine, opts.modelsDir);
+  const maxSessions = opts.maxSessions ?? env.maxSessions;
+  const perOwner = opts.maxSessionsPerOwner ?? env.maxSessionsPerOwner ?? maxSessions;
+  const sessions = new SessionStore(new TemplateRegistry(), journal, maxSessions, opts.dataDir, () => perOwner, log);
+  const models = new ModelRegistry(engine, opts.modelsDir, {
+    memoryBudget: opts.memoryBudget ?? (env.memoryBudget ? parseBytes(env.memoryBudget, "a memory budget (NANOLLM_MEMORY_BUDGET)") : defaultBudget(info.backend, log)),
+    budgetGiven: opts.memoryBudget !== undefined || env.memoryBudget !== undefined,
+    keepAliveMs: opts.keepAliveMs ?? parseKeepAlive(env.keepAlive),
+    // Listing a session renders its prompt, which needs the tokenizer: render each while it is there.
+    beforeUnload: (host) => {
+      for (const s of sessions.all()) {
+        try {
+          if (s.host === host) s.contextUsed();
+        } catch {
+          // A session that cannot be rendered is left out of listings with its reason then.
+        }
+      }
+    },
+  });
   const defaultHost = await models.loadDefault(opts.modelPath, opts.mmproj).catch(async (err: unknown) => {
     await journal?.close();
     throw err;
   });
-  const maxSessions = opts.maxSessions ?? env.maxSessions;
-  const perOwner = opts.maxSessionsPerOwner ?? env.maxSessionsPerOwner ?? maxSessions;
-  const sessions = new SessionStore(new TemplateRegistry(), journal, maxSessions, opts.dataDir, () => perOwner, log);
   sessions.hostFor = (file, load) => hostFor(models, file, load);
-  if (journal instanceof SessionJournal) restoreSessions(journal, sessions, defaultHost, log);
+  if (journal instanceof SessionJournal) await restoreSessions(journal, sessions, models, defaultHost, log);
   if (journal instanceof PgJournal) log(`sessions are kept in ${journal.where} (shared; leases as ${journal.leases.holder}, ${journal.leases.ttlMs / 1000} s)`);
   const metrics = new Metrics(sessions);
   const state: DaemonState = {
@@ -258,30 +277,53 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
 }
 
 /**
- * Restores the journaled sessions of the default model; others stay on disk for their model. A
+ * Restores the journaled sessions: the default model's, and those of other models whose files are
+ * still there (each loaded for it, within the memory budget; keep-alive unloads it later). A
  * record that fails the checks a request would (settings, template, functions, token ids) is
  * quarantined with a log line; the other sessions load.
  */
-function restoreSessions(journal: SessionJournal, sessions: SessionStore, host: ModelHost, log: (line: string) => void): void {
+async function restoreSessions(journal: SessionJournal, sessions: SessionStore, models: ModelRegistry, defaultHost: ModelHost, log: (line: string) => void): Promise<void> {
   const records = journal.loadAll();
-  const mine = records.filter((r) => r.modelFile === host.facts.file);
+  const byFile = new Map<string, SessionRecord[]>();
+  for (const r of records) {
+    const list = byFile.get(r.modelFile) ?? [];
+    list.push(r);
+    byFile.set(r.modelFile, list);
+  }
   let restored = 0;
-  for (const record of mine) {
-    try {
-      sessions.restore(record, host);
-      restored++;
-    } catch (err) {
-      journal.quarantine(record.id, err instanceof Error ? err.message : String(err));
+  let left = 0;
+  for (const [file, mine] of byFile) {
+    let host = file === defaultHost.facts.file ? defaultHost : undefined;
+    if (!host && fs.existsSync(file)) {
+      host = await models.get(file, true).catch((err: Error) => {
+        log(`could not load ${file} for its ${plural(mine.length, "session")} (${err.message}); they stay on disk`);
+        return undefined;
+      });
+    }
+    if (!host) {
+      left += mine.length;
+      continue;
+    }
+    for (const record of mine) {
+      try {
+        sessions.restore(record, host);
+        restored++;
+      } catch (err) {
+        journal.quarantine(record.id, err instanceof Error ? err.message : String(err));
+      }
     }
   }
-  const others = records.length - mine.length;
-  if (records.length > 0) log(`restored ${plural(restored, "session")} from ${journal.dir}${others ? ` (${others} for other models left on disk)` : ""}`);
+  if (records.length > 0) log(`restored ${plural(restored, "session")} from ${journal.dir}${left ? ` (${left} for models not found left on disk)` : ""}`);
 }
 
-/** The loaded model a journaled session runs on: by file, else by name (another machine's path); loaded from the models folder when `load`. */
+/**
+ * The model a journaled session runs on: by file, else by name (another machine's path). Listing
+ * (`load` false) takes only a loaded one; otherwise a known one (loaded again by the session's
+ * next turn) or one loaded from the models folder.
+ */
 async function hostFor(models: ModelRegistry, file: string, load: boolean): Promise<ModelHost | undefined> {
   const name = path.basename(file).replace(/\.gguf$/i, "");
-  const loaded = await models.list();
+  const loaded = load ? models.list() : models.listLoaded();
   const host = loaded.find((h) => h.facts.file === file) ?? loaded.find((h) => h.facts.name === name);
   return host ?? (load ? models.get(name) : undefined);
 }

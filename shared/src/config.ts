@@ -104,6 +104,17 @@ export interface EnvConfig {
   storeRetryMs: number;
   /** NANOLLM_DRAIN_GRACE: seconds running turns get to end after SIGTERM before they are cancelled (default 30). */
   drainGrace: number;
+  /**
+   * NANOLLM_MEMORY_BUDGET: bytes the loaded models may take together, e.g. 8G (default: the
+   * machine's memory less a margin, see defaultMemoryBudget); past it, idle models are unloaded.
+   */
+  memoryBudget: string | undefined;
+  /** NANOLLM_HF_ENDPOINT (or HF_ENDPOINT): the Hugging Face hub `pull` fetches hf: models from (default https://huggingface.co). */
+  hfEndpoint: string;
+  /** HF_TOKEN: a Hugging Face token, for gated models (default none). */
+  hfToken: string | undefined;
+  /** NANOLLM_KEEP_ALIVE: how long an idle model stays loaded: 5m, 30s; 0 unloads after each turn; -1 never (default 5m). */
+  keepAlive: string;
 }
 
 /** Reads the environment once; flags override these values. */
@@ -140,7 +151,19 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     leaseTtlMs: positiveInt(env.NANOLLM_LEASE_TTL_MS) ?? 15_000,
     storeRetryMs: positiveInt(env.NANOLLM_STORE_RETRY_MS) ?? 10_000,
     drainGrace: nonNegativeNumber(env.NANOLLM_DRAIN_GRACE) ?? 30,
+    memoryBudget: env.NANOLLM_MEMORY_BUDGET || undefined,
+    keepAlive: env.NANOLLM_KEEP_ALIVE || "5m",
+    hfEndpoint: env.NANOLLM_HF_ENDPOINT || env.HF_ENDPOINT || "https://huggingface.co",
+    hfToken: env.HF_TOKEN || undefined,
   };
+}
+
+/**
+ * The memory budget when none is given: the machine's memory less what the system and other
+ * programs need (a quarter of it, at most 4 GiB).
+ */
+export function defaultMemoryBudget(total = os.totalmem()): number {
+  return total - Math.min(total / 4, 4 * 2 ** 30);
 }
 
 /** What a client config file may set; relative paths in it are relative to the file. */

@@ -10,3 +10,4 @@ export * from "./gen/nanollm/v1/models.js";
 export { type DeepPartial, type MessageFns, protobufPackage, protobufFileName } from "./gen/nanollm/v1/common.js";
 export * from "./settings.js";
 export * from "./ready.js";
+export * from "./quantities.js";

@@ -11,6 +11,9 @@ import {
   type FunctionCall,
   type FunctionDecl,
   type GenerationParams,
+  type ListLocalModelsResponse,
+  type LoadModelEvent,
+  type LoadModelRequest,
   type ModelInfo,
   type ServerInfo,
   type SessionInfo,
@@ -97,6 +100,27 @@ export class NanoClient {
 
   async listModels(): Promise<ModelInfo[]> {
     return (await this.unary((cb: Callback<{ models: ModelInfo[] }>) => this.models.listModels({}, this.meta(), this.opts(), cb))).models;
+  }
+
+  /** The daemon's models folder (and loaded models from elsewhere), with the memory budget. */
+  listLocalModels(): Promise<ListLocalModelsResponse> {
+    return this.unary((cb: Callback<ListLocalModelsResponse>) => this.models.listLocalModels({}, this.meta(), this.opts(), cb));
+  }
+
+  /** Loads a model by name, yielding its progress; the last event holds the loaded model. */
+  async *loadModel(req: Partial<LoadModelRequest> & { name: string }): AsyncGenerator<LoadModelEvent> {
+    const call = this.models.loadModel({ ctx: 0, parallel: 0, kvCacheType: "", ...req }, this.meta(), { deadline: Date.now() + 30 * 60_000 });
+    try {
+      for await (const event of call as AsyncIterable<LoadModelEvent>) yield event;
+    } catch (err) {
+      throw toClientError(err, this.host);
+    } finally {
+      call.cancel();
+    }
+  }
+
+  async unloadModel(name: string): Promise<void> {
+    await this.unary((cb: Callback<object>) => this.models.unloadModel({ name }, this.meta(), this.opts(), cb));
   }
 
   async listTemplates(): Promise<TemplateInfo[]> {

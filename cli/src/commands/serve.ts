@@ -1,7 +1,7 @@
 import path from "node:path";
-import { Command } from "commander";
+import { Command, InvalidArgumentError } from "commander";
 import { loadDaemon } from "./loadDaemon.js";
-import { DEFAULT_HTTP, DEFAULT_LISTEN, DEFAULT_MODEL_URI, readEnv, readyLine } from "@nanollm/shared";
+import { DEFAULT_HTTP, DEFAULT_LISTEN, DEFAULT_MODEL_URI, NanoError, parseBytes, parseKeepAlive, readEnv, readyLine } from "@nanollm/shared";
 import { choiceArg, intArg, numArg } from "./options.js";
 
 const GPUS = ["auto", "cpu", "cuda", "vulkan", "metal"] as const;
@@ -22,6 +22,9 @@ export function serveCommand(): Command {
     .option("--kv-cache-type <type>", `KV cache element type: ${KV_TYPES.join("|")} (env NANOLLM_KV_CACHE_TYPE)`, choiceArg(KV_TYPES), env.kvCacheType as (typeof KV_TYPES)[number])
     .option("--data-dir <dir>", "where sessions are journaled and restored from (unless --store), KV caches parked and tokens kept (env NANOLLM_DATA_DIR)", env.dataDir)
     .option("--mmproj <file>", "the model's image projector (env NANOLLM_MMPROJ; default: an mmproj*.gguf beside the model; none: no images)", env.mmproj)
+    .option("--models-dir <dir>", "the models folder: what `nanollm models` lists and `load` takes by name, and where `pull` writes (env NANOLLM_MODELS_DIR)", env.modelsDir)
+    .option("--memory-budget <bytes>", "memory the loaded models may take together, e.g. 8G or 512M; past it the least recently used idle model is unloaded (env NANOLLM_MEMORY_BUDGET; default: the machine's memory less a quarter, at most 4 GiB less; on CUDA the GPU's memory less a tenth)", asArg((v) => parseBytes(v, "a memory budget")))
+    .option("--keep-alive <duration>", "how long an idle model stays loaded: 5m, 30s, 1h; 0 unloads it after each turn, -1 never (env NANOLLM_KEEP_ALIVE; default 5m)", asArg(parseKeepAlive), parseKeepAlive(env.keepAlive))
     .option("--ephemeral", "keep sessions in memory only (nothing written, nothing restored)")
     .option("--store <postgres://user@host:port/db>", "keep sessions in PostgreSQL, shared with every daemon that names the same database (env NANOLLM_STORE; default: files under --data-dir)", env.store)
     .option("--drain-grace <seconds>", "on SIGTERM, how long running turns may take to end before they are cancelled (env NANOLLM_DRAIN_GRACE)", numArg(0, 86_400), env.drainGrace)
@@ -36,7 +39,7 @@ export function serveCommand(): Command {
     .action(async (opts: ServeFlags) => {
       // The daemon (and node-llama-cpp) load only for `serve`, so `chat` starts fast.
       const { startDaemon, resolveModel } = await loadDaemon("serve");
-      const modelPath = await resolveModel(opts.model ?? DEFAULT_MODEL_URI, env.modelsDir, { connectTimeoutMs: env.connectTimeoutMs, offlineHint: "when offline, pass --model PATH.gguf with a model file you have." });
+      const modelPath = await resolveModel(opts.model ?? DEFAULT_MODEL_URI, opts.modelsDir, { connectTimeoutMs: env.connectTimeoutMs, offlineHint: "when offline, pass --model PATH.gguf with a model file you have." });
       // The default address is a convenience: if it is taken, the daemon serves gRPC alone and says so.
       const http = opts.http === "off" ? undefined : { listen: opts.http ?? DEFAULT_HTTP, required: opts.http !== undefined };
       const daemon = await startDaemon({
@@ -44,11 +47,12 @@ export function serveCommand(): Command {
         http,
         listen: opts.listen || DEFAULT_LISTEN,
         modelPath,
+        keepAliveMs: opts.keepAlive,
         dataDir: opts.ephemeral ? undefined : opts.dataDir,
         // Tokens outlive --ephemeral: they are the daemon's configuration, not its sessions.
         tokensFile: path.join(opts.dataDir, "tokens.json"),
         tls: { cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.tlsClientCa },
-        modelsDir: env.modelsDir,
+        modelsDir: opts.modelsDir,
         maxSessions: env.maxSessions,
       });
       // The log is for people (stderr); scripts and tests wait for this line (see waitForReady).
@@ -97,4 +101,18 @@ interface ServeFlags {
   metrics?: string;
   advertise?: boolean;
   logText?: boolean;
+  modelsDir: string;
+  memoryBudget?: number;
+  keepAlive: number;
+}
+
+/** A commander parser from a parser that throws NanoError. */
+function asArg<T>(parse: (value: string) => T) {
+  return (value: string): T => {
+    try {
+      return parse(value);
+    } catch (err) {
+      throw new InvalidArgumentError(err instanceof NanoError ? err.message : String(err));
+    }
+  };
 }

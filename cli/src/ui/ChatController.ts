@@ -144,6 +144,10 @@ export class ChatController implements CommandContext {
           case "wrapped":
             this.info(`the conversation outgrew the context: the oldest ${plural(kind.wrapped.droppedMessages, "message")} (${plural(kind.wrapped.droppedTokens, "token")}) are no longer seen by the model`);
             break;
+          case "loading":
+            // Said once as the load starts: the model was unloaded while idle.
+            if (kind.loading.progress === 0) this.info(`loading ${kind.loading.model} again (it was unloaded while idle)…`);
+            break;
           case "end":
             ended = true;
             if (kind.end.session) this.dispatch({ type: "session", session: kind.end.session });

@@ -38,6 +38,11 @@ export async function findModel(hosts: ModelHost[], name: string): Promise<Model
   const bare = name.replace(/:latest$/, "");
   const host = hosts.find((h) => h.facts.name === bare);
   if (!host) throw fail.notFound(`No model named "${name}" is loaded; use one of ${hosts.map((h) => h.facts.name).join(", ")} (GET /v1/models or /api/tags lists them).`);
+  // A model unloaded while idle loads again (its keep-alive starts over).
+  if (!host.loaded) {
+    await host.begin();
+    host.end();
+  }
   return host;
 }
 

@@ -19,7 +19,7 @@ export function ollamaRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: numb
   app.get("/api/version", async () => ({ version: VERSION }));
   app.get("/api/tags", async () => ({ models: (await hosts()).map((h) => ({ ...describe(h), modified_at: new Date(api.state.startedAt).toISOString() })) }));
   app.get("/api/ps", async () => ({
-    models: (await hosts()).map((h) => ({ ...describe(h), expires_at: new Date(Date.now() + 365 * 86_400_000).toISOString(), size_vram: 0, context_length: h.facts.contextSize })),
+    models: (await hosts()).filter((h) => h.loaded).map((h) => ({ ...describe(h), expires_at: new Date(api.state.models.unloadsAt(h) ?? Date.now() + 365 * 86_400_000).toISOString(), size_vram: 0, context_length: h.facts.contextSize })),
   }));
   app.post("/api/show", { schema: { body: showSchema } }, async (req) => {
     const body = req.body as { model?: string; name?: string };

@@ -90,6 +90,7 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
         const result = await runTurn(session, { turnId, text: turn.text, params: turn.params, images: turn.images ?? [], signal }, {
           text: (text, tokenIds) => write({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
           wrapped: (info) => write({ ...base, kind: { $case: "wrapped", wrapped: info } }),
+          loading: (model, progress) => write({ ...base, kind: { $case: "loading", loading: { model, progress } } }),
           functionCall: (fc) => write({ ...base, kind: { $case: "functionCall", functionCall: fc } }),
           functionResult: (r) => write({ ...base, kind: { $case: "functionResult", functionResult: { callId: r.callId, result: r.result, isError: r.isError } } }),
           clientResult: (callId, name) => clientResult(callId, name, signal),

@@ -71,7 +71,13 @@ export function templateInfo(t: ChatTemplate): TemplateInfo {
   return { name: t.name, hasSystem: t.system !== undefined, toolCalls: t.tool_call !== undefined, stop: t.stop ?? [] };
 }
 
-export function modelInfo(h: ModelHost, templates: TemplateRegistry): ModelInfo {
+/** How a loaded model is used now: its sessions, and when keep-alive unloads it. */
+export interface ModelUse {
+  sessions: number;
+  unloadsAt: number | undefined;
+}
+
+export function modelInfo(h: ModelHost, templates: TemplateRegistry, use: ModelUse = { sessions: 0, unloadsAt: undefined }): ModelInfo {
   const f = h.facts;
   const choice = chooseTemplate(f, templates);
   return {
@@ -88,5 +94,10 @@ export function modelInfo(h: ModelHost, templates: TemplateRegistry): ModelInfo 
     defaultTemplateReason: choice.reason,
     images: f.mmproj !== undefined,
     mmproj: f.mmproj ?? "",
+    memoryBytes: h.memoryBytes,
+    sessionCount: use.sessions,
+    busy: h.turns > 0,
+    idleMs: h.turns > 0 ? 0 : Date.now() - h.lastUsed,
+    unloadsAtMs: use.unloadsAt ?? 0,
   };
 }

@@ -15,6 +15,8 @@ import type { Held } from "./Journal.js";
 export interface TurnSink extends CallSink {
   text(text: string, tokenIds: number[]): Promise<void>;
   wrapped(info: { droppedMessages: number; droppedTokens: number; keptMessages: number }): Promise<void>;
+  /** The session's model is loading again before the turn runs (`fraction` of it read). */
+  loading?(model: string, fraction: number): Promise<void>;
 }
 
 export interface TurnResult {
@@ -32,14 +34,18 @@ export interface TurnResult {
 export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink): Promise<TurnResult> {
   if (session.running) throw fail.precondition(`Session ${session.id} already has a turn running; wait for it to end or cancel it.`);
   session.running = { turnId: turn.turnId };
+  const host = session.host;
   let held: Held | undefined;
   try {
+    // An unloaded model (idle, or for memory) loads again first; the client hears its progress.
+    await host.begin((fraction) => void sink.loading?.(host.facts.name, fraction));
     // A shared journal's lease: no other daemon generates in the session until it is released.
     held = await session.hold(turn.signal);
     return await generateTurn(session, held.lost ? { ...turn, signal: AbortSignal.any([turn.signal, held.lost]) } : turn, sink);
   } finally {
     await held?.release();
     session.running = undefined;
+    host.end();
   }
 }
 
