@@ -71,6 +71,7 @@ function tapped(client: NanoClient, arrivals: { t: number; tokens: number; end?:
     truncateSession: (id, k) => client.truncateSession(id, k),
     deleteSession: (id) => client.deleteSession(id),
     listTemplates: () => client.listTemplates(),
+    listLocalModels: () => client.listLocalModels(),
     async *turn(...a: Parameters<NanoClient["turn"]>): AsyncGenerator<ChatEvent> {
       for await (const ev of client.turn(...a)) {
         if (ev.kind?.$case === "text") arrivals.push({ t: performance.now(), tokens: ev.kind.text.tokenIds.length });

@@ -3,5 +3,5 @@ import type { NanoClient } from "../client/NanoClient.js";
 /** The part of the gRPC client the chat screen uses (tests hand in a scripted fake). */
 export type ChatClient = Pick<
   NanoClient,
-  "host" | "turn" | "createSession" | "getSession" | "listSessions" | "resetSession" | "updateSession" | "truncateSession" | "deleteSession" | "listTemplates"
+  "host" | "turn" | "createSession" | "getSession" | "listSessions" | "resetSession" | "updateSession" | "truncateSession" | "deleteSession" | "listTemplates" | "listLocalModels"
 >;

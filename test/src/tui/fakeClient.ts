@@ -1,4 +1,4 @@
-import { NanoError, FunctionCall, Message, Role, SessionInfo, StopReason, TemplateInfo, TurnStats, type ChatEvent, type GenerationParams } from "@nanollm/shared";
+import { NanoError, FunctionCall, LocalModel, Message, Role, SessionInfo, StopReason, TemplateInfo, TurnStats, type ChatEvent, type CreateSessionRequest, type GenerationParams, type ListLocalModelsResponse } from "@nanollm/shared";
 import type { ChatClient } from "nanollm/dist/ui/ChatClient.js";
 
 /** What one scripted turn yields: text deltas, function calls, then (unless cancelled) its end. */
@@ -62,11 +62,20 @@ export class FakeClient implements ChatClient {
     yield { ...base, kind: { $case: "end", end: { stopReason: stop, stats, reply, session: this.info() } } };
   }
 
-  async createSession(): Promise<SessionInfo> {
+  /** The CreateSession requests, as sent. */
+  readonly creates: Partial<CreateSessionRequest>[] = [];
+  async createSession(req: Partial<CreateSessionRequest> = {}): Promise<SessionInfo> {
     this.calls.push("createSession");
-    this.history = [];
-    this.session = { ...this.session, sessionId: "0e770000-0000-4000-8000-000000000002" };
+    this.creates.push(req);
+    // Like the daemon: a given history starts the session (its bot token ids dropped for another model).
+    this.history = (req.history ?? []).map((m) => Message.fromPartial({ role: m.role, text: m.text }));
+    this.session = { ...this.session, sessionId: "0e770000-0000-4000-8000-000000000002", model: req.model || this.session.model };
     return this.info();
+  }
+  /** The daemon's models folder, as ListLocalModels answers. */
+  models = ["tiny", "other"];
+  async listLocalModels(): Promise<ListLocalModelsResponse> {
+    return { models: this.models.map((name) => LocalModel.fromPartial({ name, architecture: "llama", quantization: "Q8_0" })), memoryBudgetBytes: 0, memoryUsedBytes: 0, modelsDir: "/models" };
   }
   /** GetSession calls with the history (what /undo, /retry and each turn's end should not need). */
   historyFetches = 0;
