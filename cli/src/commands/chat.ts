@@ -28,7 +28,7 @@ const INTERRUPTED = 130;
 
 export function chatCommand(): Command {
   return connectionOptions(new Command("chat").description("chat with the daemon: an interactive TUI, or one turn per --prompt (or piped stdin)"))
-    .option("-m, --model <name|path>", "model for the session (default: the daemon's)")
+    .option("-m, --model <name|path>", "model for the session: a name from `nanollm models` (loaded if it is not), or a .gguf path on the daemon's host (default: the daemon's)")
     .option("--chat-template <name|file.json>", "chat template name, or a JSON file (read here and sent)")
     .option("--system-prompt <text|@file>", "system prompt, or @FILE for a file's text")
     .option("--prompt <text|@file>", "a user turn, or @FILE for a file's text (repeat for several); runs without the TUI", (v: string, acc: string[]) => [...acc, v], [])

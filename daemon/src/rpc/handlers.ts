@@ -142,10 +142,12 @@ export function modelHandlers(state: DaemonState): ModelServiceServer & UntypedS
         const host = await models.loadByName(req.name, settings, (progress) => {
           // At most a hundred events: whole percents.
           const step = Math.floor(progress * 100);
-          if (step === last) return;
+          if (step === last || call.cancelled) return;
           last = step;
           call.write({ kind: { $case: "progress", progress: { model: req.name, progress } } });
         }, who.admin || who.loopback);
+        // A client that went away mid-load leaves the model loaded (keep-alive unloads it).
+        if (call.cancelled) return;
         call.write({ kind: { $case: "loaded", loaded: describe(host) } });
         call.end();
       })().catch((err: unknown) => call.emit("error", toServiceError(err, log)));
