@@ -6,6 +6,7 @@ import type { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { inProcessDaemon, nanollm, spawnDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel, toolEagerModel } from "./helpers/fixtures.js";
 import { rejectsWith } from "./helpers/assertions.js";
+import { httpBase, postJson } from "./helpers/http.js";
 
 /** A models folder holding alpha (seed 1) and beta (seed 2): two different tiny models. */
 function modelsFolder(): string {
@@ -152,6 +153,26 @@ describe("several models, memory budget and keep-alive", () => {
       assert.ok(again.reused > 0, "its cache was parked at shutdown and loaded back");
     } finally {
       await second.stop();
+    }
+  });
+
+  it("an OpenAI or Ollama request naming a model of the folder loads it", async () => {
+    const request = { model: "beta", messages: [{ role: "user", content: PROMPTS[0] }], max_tokens: 16, temperature: 0 };
+    const content = (r: { json: Record<string, unknown> }) => (r.json.choices as { message: { content: string } }[])[0]!.message.content;
+    const single = await inProcessDaemon(path.join(dir, "beta.gguf"), { http: {}, daemon: { keepAliveMs: -1 } });
+    const want = content(await postJson(`${httpBase(single)}/v1/chat/completions`, request));
+    await single.stop();
+    const d = await inProcessDaemon(path.join(dir, "alpha.gguf"), { http: {}, daemon: { modelsDir: dir, keepAliveMs: -1 } });
+    try {
+      const r = await postJson(`${httpBase(d)}/v1/chat/completions`, request);
+      assert.equal(r.status, 200, r.text);
+      assert.equal(content(r), want);
+      assert.deepEqual(await loadedNames(d.client), ["alpha", "beta"]);
+      const unknown = await postJson(`${httpBase(d)}/api/chat`, { model: "gamma", messages: [{ role: "user", content: "hi" }], stream: false });
+      assert.equal(unknown.status, 404);
+      assert.equal(unknown.json.error, 'No model named "gamma" is loaded; use one of alpha, beta (GET /v1/models or /api/tags lists them).');
+    } finally {
+      await d.stop();
     }
   });
 

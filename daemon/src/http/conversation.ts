@@ -1,6 +1,7 @@
-import { fail, type FunctionDecl } from "@nanollm/shared";
+import { fail, NanoError, type FunctionDecl } from "@nanollm/shared";
 import type { ModelHost } from "../engine/ModelHost.js";
 import type { Segment } from "../engine/types.js";
+import type { ModelRegistry } from "../models/ModelRegistry.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
 import type { ImageBytes } from "../sessions/Journal.js";
 import { checkImages, checkText } from "../sessions/limits.js";
@@ -33,17 +34,22 @@ export interface WireTool {
   parameters: object | undefined;
 }
 
-/** The loaded model of that name (Ollama's ":latest" tag allowed); an unknown name is NOT_FOUND. */
-export async function findModel(hosts: ModelHost[], name: string): Promise<ModelHost> {
+/**
+ * The model of that name (Ollama's ":latest" tag allowed): a known one, loaded again if it was
+ * unloaded, or one of the models folder, loaded; an unknown name is NOT_FOUND. Never a path.
+ */
+export async function findModel(models: ModelRegistry, name: string): Promise<ModelHost> {
   const bare = name.replace(/:latest$/, "");
-  const host = hosts.find((h) => h.facts.name === bare);
-  if (!host) throw fail.notFound(`No model named "${name}" is loaded; use one of ${hosts.map((h) => h.facts.name).join(", ")} (GET /v1/models or /api/tags lists them).`);
-  // A model unloaded while idle loads again (its keep-alive starts over).
-  if (!host.loaded) {
-    await host.begin();
-    host.end();
+  const unknown = () => {
+    const names = new Set([...models.list().map((h) => h.facts.name), ...models.catalogue().map((f) => f.name)]);
+    return fail.notFound(`No model named "${name}" is loaded; use one of ${[...names].join(", ")} (GET /v1/models or /api/tags lists them).`);
+  };
+  if (!bare || /[\\/]/.test(bare) || /\.gguf$/i.test(bare)) throw unknown();
+  try {
+    return await models.get(bare);
+  } catch (err) {
+    throw err instanceof NanoError && err.code === "NOT_FOUND" ? unknown() : err;
   }
-  return host;
 }
 
 /**

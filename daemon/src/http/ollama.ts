@@ -23,7 +23,7 @@ export function ollamaRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: numb
   }));
   app.post("/api/show", { schema: { body: showSchema } }, async (req) => {
     const body = req.body as { model?: string; name?: string };
-    const h = await findModel(await hosts(), (body.model ?? body.name)!);
+    const h = await findModel(api.state.models, (body.model ?? body.name)!);
     const template = templateFor(h, api.state.sessions.templates, false);
     return {
       modelfile: "",
@@ -42,7 +42,7 @@ export function ollamaRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: numb
 
   app.post("/api/chat", { schema: { body: chatSchema } }, async (req, reply) => {
     const body = req.body as ChatBody;
-    const host = await findModel(await hosts(), body.model);
+    const host = await findModel(api.state.models, body.model);
     const messages = body.messages ?? [];
     if (messages.length === 0) return { model: body.model, created_at: new Date().toISOString(), message: { role: "assistant", content: "" }, done_reason: "load", done: true };
     const tools = (body.tools ?? []).map((t) => ({ name: t.function.name, description: t.function.description ?? "", parameters: t.function.parameters }));
@@ -59,7 +59,7 @@ export function ollamaRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: numb
 
   app.post("/api/generate", { schema: { body: generateSchema } }, async (req, reply) => {
     const body = req.body as GenerateBody;
-    const host = await findModel(await hosts(), body.model);
+    const host = await findModel(api.state.models, body.model);
     if (!body.prompt && !body.images?.length) return { model: body.model, created_at: new Date().toISOString(), response: "", done_reason: "load", done: true };
     const template = templateFor(host, api.state.sessions.templates, false, body.raw === true);
     const images = (body.images ?? []).map((b64, j) => base64Image(b64, `images[${j}]`));

@@ -17,11 +17,11 @@ import { finishReason, imageStoreFor, pinnedSession, requestSignal, runHttpTurn,
 export function openaiRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: number): void {
   const model = (h: Conversation["host"]) => ({ id: h.facts.name, object: "model", created: Math.floor(api.state.startedAt / 1000), owned_by: "nanollm" });
   app.get("/v1/models", async () => ({ object: "list", data: (await api.state.models.list()).map(model) }));
-  app.get("/v1/models/:id", async (req) => model(await findModel(await api.state.models.list(), (req.params as { id: string }).id)));
+  app.get("/v1/models/:id", async (req) => model(await findModel(api.state.models, (req.params as { id: string }).id)));
 
   app.post("/v1/chat/completions", { schema: { body: chatCompletionSchema } }, async (req, reply) => {
     const body = req.body as ChatCompletionBody;
-    const host = await findModel(await api.state.models.list(), body.model);
+    const host = await findModel(api.state.models, body.model);
     const tools = body.tool_choice === "none" ? [] : chosenTools(body);
     const template = templateFor(host, api.state.sessions.templates, tools.length > 0);
     const conv = await toConversation(host, template, toolSet(tools), body.messages.map(wireMessage), api.stateless, identityOf(req), imageStoreFor(api, req));
@@ -31,7 +31,7 @@ export function openaiRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: numb
 
   app.post("/v1/completions", { schema: { body: completionSchema } }, async (req, reply) => {
     const body = req.body as CompletionBody;
-    const host = await findModel(await api.state.models.list(), body.model);
+    const host = await findModel(api.state.models, body.model);
     const prompt = typeof body.prompt === "string" ? body.prompt : body.prompt[0]!;
     if (!prompt) throw fail.invalid("The prompt is empty; send some text.");
     const template = templateFor(host, api.state.sessions.templates, false, true);
