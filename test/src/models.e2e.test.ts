@@ -119,9 +119,10 @@ describe("several models, memory budget and keep-alive", () => {
   });
 
   it("keep-alive unloads an idle model (the default one too) and the next turn loads it again, with progress events", async () => {
-    const d = await inProcessDaemon(path.join(dir, "alpha.gguf"), { daemon: { modelsDir: dir, keepAliveMs: 400 } });
+    const d = await inProcessDaemon(path.join(dir, "alpha.gguf"), { daemon: { modelsDir: dir, keepAliveMs: 1000 } });
     try {
       const a = await d.client.createSession({ chatTemplate: "chat-ml" });
+      const a2 = await d.client.createSession({ chatTemplate: "chat-ml" });
       const first = await turnWithLoading(d.client, a.sessionId, PROMPTS[0]!);
       assert.deepEqual(first.loading, [], "a loaded model needs no load");
       assert.ok(Number((await d.client.listModels())[0]!.unloadsAtMs) > Date.now());
@@ -129,10 +130,13 @@ describe("several models, memory budget and keep-alive", () => {
       // The session is still listed, with its context, while its model is unloaded.
       const listed = (await d.client.listSessions()).find((s) => s.sessionId === a.sessionId);
       assert.ok(listed && listed.contextUsed > 0);
-      const second = await turnWithLoading(d.client, a.sessionId, PROMPTS[1]!);
+      // Two sessions' turns arrive together: one load serves both.
+      const [second, other] = await Promise.all([turnWithLoading(d.client, a.sessionId, PROMPTS[1]!), turnWithLoading(d.client, a2.sessionId, PROMPTS[0]!)]);
       assert.equal(second.reply, expected.alpha[1]);
+      assert.equal(other.reply, expected.alpha[0]);
       assert.ok(second.loading.length >= 2 && second.loading[0] === 0 && second.loading.at(-1) === 1, JSON.stringify(second.loading));
       assert.ok(second.reused > 0, "the cache came back from its state file");
+      assert.equal(d.logLines.filter((l) => /^loaded alpha in /.test(l)).length, 2, "loaded at start, and once again");
     } finally {
       await d.stop();
     }
