@@ -168,10 +168,16 @@ describe("several models, memory budget and keep-alive", () => {
     await single.stop();
     const d = await inProcessDaemon(path.join(dir, "alpha.gguf"), { http: {}, daemon: { modelsDir: dir, keepAliveMs: -1 } });
     try {
+      // Ollama's list shows the folder's models before any is loaded.
+      const listed = (await (await fetch(`${httpBase(d)}/api/tags`)).json()) as { models: { name: string; details: { quantization_level: string } }[] };
+      assert.deepEqual(listed.models.map((m) => m.name), ["alpha:latest", "beta:latest"]);
+      assert.notEqual(listed.models[1]!.details.quantization_level, "");
       const r = await postJson(`${httpBase(d)}/v1/chat/completions`, request);
       assert.equal(r.status, 200, r.text);
       assert.equal(content(r), want);
       assert.deepEqual(await loadedNames(d.client), ["alpha", "beta"]);
+      const tags = (await (await fetch(`${httpBase(d)}/api/tags`)).json()) as { models: { name: string; details: { quantization_level: string } }[] };
+      assert.deepEqual(tags.models.map((m) => m.name).sort(), ["alpha:latest", "beta:latest"]);
       const unknown = await postJson(`${httpBase(d)}/api/chat`, { model: "gamma", messages: [{ role: "user", content: "hi" }], stream: false });
       assert.equal(unknown.status, 404);
       assert.equal(unknown.json.error, 'No model named "gamma" is loaded; use one of alpha, beta (GET /v1/models or /api/tags lists them).');

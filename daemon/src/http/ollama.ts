@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
+import fs from "node:fs";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { fail, VERSION, type GenerationParams } from "@nanollm/shared";
 import type { ModelHost } from "../engine/ModelHost.js";
+import type { LocalFile } from "../models/catalogue.js";
 import type { TurnResult } from "../sessions/runTurn.js";
 import type { Conversation } from "../sessions/StatelessSessions.js";
 import { identityOf } from "./auth.js";
@@ -17,7 +19,17 @@ import { finishReason, imageStoreFor, pinnedSession, requestSignal, runHttpTurn,
 export function ollamaRoutes(app: FastifyInstance, api: HttpApi, bodyBytes: number): void {
   const hosts = () => api.state.models.list();
   app.get("/api/version", async () => ({ version: VERSION }));
-  app.get("/api/tags", async () => ({ models: (await hosts()).map((h) => ({ ...describe(h), modified_at: new Date(api.state.startedAt).toISOString() })) }));
+  app.get("/api/tags", async () => {
+    const known = await hosts();
+    // The models folder's files too, as `ollama list` shows what can be run; naming one loads it.
+    const files = api.state.models.catalogue().filter((f) => !known.some((h) => h.facts.file === f.file));
+    return {
+      models: [
+        ...known.map((h) => ({ ...describe(h), modified_at: new Date(api.state.startedAt).toISOString() })),
+        ...files.map((f) => ({ ...describeFile(f), modified_at: fs.statSync(f.file).mtime.toISOString() })),
+      ],
+    };
+  });
   app.get("/api/ps", async () => ({
     models: (await hosts()).filter((h) => h.loaded).map((h) => ({ ...describe(h), expires_at: new Date(api.state.models.unloadsAt(h) ?? Date.now() + 365 * 86_400_000).toISOString(), size_vram: 0, context_length: h.facts.contextSize })),
   }));
@@ -78,6 +90,17 @@ function describe(h: ModelHost) {
     size: f.sizeBytes,
     digest: createHash("sha256").update(`${f.file}:${f.sizeBytes}`).digest("hex"),
     details: { parent_model: "", format: "gguf", family: f.architecture, families: [f.architecture], parameter_size: parameterSize(f.parameters), quantization_level: "" },
+  };
+}
+
+/** A file of the models folder as Ollama's listing describes it (from its header: no parameter count). */
+function describeFile(f: LocalFile) {
+  return {
+    name: `${f.name}:latest`,
+    model: `${f.name}:latest`,
+    size: f.sizeBytes,
+    digest: createHash("sha256").update(`${f.file}:${f.sizeBytes}`).digest("hex"),
+    details: { parent_model: "", format: "gguf", family: f.architecture, families: [f.architecture], parameter_size: "", quantization_level: f.quantization },
   };
 }
 
