@@ -168,6 +168,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   if (journal instanceof SessionJournal) await restoreSessions(journal, sessions, models, defaultHost, log);
   if (journal instanceof PgJournal) log(`sessions are kept in ${journal.where} (shared; leases as ${journal.leases.holder}, ${journal.leases.ttlMs / 1000} s)`);
   const metrics = new Metrics(sessions);
+  metrics.watchModels(models);
   const state: DaemonState = {
     models,
     sessions,

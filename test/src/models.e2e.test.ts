@@ -119,14 +119,17 @@ describe("several models, memory budget and keep-alive", () => {
   });
 
   it("keep-alive unloads an idle model (the default one too) and the next turn loads it again, with progress events", async () => {
-    const d = await inProcessDaemon(path.join(dir, "alpha.gguf"), { daemon: { modelsDir: dir, keepAliveMs: 1000 } });
+    const d = await inProcessDaemon(path.join(dir, "alpha.gguf"), { daemon: { modelsDir: dir, keepAliveMs: 1000, metrics: "127.0.0.1:0" } });
     try {
       const a = await d.client.createSession({ chatTemplate: "chat-ml" });
       const a2 = await d.client.createSession({ chatTemplate: "chat-ml" });
       const first = await turnWithLoading(d.client, a.sessionId, PROMPTS[0]!);
       assert.deepEqual(first.loading, [], "a loaded model needs no load");
       assert.ok(Number((await d.client.listModels())[0]!.unloadsAtMs) > Date.now());
+      assert.match(await (await fetch(`http://${d.daemon.metricsAddress}/metrics`)).text(), /^nanollm_model_memory_bytes\{model="alpha"\} [1-9]\d*$/m);
       await waitFor(async () => (await loadedNames(d.client)).length === 0, 5000, "the keep-alive unload");
+      const scraped = await (await fetch(`http://${d.daemon.metricsAddress}/metrics`)).text();
+      assert.match(scraped, /^nanollm_model_memory_bytes\{model="alpha"\} 0$/m);
       // The session is still listed, with its context, while its model is unloaded.
       const listed = (await d.client.listSessions()).find((s) => s.sessionId === a.sessionId);
       assert.ok(listed && listed.contextUsed > 0);

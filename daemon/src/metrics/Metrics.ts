@@ -1,6 +1,7 @@
 import http from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { fail, formatAddress, parseAddress } from "@nanollm/shared";
+import type { ModelRegistry } from "../models/ModelRegistry.js";
 import type { TurnResult } from "../sessions/runTurn.js";
 import type { Session } from "../sessions/Session.js";
 import type { SessionStore } from "../sessions/SessionStore.js";
@@ -43,6 +44,23 @@ export class Metrics {
     new Gauge({ name: "nanollm_running_turns", help: "Turns running now (generating or queued).", labelNames: ["model"], registers, collect() { perModel(this, (s) => (s.running ? 1 : 0)); } });
     new Gauge({ name: "nanollm_queue_depth", help: "Turns waiting for a free KV-cache sequence.", labelNames: ["model"], registers, collect() { perModel(this, (s) => (s.running?.waiting ? 1 : 0)); } });
     new Gauge({ name: "nanollm_kv_cells_used", help: "KV-cache cells (tokens) the sessions' sequences hold.", labelNames: ["model"], registers, collect() { perModel(this, (s) => s.host.pool.cachedLength(s.id)); } });
+  }
+
+  /** Gauges of the models: each known one's memory when loaded (0 when unloaded), and the budget they share. */
+  watchModels(models: ModelRegistry): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: "nanollm_model_memory_bytes",
+      help: "Memory a model takes while loaded (weights, projector, KV cache); 0 while unloaded (idle past --keep-alive, or for the budget).",
+      labelNames: ["model"],
+      registers,
+      collect() {
+        this.reset();
+        for (const h of models.list()) this.set({ model: h.facts.name }, h.loaded ? h.memoryBytes : 0);
+      },
+    });
+    const budget = Math.min(models.policy.memoryBudget, Number.MAX_SAFE_INTEGER);
+    new Gauge({ name: "nanollm_memory_budget_bytes", help: "The memory budget loaded models share (--memory-budget).", registers, collect() { this.set(budget); } });
   }
 
   /** Counts a finished turn; `warm` says the session had history before it. */
