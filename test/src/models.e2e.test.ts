@@ -189,9 +189,14 @@ describe("several models, memory budget and keep-alive", () => {
     }
   });
 
-  it("keep-alive 0 unloads right after each turn", async () => {
-    const d = await inProcessDaemon(path.join(dir, "alpha.gguf"), { daemon: { modelsDir: dir, keepAliveMs: 0 } });
+  it("keep-alive 0 unloads right after each turn, and a session or HTTP request about to start a turn never finds its model gone", async () => {
+    const d = await inProcessDaemon(path.join(dir, "alpha.gguf"), { http: {}, daemon: { modelsDir: dir, keepAliveMs: 0 } });
     try {
+      for (let i = 0; i < 3; i++) {
+        const r = await postJson(`${httpBase(d)}/v1/chat/completions`, { model: "alpha", messages: [{ role: "user", content: `${PROMPTS[0]} ${i}` }], max_tokens: 4 });
+        assert.equal(r.status, 200, r.text);
+        await waitFor(async () => (await loadedNames(d.client)).length === 0, 5000, "the unload after the HTTP turn");
+      }
       const a = await d.client.createSession({ chatTemplate: "chat-ml" });
       for (const [i, p] of PROMPTS.entries()) {
         const r = await turnWithLoading(d.client, a.sessionId, p);

@@ -77,7 +77,7 @@ export class ModelHost {
   /** Set while unload() runs: a turn beginning then waits and loads the model again. */
   unloading = false;
   /** Set by the model registry: loads the model again (within the budget) and hears it go idle. */
-  keeper: { ready(host: ModelHost, onProgress?: (fraction: number) => void): Promise<void>; idle(host: ModelHost): void } | undefined;
+  keeper: { ready(host: ModelHost, onProgress?: (fraction: number) => void): Promise<void>; idle(host: ModelHost, afterTurn: boolean): void } | undefined;
 
   private constructor(
     private opts: EngineOptions,
@@ -150,11 +150,11 @@ export class ModelHost {
     onProgress?.(1);
   }
 
-  /** A turn ended (its cache may still be being brought up to date). */
-  end(): void {
+  /** A turn ended (its cache may still be being brought up to date); `turn` false: a change that is no turn. */
+  end(turn = true): void {
     this.turns--;
     this.lastUsed = Date.now();
-    if (this.turns === 0) this.keeper?.idle(this);
+    if (this.turns === 0) this.keeper?.idle(this, turn);
   }
 
   /**

@@ -4,6 +4,9 @@ import { ModelHost, type LoadSettings } from "../engine/ModelHost.js";
 import type { EngineOptions } from "../engine/types.js";
 import { describeFile, estimateBytes, findModelFile, modelFiles, modelName, type LocalFile } from "./catalogue.js";
 
+/** The least time a model stays loaded after a load or a look-up that is not a turn (see scheduleUnload). */
+const ACCESS_GRACE_MS = 5000;
+
 /** How loaded models share the machine. */
 export interface ModelPolicy {
   /** Bytes loaded models may take together (weights, projectors, KV caches). */
@@ -159,9 +162,9 @@ export class ModelRegistry {
       const described = describeFile(path.resolve(file), () => undefined);
       if (described) await this.makeRoom(name, estimateBytes(described, settings), undefined);
       const host = await ModelHost.load({ ...this.engine, ...settings, modelPath: file, mmproj: opts.mmproj }, onProgress);
-      host.keeper = { ready: (h, progress) => this.ready(h, {}, progress), idle: (h) => this.scheduleUnload(h) };
+      host.keeper = { ready: (h, progress) => this.ready(h, {}, progress), idle: (h, afterTurn) => this.scheduleUnload(h, afterTurn) };
       this.known.set(name, host);
-      this.scheduleUnload(host);
+      this.scheduleUnload(host, false);
       return host;
     });
     this.hosts.set(name, loading);
@@ -213,11 +216,16 @@ export class ModelRegistry {
     await host.unload();
   }
 
-  /** Keep-alive: an idle loaded model is unloaded after the policy's time (never with -1). */
-  private scheduleUnload(host: ModelHost): void {
+  /**
+   * Keep-alive: an idle loaded model is unloaded after the policy's time (never with -1). Only a
+   * turn's end starts it at 0; a load or a look-up (a session being made on it, an HTTP request
+   * about to start its turn) gets a few seconds, or its caller would find the model gone.
+   */
+  private scheduleUnload(host: ModelHost, turnEnded: boolean): void {
     this.cancelIdle(host);
-    const ms = this.policy.keepAliveMs;
-    if (ms < 0 || this.closed || host.turns > 0 || !host.loaded) return;
+    const keep = this.policy.keepAliveMs;
+    if (keep < 0 || this.closed || host.turns > 0 || !host.loaded) return;
+    const ms = turnEnded ? keep : Math.max(keep, ACCESS_GRACE_MS);
     const timer = setTimeout(() => {
       this.idle.delete(host);
       this.transition(() => this.unloadNow(host)).catch((err: Error) => this.engine.log(`could not unload ${host.facts.name}: ${err.message}`));
@@ -235,7 +243,7 @@ export class ModelRegistry {
   /** Use of a model: restarts its keep-alive (when no turn holds it). */
   private touch(host: ModelHost): void {
     host.lastUsed = Date.now();
-    if (host.turns === 0) this.scheduleUnload(host);
+    if (host.turns === 0) this.scheduleUnload(host, false);
     else this.cancelIdle(host);
   }
 

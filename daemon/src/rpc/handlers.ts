@@ -60,7 +60,7 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
       await host.begin();
       return await fn();
     } finally {
-      host.end();
+      host.end(false);
     }
   };
   return {
