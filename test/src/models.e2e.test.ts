@@ -290,6 +290,14 @@ describe("nanollm models, load, ps, unload", () => {
       assert.equal(unload.stdout, "unloaded beta\n");
       assert.match((await nanollm(["ps", ...host])).stdout, /^alpha .*\n$/);
 
+      // A session whose model was unloaded: `chat` says its model loads again, then replies.
+      const s = await d.client.createSession({ chatTemplate: "chat-ml" });
+      assert.equal((await nanollm(["unload", "alpha", ...host])).code, 0);
+      const chat = await nanollm(["chat", "--session", s.sessionId, "--prompt", "Hello there", "--max-new-tokens", "4", ...host]);
+      assert.equal(chat.code, 0, chat.stderr);
+      assert.match(chat.stderr, /^\[loading alpha again: it was unloaded while idle\]$/m);
+      assert.ok(chat.stdout.trim().length > 0);
+
       const again = await nanollm(["unload", "beta", ...host]);
       assert.equal(again.code, 1);
       assert.equal(again.stderr, "nanollm: No model named \"beta\" is loaded; see the loaded ones with `nanollm ps`.\n");

@@ -129,6 +129,7 @@ async function runPrompts(client: NanoClient, session: SessionInfo, prompts: str
         }
         const kind = event.kind;
         if (kind?.$case === "text") process.stdout.write(kind.text.text);
+        else if (kind?.$case === "loading" && kind.loading.progress === 0) process.stderr.write(`[loading ${kind.loading.model} again: it was unloaded while idle]\n`);
         else if (kind?.$case === "end") {
           process.stdout.write("\n");
           process.stderr.write(`[${statsLine(kind.end.stats, kind.end.stopReason)}]\n`);
