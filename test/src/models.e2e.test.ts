@@ -4,7 +4,8 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { inProcessDaemon, nanollm, spawnDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
-import { tempDir, tinyModel, toolEagerModel } from "./helpers/fixtures.js";
+import { tempDir, tinyMmproj, tinyModel, toolEagerModel } from "./helpers/fixtures.js";
+import { gradient, makePng } from "./helpers/images.js";
 import { rejectsWith } from "./helpers/assertions.js";
 import { httpBase, postJson } from "./helpers/http.js";
 
@@ -210,6 +211,44 @@ describe("several models, memory budget and keep-alive", () => {
 });
 
 const exactly = (text: string) => new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
+
+describe("an image session across an unload", () => {
+  it("the model and its projector load again, the image is read back from the store, and the reply equals a never-unloaded twin's", async () => {
+    const dir = tempDir("models");
+    fs.mkdirSync(path.join(dir, "vis"));
+    fs.copyFileSync(tinyModel(), path.join(dir, "vis", "vis.gguf"));
+    fs.copyFileSync(tinyMmproj(), path.join(dir, "vis", "mmproj-vis.gguf"));
+    const start = () => inProcessDaemon(path.join(dir, "vis", "vis.gguf"), { parallel: 2, daemon: { modelsDir: dir, keepAliveMs: -1 } });
+    const [d, twin] = [await start(), await start()];
+    try {
+      const image = { name: "gradient.png", data: makePng(64, 64, gradient) };
+      const say = async (client: NanoClient, id: string, text: string, images: (typeof image)[] = []) => {
+        const ids: number[] = [];
+        let reused = 0;
+        for await (const ev of client.turn(id, text, { maxNewTokens: 12, minNewTokens: 12 }, undefined, undefined, images)) {
+          if (ev.kind?.$case === "text") ids.push(...ev.kind.text.tokenIds);
+          if (ev.kind?.$case === "end") reused = ev.kind.end.stats?.reusedTokens ?? 0;
+        }
+        return { ids, reused };
+      };
+      const x = await d.client.createSession({ chatTemplate: "chat-ml" });
+      const y = await twin.client.createSession({ chatTemplate: "chat-ml" });
+      assert.ok((await d.client.listLocalModels()).models.find((m) => m.name === "vis")?.images);
+      for (const [c, id] of [[d.client, x.sessionId], [twin.client, y.sessionId]] as const) await say(c, id, "Look at this.", [image]);
+      await d.client.unloadModel("vis");
+      // Another session's turn loads the model again first: x's cache must come from its state file.
+      const other = await d.client.createSession({ chatTemplate: "chat-ml" });
+      await say(d.client, other.sessionId, "Hello");
+      const after = await say(d.client, x.sessionId, "Tell me more.");
+      const never = await say(twin.client, y.sessionId, "Tell me more.");
+      assert.deepEqual(after.ids, never.ids);
+      assert.equal(after.reused, never.reused, "the image and turn 1 came back from the parked cache");
+    } finally {
+      await d.stop();
+      await twin.stop();
+    }
+  });
+});
 
 describe("model errors", () => {
   let d: TestDaemon;
