@@ -104,6 +104,18 @@ export interface EnvConfig {
   storeRetryMs: number;
   /** NANOLLM_DRAIN_GRACE: seconds running turns get to end after SIGTERM before they are cancelled (default 30). */
   drainGrace: number;
+  /**
+   * NANOLLM_REPLAY_EVENTS: events of a session's finished turns kept for clients that reattach
+   * (Attach with after_seq), besides the running turn's, which are kept whole (default 1024).
+   */
+  replayEvents: number;
+  /** NANOLLM_WATCH_BEHIND_EVENTS: events a watcher may fall behind before it is dropped (default 512). */
+  watchBehindEvents: number;
+  /**
+   * NANOLLM_RESUME_GRACE_MS: how long a resumable turn whose client dropped goes on with nobody
+   * watching the session, waiting for the client to reattach, before it is cancelled (default 30000).
+   */
+  resumeGraceMs: number;
 }
 
 /** Reads the environment once; flags override these values. */
@@ -140,6 +152,9 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     leaseTtlMs: positiveInt(env.NANOLLM_LEASE_TTL_MS) ?? 15_000,
     storeRetryMs: positiveInt(env.NANOLLM_STORE_RETRY_MS) ?? 10_000,
     drainGrace: nonNegativeNumber(env.NANOLLM_DRAIN_GRACE) ?? 30,
+    replayEvents: positiveInt(env.NANOLLM_REPLAY_EVENTS) ?? 1024,
+    watchBehindEvents: positiveInt(env.NANOLLM_WATCH_BEHIND_EVENTS) ?? 512,
+    resumeGraceMs: positiveInt(env.NANOLLM_RESUME_GRACE_MS) ?? 30_000,
   };
 }
 

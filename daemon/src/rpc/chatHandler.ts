@@ -10,8 +10,29 @@ import { toServiceError } from "./errors.js";
 import { checkDecoded } from "./malformed.js";
 import type { DaemonState } from "./handlers.js";
 import { identityOf } from "../auth/guard.js";
+import type { SessionFeed } from "../sessions/SessionFeed.js";
 
 type Stream = ServerDuplexStream<ChatRequest, ChatEvent>;
+
+/**
+ * A resumable turn whose stream dropped goes on while someone watches its session (its client,
+ * once it reattached), and is cancelled after `graceMs` with nobody watching.
+ */
+function orphaned(turn: StreamTurn, graceMs: number): void {
+  const check = () => {
+    if (turn.cancel.signal.aborted) return;
+    if ((turn.feed?.watching ?? 0) > 0) setTimeout(check, graceMs).unref();
+    else turn.cancel.abort();
+  };
+  setTimeout(check, graceMs).unref();
+}
+
+/** A turn running on this stream: how to cancel it, and the feed of its session once known. */
+interface StreamTurn {
+  cancel: AbortController;
+  resumable: boolean;
+  feed?: SessionFeed;
+}
 
 /**
  * The Chat stream: each user turn runs as it arrives, its events written as they come (waiting
@@ -25,12 +46,18 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
     const closed = new AbortController();
     // Disconnect and deadline ("cancelled"), the stream's end or failure, and shutdown.
     const streamSignal = AbortSignal.any([closed.signal, shutdown]);
-    const turns = new Map<string, AbortController>();
+    // Broken: the stream cannot go on (a stalled reader, an unreadable request); every turn stops.
+    const broken = new AbortController();
+    const turns = new Map<string, StreamTurn>();
     // Client-side function calls waiting for this stream's FunctionResult.
     const pendingCalls = new Map<string, (outcome: CallOutcome) => void>();
     let inputEnded = false;
     let failed = false;
-    const close = () => closed.abort();
+    const close = () => {
+      if (closed.signal.aborted) return;
+      closed.abort();
+      for (const t of turns.values()) if (t.resumable) orphaned(t, state.resumeGraceMs);
+    };
     call.on("cancelled", close);
     call.on("close", close);
     call.on("error", close);
@@ -54,6 +81,7 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
       if (failed || call.writableEnded) return;
       if (err !== undefined) {
         failed = true;
+        broken.abort();
         close();
         // grpc-js turns an 'error' on a server stream into the call's status.
         call.emit("error", toServiceError(err, state.log));
@@ -65,43 +93,56 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
     const startTurn = (turn: UserTurn) => {
       const turnId = turn.turnId || randomUUID();
       const base = { turnId, sessionId: turn.sessionId };
-      const turnError = (err: unknown) => {
+      const errorEvent = (err: unknown): ChatEvent => {
         const { code, details } = toServiceError(err, state.log);
-        return write({ ...base, kind: { $case: "error", error: { code: code ?? 13, message: details ?? "" } } });
+        return { ...base, kind: { $case: "error", error: { code: code ?? 13, message: details ?? "" } } };
       };
       if (turns.has(turnId)) {
-        void turnError(fail.invalid(`Turn id ${turnId} is already running on this stream; use a new id.`));
+        void write(errorEvent(fail.invalid(`Turn id ${turnId} is already running on this stream; use a new id.`)));
         return;
       }
       let leave: () => void;
       try {
         leave = state.gate.enter();
       } catch (err) {
-        void turnError(err);
+        void write(errorEvent(err));
         return;
       }
       const cancel = new AbortController();
-      const signal = AbortSignal.any([cancel.signal, streamSignal]);
-      turns.set(turnId, cancel);
+      // A resumable turn outlives this stream for a while (the client reattaches with Attach).
+      const signal = AbortSignal.any(turn.resumable ? [cancel.signal, shutdown, broken.signal] : [cancel.signal, streamSignal]);
+      const entry: StreamTurn = { cancel, resumable: turn.resumable === true };
+      turns.set(turnId, entry);
+      // Set once the turn's last event went to the session's feed (and so to this stream too).
+      let reported = false;
       const run = async () => {
         const session = await state.sessions.find(turn.sessionId, who);
         base.sessionId = session.id;
+        entry.feed = session.feed;
+        // Every event of the turn is numbered in the session's feed, which its watchers read.
+        const emit = (event: ChatEvent) => write(session.feed.publish(event));
         const observed = { who, session, text: turn.text, warm: session.history.length > 0, startedAt: performance.now() };
-        const result = await runTurn(session, { turnId, text: turn.text, params: turn.params, images: turn.images ?? [], signal }, {
-          text: (text, tokenIds) => write({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
-          wrapped: (info) => write({ ...base, kind: { $case: "wrapped", wrapped: info } }),
-          functionCall: (fc) => write({ ...base, kind: { $case: "functionCall", functionCall: fc } }),
-          functionResult: (r) => write({ ...base, kind: { $case: "functionResult", functionResult: { callId: r.callId, result: r.result, isError: r.isError } } }),
+        const user = { text: turn.text, imageNames: (turn.images ?? []).map((i) => i.name), sender: who.name };
+        await runTurn(session, { turnId, text: turn.text, params: turn.params, images: turn.images ?? [], signal, wait: !turn.noWait }, {
+          started: () => emit({ ...base, kind: { $case: "user", user } }),
+          text: (text, tokenIds) => emit({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
+          wrapped: (info) => emit({ ...base, kind: { $case: "wrapped", wrapped: info } }),
+          functionCall: (fc) => emit({ ...base, kind: { $case: "functionCall", functionCall: fc } }),
+          functionResult: (r) => emit({ ...base, kind: { $case: "functionResult", functionResult: { callId: r.callId, result: r.result, isError: r.isError } } }),
           clientResult: (callId, name) => clientResult(callId, name, signal),
-        }).catch((err: unknown) => {
-          state.turns.failed(observed, err);
-          throw err;
+          ended: (outcome) => {
+            reported = true;
+            if ("error" in outcome) {
+              state.turns.failed(observed, outcome.error);
+              return emit(errorEvent(outcome.error));
+            }
+            state.turns.ended(observed, outcome.result);
+            return emit({ ...base, kind: { $case: "end", end: { ...outcome.result, session: sessionInfo(session, false) } } });
+          },
         });
-        state.turns.ended(observed, result);
-        await write({ ...base, kind: { $case: "end", end: { ...result, session: sessionInfo(session, false) } } });
       };
       run()
-        .catch(turnError)
+        .catch((err: unknown) => (reported ? undefined : write(errorEvent(err))))
         .finally(() => {
           leave();
           turns.delete(turnId);
@@ -134,7 +175,7 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
             startTurn(kind.userTurn);
             break;
           case "cancel":
-            turns.get(kind.cancel.turnId)?.abort();
+            turns.get(kind.cancel.turnId)?.cancel.abort();
             break;
           case "functionResult": {
             const r = kind.functionResult;

@@ -15,6 +15,13 @@ import type { Held } from "./Journal.js";
 export interface TurnSink extends CallSink {
   text(text: string, tokenIds: number[]): Promise<void>;
   wrapped(info: { droppedMessages: number; droppedTokens: number; keptMessages: number }): Promise<void>;
+  /** The turn holds the session now (after its wait in the queue): its first event may go out. */
+  started?(): Promise<void>;
+  /**
+   * The turn's last event, while it still holds the session, so the next turn's events come after
+   * it: its result, or the error it failed with.
+   */
+  ended?(outcome: { result: TurnResult } | { error: unknown }): Promise<void>;
 }
 
 export interface TurnResult {
@@ -30,16 +37,32 @@ export interface TurnResult {
  * prefix, evaluate only new tokens, sample until a stop, record the exact reply ids.
  */
 export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink): Promise<TurnResult> {
-  if (session.running) throw fail.precondition(`Session ${session.id} already has a turn running; wait for it to end or cancel it.`);
-  session.running = { turnId: turn.turnId };
-  let held: Held | undefined;
+  await session.queue.enter({ turnId: turn.turnId }, turn.signal, turn.wait === true);
   try {
-    // A shared journal's lease: no other daemon generates in the session until it is released.
-    held = await session.hold(turn.signal);
-    return await generateTurn(session, held.lost ? { ...turn, signal: AbortSignal.any([turn.signal, held.lost]) } : turn, sink);
+    session.feed.begin();
+    let outcome: { result: TurnResult } | { error: unknown };
+    let held: Held | undefined;
+    try {
+      // A shared journal's lease: no other daemon generates in the session until it is released.
+      held = await session.hold(turn.signal);
+      await sink.started?.();
+      outcome = { result: await generateTurn(session, held.lost ? { ...turn, signal: AbortSignal.any([turn.signal, held.lost]) } : turn, sink) };
+    } catch (error) {
+      outcome = { error };
+    }
+    try {
+      await held?.release();
+    } catch (error) {
+      if (!("error" in outcome)) outcome = { error };
+    }
+    // The history holds the turn now: its last event (with the session as it stands) follows.
+    session.feed.finish();
+    await sink.ended?.(outcome);
+    if ("error" in outcome) throw outcome.error;
+    return outcome.result;
   } finally {
-    await held?.release();
-    session.running = undefined;
+    session.feed.finish();
+    session.queue.leave();
   }
 }
 
@@ -61,6 +84,8 @@ export interface TurnInput {
    * streamed as text (the HTTP APIs, whose clients send the results in their next request).
    */
   toolCalls?: "run" | "return";
+  /** Wait behind a turn already running on the session (one writer at a time) instead of failing at once. */
+  wait?: boolean;
 }
 
 async function generateTurn(session: Session, turn: TurnInput, sink: TurnSink): Promise<TurnResult> {
