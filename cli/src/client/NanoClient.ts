@@ -183,7 +183,7 @@ export class NanoClient {
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       for (let attempt = 0; ; attempt++) {
-        await new Promise((r) => setTimeout(r, 250 * 2 ** Math.max(0, attempt - 1)));
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
         try {
           for await (const event of this.attach(sessionId, last)) {
             last = event.seq ?? last;
@@ -194,7 +194,7 @@ export class NanoClient {
             if (kind?.$case === "end") return;
           }
         } catch (err) {
-          if (!(err instanceof NanoError && err.code === "UNAVAILABLE") || attempt >= REATTACH_TRIES) throw err;
+          if (!(err instanceof NanoError && err.code === "UNAVAILABLE") || attempt + 1 >= REATTACH_TRIES) throw err;
         }
       }
     } finally {

@@ -124,7 +124,8 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
         const observed = { who, session, text: turn.text, warm: session.history.length > 0, startedAt: performance.now() };
         const user = { text: turn.text, imageNames: (turn.images ?? []).map((i) => i.name), sender: who.name };
         await runTurn(session, { turnId, text: turn.text, params: turn.params, images: turn.images ?? [], signal, wait: !turn.noWait }, {
-          started: () => emit({ ...base, kind: { $case: "user", user } }),
+          // The sender knows its message: only the watchers are told.
+          started: async () => void session.feed.publish({ ...base, kind: { $case: "user", user } }),
           text: (text, tokenIds) => emit({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
           wrapped: (info) => emit({ ...base, kind: { $case: "wrapped", wrapped: info } }),
           functionCall: (fc) => emit({ ...base, kind: { $case: "functionCall", functionCall: fc } }),

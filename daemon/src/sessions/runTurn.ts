@@ -15,7 +15,7 @@ import type { Held } from "./Journal.js";
 export interface TurnSink extends CallSink {
   text(text: string, tokenIds: number[]): Promise<void>;
   wrapped(info: { droppedMessages: number; droppedTokens: number; keptMessages: number }): Promise<void>;
-  /** The turn holds the session now (after its wait in the queue): its first event may go out. */
+  /** The turn holds the session now (after its wait in the queue) and its message is valid: its first event may go out. */
   started?(): Promise<void>;
   /**
    * The turn's last event, while it still holds the session, so the next turn's events come after
@@ -45,7 +45,6 @@ export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink)
     try {
       // A shared journal's lease: no other daemon generates in the session until it is released.
       held = await session.hold(turn.signal);
-      await sink.started?.();
       outcome = { result: await generateTurn(session, held.lost ? { ...turn, signal: AbortSignal.any([turn.signal, held.lost]) } : turn, sink) };
     } catch (error) {
       outcome = { error };
@@ -93,6 +92,7 @@ async function generateTurn(session: Session, turn: TurnInput, sink: TurnSink): 
   const returning = turn.toolCalls === "return";
   turn.lead?.forEach((m) => checkText("The message", m.text));
   const lead = turn.lead ?? [await userMessage(session, turn.text, turn.images ?? [])];
+  await sink.started?.();
   const sampling = resolveSampling(session.defaults, turn.params);
   const host = session.host;
   await session.cacheSync;
