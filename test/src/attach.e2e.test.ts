@@ -4,7 +4,7 @@ import net from "node:net";
 import path from "node:path";
 import { TokenFile } from "@nanollm/daemon/dist/auth/TokenFile.js";
 import { after, before, describe, it } from "node:test";
-import type { ChatEvent } from "@nanollm/shared";
+import { StopReason, type ChatEvent } from "@nanollm/shared";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
@@ -195,6 +195,28 @@ describe("Attach: a client whose connection drops mid-reply", () => {
       const bot = (await d.client.getSession(s.sessionId, true)).history.at(-1)!;
       assert.deepEqual(idsOf(got), bot.tokenIds.slice(0, idsOf(got).length));
       assert.equal(idsOf(got).length, LONG.maxNewTokens, "every token of the reply arrived");
+    } finally {
+      client.close();
+      await p.close();
+    }
+  });
+
+  it("a cancel asked for after reattaching reaches the turn (from a new stream: its own is gone)", async () => {
+    const p = await proxy(d.address);
+    const client = new NanoClient(p.address);
+    try {
+      const s = await client.createSession({ chatTemplate: "chat-ml" });
+      const abort = new AbortController();
+      let texts = 0;
+      const got = await turnEvents(client.turn(s.sessionId, "Tell a long story", { maxNewTokens: 3000, minNewTokens: 3000 }, abort.signal), undefined, (e) => {
+        if (e.kind?.$case !== "text") return;
+        if (++texts === 1) p.cut();
+        if (texts === 4) abort.abort();
+      });
+      const end = got.at(-1)?.kind;
+      assert.equal(end?.$case === "end" && end.end.stopReason, StopReason.STOP_REASON_CANCELLED);
+      assert.ok(end?.$case === "end" && end.end.stats!.generatedTokens < 3000, "stopped early");
+      assert.equal(textOf(got), replyOf(got), "and nothing was lost on the way");
     } finally {
       client.close();
       await p.close();

@@ -18,7 +18,8 @@ type Stream = ServerDuplexStream<ChatRequest, ChatEvent>;
  * A resumable turn whose stream dropped goes on while someone watches its session (its client,
  * once it reattached), and is cancelled after `graceMs` with nobody watching.
  */
-function orphaned(turn: StreamTurn, graceMs: number): void {
+function orphaned(turn: StreamTurn, graceMs: number, turnId: string, orphans: Map<string, StreamTurn>): void {
+  orphans.set(turnId, turn);
   const check = () => {
     if (turn.cancel.signal.aborted) return;
     if ((turn.feed?.watching ?? 0) > 0) setTimeout(check, graceMs).unref();
@@ -27,10 +28,11 @@ function orphaned(turn: StreamTurn, graceMs: number): void {
   setTimeout(check, graceMs).unref();
 }
 
-/** A turn running on this stream: how to cancel it, and the feed of its session once known. */
+/** A turn running on this stream: how to cancel it, who sent it, and the feed of its session once known. */
 interface StreamTurn {
   cancel: AbortController;
   resumable: boolean;
+  owner: string;
   feed?: SessionFeed;
 }
 
@@ -41,6 +43,8 @@ interface StreamTurn {
  * has one AbortSignal: its CancelTurn, the client's disconnect or deadline, or the daemon's shutdown.
  */
 export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServiceServer["chat"] {
+  // Resumable turns whose stream dropped, by turn id: their client may cancel them from a new stream.
+  const orphans = new Map<string, StreamTurn>();
   return (call: Stream) => {
     const who = identityOf(call);
     const closed = new AbortController();
@@ -56,7 +60,7 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
     const close = () => {
       if (closed.signal.aborted) return;
       closed.abort();
-      for (const t of turns.values()) if (t.resumable) orphaned(t, state.resumeGraceMs);
+      for (const [id, t] of turns) if (t.resumable) orphaned(t, state.resumeGraceMs, id, orphans);
     };
     call.on("cancelled", close);
     call.on("close", close);
@@ -111,10 +115,12 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
       const cancel = new AbortController();
       // A resumable turn outlives this stream for a while (the client reattaches with Attach).
       const signal = AbortSignal.any(turn.resumable ? [cancel.signal, shutdown, broken.signal] : [cancel.signal, streamSignal]);
-      const entry: StreamTurn = { cancel, resumable: turn.resumable === true };
+      const entry: StreamTurn = { cancel, resumable: turn.resumable === true, owner: who.name };
       turns.set(turnId, entry);
       // Set once the turn's last event went to the session's feed (and so to this stream too).
       let reported = false;
+      // Set once watchers were told of the turn (its message was valid and its turn came).
+      let announced = false;
       const run = async () => {
         const session = await state.sessions.find(turn.sessionId, who);
         base.sessionId = session.id;
@@ -125,7 +131,10 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
         const user = { text: turn.text, imageNames: (turn.images ?? []).map((i) => i.name), sender: who.name };
         await runTurn(session, { turnId, text: turn.text, params: turn.params, images: turn.images ?? [], signal, wait: !turn.noWait }, {
           // The sender knows its message: only the watchers are told.
-          started: async () => void session.feed.publish({ ...base, kind: { $case: "user", user } }),
+          started: async () => {
+            announced = true;
+            session.feed.publish({ ...base, kind: { $case: "user", user } });
+          },
           text: (text, tokenIds) => emit({ ...base, kind: { $case: "text", text: { text, tokenIds } } }),
           wrapped: (info) => emit({ ...base, kind: { $case: "wrapped", wrapped: info } }),
           functionCall: (fc) => emit({ ...base, kind: { $case: "functionCall", functionCall: fc } }),
@@ -135,7 +144,8 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
             reported = true;
             if ("error" in outcome) {
               state.turns.failed(observed, outcome.error);
-              return emit(errorEvent(outcome.error));
+              // A turn refused before it was announced (an empty message) is the sender's business only.
+              return announced ? emit(errorEvent(outcome.error)) : write(errorEvent(outcome.error));
             }
             state.turns.ended(observed, outcome.result);
             return emit({ ...base, kind: { $case: "end", end: { ...outcome.result, session: sessionInfo(session, false) } } });
@@ -147,6 +157,7 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
         .finally(() => {
           leave();
           turns.delete(turnId);
+          if (orphans.get(turnId) === entry) orphans.delete(turnId);
           finish();
         });
     };
@@ -175,9 +186,13 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
           case "userTurn":
             startTurn(kind.userTurn);
             break;
-          case "cancel":
-            turns.get(kind.cancel.turnId)?.cancel.abort();
+          case "cancel": {
+            // This stream's turn, or a resumable one of the same caller whose stream dropped.
+            const orphan = orphans.get(kind.cancel.turnId);
+            const target = turns.get(kind.cancel.turnId) ?? (orphan && (orphan.owner === who.name || who.admin) ? orphan : undefined);
+            target?.cancel.abort();
             break;
+          }
           case "functionResult": {
             const r = kind.functionResult;
             // A late answer (after the timeout) or a stray one changes nothing.
