@@ -42,6 +42,20 @@ export interface TurnOptions {
 /** Times a turn whose connection dropped tries to reattach, with backoff (about 8 s in all). */
 const REATTACH_TRIES = 5;
 
+/** Errors a turn ended with (its TurnError event), as opposed to a lost connection. */
+const turnErrors = new WeakSet<Error>();
+
+function turnFailed(error: { code: number; message: string }): NanoError {
+  const err = new NanoError(FROM_STATUS[error.code as status] ?? "INTERNAL", error.message);
+  turnErrors.add(err);
+  return err;
+}
+
+/** The connection to the daemon failed (not the turn: a turn that failed said so in an event, whatever its code). */
+function connectionLost(err: unknown): boolean {
+  return err instanceof NanoError && err.code === "UNAVAILABLE" && !turnErrors.has(err);
+}
+
 function newTurnId(): string {
   return `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
@@ -148,7 +162,7 @@ export class NanoClient {
     } catch (err) {
       // The connection dropped mid-reply: the daemon goes on with the (resumable) turn, and the
       // events after the last one seen come back through Attach, none lost.
-      if (!(err instanceof NanoError && err.code === "UNAVAILABLE") || lastSeq === undefined || signal?.aborted) throw err;
+      if (!connectionLost(err) || lastSeq === undefined || signal?.aborted) throw err;
       yield* this.resume(sessionId, turnId, lastSeq, signal);
     }
   }
@@ -189,12 +203,12 @@ export class NanoClient {
             last = event.seq ?? last;
             if (event.turnId !== turnId) continue;
             const kind = event.kind;
-            if (kind?.$case === "error") throw new NanoError(FROM_STATUS[kind.error.code as status] ?? "INTERNAL", kind.error.message);
+            if (kind?.$case === "error") throw turnFailed(kind.error);
             yield event;
             if (kind?.$case === "end") return;
           }
         } catch (err) {
-          if (!(err instanceof NanoError && err.code === "UNAVAILABLE") || attempt + 1 >= REATTACH_TRIES) throw err;
+          if (!connectionLost(err) || attempt + 1 >= REATTACH_TRIES) throw err;
         }
       }
     } finally {
@@ -233,7 +247,7 @@ export class NanoClient {
         if (kind?.$case === "error") {
           ended = true;
           call.end();
-          throw new NanoError(FROM_STATUS[kind.error.code as status] ?? "INTERNAL", kind.error.message);
+          throw turnFailed(kind.error);
         }
         yield event;
         const fc = kind?.$case === "functionCall" ? kind.functionCall : undefined;
