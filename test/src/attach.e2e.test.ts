@@ -8,6 +8,7 @@ import { StopReason, type ChatEvent } from "@nanollm/shared";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
+import { openaiClient } from "./helpers/http.js";
 import { oneSentence, rejectsWith } from "./helpers/assertions.js";
 
 /** A reply long enough to attach to while it streams. */
@@ -273,6 +274,27 @@ describe("Attach: a watcher that falls behind", () => {
     } finally {
       watcher.close();
     }
+  });
+});
+
+describe("Attach: a session an HTTP client pins", () => {
+  let d: Awaited<ReturnType<typeof inProcessDaemon>>;
+  before(async () => {
+    d = await inProcessDaemon(tinyModel(), { ctx: 1024, http: {} });
+  });
+  after(async () => d.stop());
+
+  it("shows its turns to watchers like any other: the message, the text the client got, the end", async () => {
+    const pinned = openaiClient(d, { "X-Nanollm-Session": "watched-chat" });
+    await pinned.chat.completions.create({ model: "tiny-chatml", messages: [{ role: "user", content: "First" }], max_tokens: 4, temperature: 0 });
+    const watching = turnEvents(d.client.attach("watched-chat"));
+    await new Promise((r) => setTimeout(r, 100));
+    const r = await pinned.chat.completions.create({ model: "tiny-chatml", messages: [{ role: "user", content: "Hello from HTTP" }], max_tokens: 12, temperature: 0 });
+    const seen = await watching;
+    const user = seen[0]!.kind;
+    assert.equal(user?.$case === "user" && user.user.text, "Hello from HTTP");
+    assert.equal(textOf(seen), r.choices[0]!.message.content);
+    assert.equal(replyOf(seen), r.choices[0]!.message.content);
   });
 });
 
