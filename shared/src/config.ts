@@ -106,10 +106,13 @@ export interface EnvConfig {
   drainGrace: number;
   /**
    * NANOLLM_REPLAY_EVENTS: events of a session's finished turns kept for clients that reattach
-   * (Attach with after_seq), besides the running turn's, which are kept whole (default 1024).
+   * (Attach with after_seq), besides the running turn's, which are kept whole (default 256).
    */
   replayEvents: number;
-  /** NANOLLM_WATCH_BEHIND_EVENTS: events a watcher may fall behind before it is dropped (default 512). */
+  /**
+   * NANOLLM_WATCH_BEHIND_EVENTS: events a watcher may fall behind before it is dropped (default 128;
+   * below NANOLLM_REPLAY_EVENTS, so a dropped watcher can attach again after its last seq).
+   */
   watchBehindEvents: number;
   /**
    * NANOLLM_RESUME_GRACE_MS: how long a resumable turn whose client dropped goes on with nobody
@@ -152,8 +155,8 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     leaseTtlMs: positiveInt(env.NANOLLM_LEASE_TTL_MS) ?? 15_000,
     storeRetryMs: positiveInt(env.NANOLLM_STORE_RETRY_MS) ?? 10_000,
     drainGrace: nonNegativeNumber(env.NANOLLM_DRAIN_GRACE) ?? 30,
-    replayEvents: positiveInt(env.NANOLLM_REPLAY_EVENTS) ?? 1024,
-    watchBehindEvents: positiveInt(env.NANOLLM_WATCH_BEHIND_EVENTS) ?? 512,
+    replayEvents: positiveInt(env.NANOLLM_REPLAY_EVENTS) ?? 256,
+    watchBehindEvents: positiveInt(env.NANOLLM_WATCH_BEHIND_EVENTS) ?? 128,
     resumeGraceMs: positiveInt(env.NANOLLM_RESUME_GRACE_MS) ?? 30_000,
   };
 }

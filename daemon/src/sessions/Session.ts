@@ -30,7 +30,7 @@ export interface RunningTurn {
 }
 
 /** The feed limits of a session the store did not set (NANOLLM_REPLAY_EVENTS, NANOLLM_WATCH_BEHIND_EVENTS). */
-export const DEFAULT_FEED_LIMITS: FeedLimits = { replay: 1024, behind: 512 };
+export const DEFAULT_FEED_LIMITS: FeedLimits = { replay: 256, behind: 128 };
 
 /** Whoever asks for a session: an owner sees their own, an admin every one. */
 export interface Caller {
