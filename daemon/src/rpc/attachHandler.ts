@@ -22,7 +22,7 @@ export function attachHandler(state: DaemonState, shutdown: AbortSignal): ChatSe
     call.on("error", leave);
     const watch = async () => {
       checkDecoded(call.request, "Attach");
-      const session = state.sessions.get(call.request.sessionId, identityOf(call));
+      const session = await state.sessions.find(call.request.sessionId, identityOf(call));
       const feed = session.feed;
       const watcher = feed.watch(call.request.afterSeq);
       const signal = AbortSignal.any([gone.signal, shutdown, watcher.stopped]);
