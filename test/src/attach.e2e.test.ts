@@ -277,6 +277,30 @@ describe("Attach: a watcher that falls behind", () => {
   });
 });
 
+describe("Attach: metrics", () => {
+  let d: Awaited<ReturnType<typeof inProcessDaemon>>;
+  before(async () => {
+    d = await inProcessDaemon(tinyModel(), { ctx: 4096, daemon: { metrics: "127.0.0.1:0" } });
+  });
+  after(async () => d.stop());
+
+  it("/metrics counts the watchers and the turns waiting for their session", async () => {
+    const s = await d.client.createSession({ chatTemplate: "chat-ml" });
+    const stop = new AbortController();
+    const watchers = [0, 1].map(() => turnEvents(d.client.attach(s.sessionId, undefined, stop.signal)).catch(() => []));
+    const first: ChatEvent[] = [];
+    const running = turnEvents(d.client.turn(s.sessionId, "Tell a long story", LONG, stop.signal), undefined, (e) => first.push(e));
+    await firstWhere(first, (e) => e.kind?.$case === "text");
+    const queued = turnEvents(d.client.turn(s.sessionId, "Next", { maxNewTokens: 2 }, stop.signal)).catch(() => []);
+    await new Promise((r) => setTimeout(r, 100));
+    const text = await (await fetch(`http://${d.daemon.metricsAddress}/metrics`)).text();
+    assert.match(text, /^nanollm_watchers\{model="tiny-chatml"\} 2$/m);
+    assert.match(text, /^nanollm_turns_waiting_for_session\{model="tiny-chatml"\} 1$/m);
+    stop.abort();
+    await Promise.all([running.catch(() => []), queued, ...watchers]);
+  });
+});
+
 describe("Attach: a session an HTTP client pins", () => {
   let d: Awaited<ReturnType<typeof inProcessDaemon>>;
   before(async () => {
