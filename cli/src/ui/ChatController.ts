@@ -90,10 +90,12 @@ export class ChatController implements CommandContext {
           this.show(event);
         }
       } catch (err) {
-        // Events no longer kept: go on from now; a daemon without Attach: only this chat's turns show.
-        if (err instanceof NanoError && err.code === "OUT_OF_RANGE") start.after = undefined;
-        else if (err instanceof NanoError && err.code === "INTERNAL") return;
-        else failures++;
+        const code = err instanceof NanoError ? err.code : "INTERNAL";
+        // Events no longer kept: go on from now. A lost connection, or a watch that fell behind: again.
+        if (code === "OUT_OF_RANGE") start.after = undefined;
+        else if (code === "UNAVAILABLE" || code === "RESOURCE_EXHAUSTED") failures++;
+        // A daemon without Attach, or a session that is gone: only this chat's turns show, until another session is chosen.
+        else await until(AbortSignal.any([this.following.signal, switched.signal]));
       } finally {
         unsubscribe();
         this.shown.watching = false;
@@ -373,4 +375,9 @@ class SessionView {
     this.last = event.seq;
     return true;
   }
+}
+
+/** Resolves once `signal` is aborted (at once when it is already). */
+function until(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
 }
