@@ -9,6 +9,7 @@ import { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
 import { openaiClient } from "./helpers/http.js";
+import { WEATHER } from "./helpers/heldTurn.js";
 import { oneSentence, rejectsWith } from "./helpers/assertions.js";
 
 /** A reply long enough to attach to while it streams. */
@@ -218,6 +219,30 @@ describe("Attach: a client whose connection drops mid-reply", () => {
       assert.equal(end?.$case === "end" && end.end.stopReason, StopReason.STOP_REASON_CANCELLED);
       assert.ok(end?.$case === "end" && end.end.stats!.generatedTokens < 3000, "stopped early");
       assert.equal(textOf(got), replyOf(got), "and nothing was lost on the way");
+    } finally {
+      client.close();
+      await p.close();
+    }
+  });
+
+  it("after reattaching, a call of the client's own function is answered from a new stream and the reply goes on", async () => {
+    const p = await proxy(d.address);
+    const client = new NanoClient(p.address);
+    try {
+      const s = await client.createSession({ chatTemplate: "chat-ml", clientFunctions: [WEATHER] });
+      let cut = false;
+      const got = await turnEvents(
+        client.turn(s.sessionId, "Weather?", { grammar: `root ::= ${JSON.stringify('WEATHER("Oslo") says')}`, maxNewTokens: 30 }, undefined, async () => ({ result: " sunny", isError: false })),
+        undefined,
+        (e) => {
+          if (!cut && e.kind?.$case === "text") {
+            cut = true;
+            p.cut();
+          }
+        },
+      );
+      assert.ok(got.some((e) => e.kind?.$case === "functionCall"), "the call came through the reattached stream");
+      assert.equal(replyOf(got), 'WEATHER("Oslo") sunny says', "the client's answer reached the model");
     } finally {
       client.close();
       await p.close();

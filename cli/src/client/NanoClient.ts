@@ -163,7 +163,7 @@ export class NanoClient {
       // The connection dropped mid-reply: the daemon goes on with the (resumable) turn, and the
       // events after the last one seen come back through Attach, none lost.
       if (!connectionLost(err) || lastSeq === undefined || signal?.aborted) throw err;
-      yield* this.resume(sessionId, turnId, lastSeq, signal);
+      yield* this.resume(sessionId, turnId, lastSeq, signal, onFunctionCall ?? this.functionHandler);
     }
   }
 
@@ -191,9 +191,9 @@ export class NanoClient {
    * tried again (after 0.25, 0.5, 1, 2, 4 s, then it throws), each time from the last event seen.
    * A cancel asked for now goes as a CancelTurn on a new stream (the turn's own stream is gone).
    */
-  private async *resume(sessionId: string, turnId: string, afterSeq: number, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
+  private async *resume(sessionId: string, turnId: string, afterSeq: number, signal: AbortSignal | undefined, onFunctionCall: FunctionHandler | undefined): AsyncGenerator<ChatEvent> {
     let last = afterSeq;
-    const onAbort = () => void this.cancelTurn(turnId);
+    const onAbort = () => this.cancelTurn(turnId);
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       for (let attempt = 0; ; attempt++) {
@@ -205,6 +205,9 @@ export class NanoClient {
             const kind = event.kind;
             if (kind?.$case === "error") throw turnFailed(kind.error);
             yield event;
+            // A call of this client's functions is answered on a new stream, as the cancel is.
+            const fc = kind?.$case === "functionCall" ? kind.functionCall : undefined;
+            if (fc?.clientSide) void answerCall(fc, onFunctionCall).then((answer) => this.sendOnce({ kind: { $case: "functionResult", functionResult: { callId: fc.callId, ...answer } } }));
             if (kind?.$case === "end") return;
           }
         } catch (err) {
@@ -217,11 +220,16 @@ export class NanoClient {
   }
 
   /** Asks the daemon to stop turn `turnId` of this identity, whichever stream started it. */
-  private async cancelTurn(turnId: string): Promise<void> {
+  private cancelTurn(turnId: string): void {
+    this.sendOnce({ kind: { $case: "cancel", cancel: { turnId } } });
+  }
+
+  /** One request on a Chat stream of its own (for a turn whose stream is gone), then half-closed. */
+  private sendOnce(req: ChatRequest): void {
     const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta());
     call.on("error", () => undefined);
     call.on("data", () => undefined);
-    call.write({ kind: { $case: "cancel", cancel: { turnId } } });
+    call.write(req);
     call.end();
   }
 

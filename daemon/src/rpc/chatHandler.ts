@@ -45,6 +45,8 @@ interface StreamTurn {
 export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServiceServer["chat"] {
   // Resumable turns whose stream dropped, by turn id: their client may cancel them from a new stream.
   const orphans = new Map<string, StreamTurn>();
+  // Client function calls waiting for an answer, by call id (unguessable), with the caller that may give it.
+  const clientCalls = new Map<string, { owner: string; done: (outcome: CallOutcome) => void }>();
   return (call: Stream) => {
     const who = identityOf(call);
     const closed = new AbortController();
@@ -53,8 +55,11 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
     // Broken: the stream cannot go on (a stalled reader, an unreadable request); every turn stops.
     const broken = new AbortController();
     const turns = new Map<string, StreamTurn>();
-    // Client-side function calls waiting for this stream's FunctionResult.
-    const pendingCalls = new Map<string, (outcome: CallOutcome) => void>();
+    // A client function call's answer comes on any stream of its caller (one that reattached uses a new one).
+    const waitingCall = (callId: string) => {
+      const call = clientCalls.get(callId);
+      return call && (call.owner === who.name || who.admin) ? call.done : undefined;
+    };
     let inputEnded = false;
     let failed = false;
     const close = () => {
@@ -168,13 +173,13 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
         const done = (outcome: CallOutcome) => {
           clearTimeout(timer);
           signal.removeEventListener("abort", onAbort);
-          pendingCalls.delete(callId);
+          clientCalls.delete(callId);
           resolve(outcome);
         };
         const onAbort = () => done({ result: `the turn was cancelled before ${name} returned`, isError: true });
         const timer = setTimeout(() => done({ result: `the client did not answer ${name} within ${state.functionTimeoutMs / 1000} s`, isError: true }), state.functionTimeoutMs);
         signal.addEventListener("abort", onAbort, { once: true });
-        pendingCalls.set(callId, done);
+        clientCalls.set(callId, { owner: who.name, done });
       });
 
     call.on("data", (req: ChatRequest) => {
@@ -196,7 +201,7 @@ export function chatHandler(state: DaemonState, shutdown: AbortSignal): ChatServ
           case "functionResult": {
             const r = kind.functionResult;
             // A late answer (after the timeout) or a stray one changes nothing.
-            pendingCalls.get(r.callId)?.({ result: r.result.slice(0, 100_000), isError: r.isError });
+            waitingCall(r.callId)?.({ result: r.result.slice(0, 100_000), isError: r.isError });
             break;
           }
           default:
