@@ -13,14 +13,17 @@ import { p4Resume } from "./figures/p4Resume.js";
 import { p5Memory } from "./figures/p5Memory.js";
 import { p6OpenAi } from "./figures/p6OpenAi.js";
 import { p7Image } from "./figures/p7Image.js";
+import { p8Watchers } from "./figures/p8Watchers.js";
 import { benchModel, type ModelName } from "./models.js";
 import { CLI_MAIN, ROOT } from "./paths.js";
 import { killAll, othersCpuShare } from "./proc.js";
 import { formatTable, writeResults, type Row } from "./report.js";
 
-const FIGURES: Record<string, Figure> = { P1: p1Decode, P2: p2Chat, P3: p3Concurrent, P4: p4Resume, P5: p5Memory, P6: p6OpenAi, P7: p7Image };
+const FIGURES: Record<string, Figure> = { P1: p1Decode, P2: p2Chat, P3: p3Concurrent, P4: p4Resume, P5: p5Memory, P6: p6OpenAi, P7: p7Image, P8: p8Watchers };
+/** Figures that measure ours alone: they need no peer built. */
+const OURS_ONLY = new Set(["P8"]);
 const FIGURE_LIMIT_MS = 20 * 60_000;
-const USAGE = "usage: node bench/dist/run.js [--threads 2[,1...]] [--figures P1,P2,P3,P4,P5,P6,P7] [--model big|tiny] [--quick]";
+const USAGE = "usage: node bench/dist/run.js [--threads 2[,1...]] [--figures P1,P2,P3,P4,P5,P6,P7,P8] [--model big|tiny] [--quick]";
 
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n`);
@@ -55,8 +58,10 @@ const started = performance.now();
 const models = { big: benchModel("big"), tiny: benchModel("tiny") };
 const model = models[values.model as ModelName];
 
-const build = spawnSync(path.join(ROOT, "scripts", "build-peer.sh"), { stdio: "inherit" });
-if (build.status !== 0) fail("building the peer (scripts/build-peer.sh) failed; see its output above.");
+if (figures.some((f) => !OURS_ONLY.has(f))) {
+  const build = spawnSync(path.join(ROOT, "scripts", "build-peer.sh"), { stdio: "inherit" });
+  if (build.status !== 0) fail("building the peer (scripts/build-peer.sh) failed; see its output above.");
+}
 
 const rows: Row[] = [];
 const raw: Record<string, unknown> = {};

@@ -21,6 +21,8 @@ import { ModelRegistry } from "./models/ModelRegistry.js";
 import { defaultBudget } from "./models/defaultBudget.js";
 import { chatHandler } from "./rpc/chatHandler.js";
 import { tolerant } from "./rpc/malformed.js";
+import { encodeOnce } from "./rpc/encodeOnce.js";
+import { attachHandler } from "./rpc/attachHandler.js";
 import { modelHandlers, sessionHandlers, type DaemonState } from "./rpc/handlers.js";
 import { SessionJournal, type SessionRecord } from "./sessions/SessionJournal.js";
 import { SessionStore } from "./sessions/SessionStore.js";
@@ -83,6 +85,12 @@ export interface DaemonOptions {
   maxSessionsPerOwner?: number;
   /** How long a Chat stream may stay unread before its turns are cancelled (default: NANOLLM_WRITE_TIMEOUT_MS, 30 s). */
   writeTimeoutMs?: number;
+  /** Events of finished turns each session keeps for reattaching clients (default NANOLLM_REPLAY_EVENTS). */
+  replayEvents?: number;
+  /** Events a watcher may fall behind before it is dropped (default NANOLLM_WATCH_BEHIND_EVENTS). */
+  watchBehindEvents?: number;
+  /** How long a resumable turn whose client dropped goes on unwatched (default NANOLLM_RESUME_GRACE_MS). */
+  resumeGraceMs?: number;
   /** Client connections served at once (default: NANOLLM_MAX_CONNECTIONS, 256). */
   maxConnections?: number;
   /** Concurrent calls per connection (default: NANOLLM_MAX_STREAMS, 100). */
@@ -167,6 +175,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   sessions.hostFor = (file, load) => hostFor(models, file, load);
   if (journal instanceof SessionJournal) await restoreSessions(journal, sessions, models, defaultHost, log);
   if (journal instanceof PgJournal) log(`sessions are kept in ${journal.where} (shared; leases as ${journal.leases.holder}, ${journal.leases.ttlMs / 1000} s)`);
+  sessions.feedLimits = { replay: opts.replayEvents ?? env.replayEvents, behind: opts.watchBehindEvents ?? env.watchBehindEvents };
   const metrics = new Metrics(sessions);
   metrics.watchModels(models);
   const state: DaemonState = {
@@ -183,6 +192,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     turns: new TurnObserver(metrics, log, opts.logText === true),
     gate: new TurnGate(),
     writeTimeoutMs: opts.writeTimeoutMs ?? env.writeTimeoutMs,
+    resumeGraceMs: opts.resumeGraceMs ?? env.resumeGraceMs,
     log,
   };
   const shutdown = new AbortController();
@@ -201,9 +211,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const services = [
     [SessionServiceService, sessionHandlers(state)],
     [ModelServiceService, modelHandlers(state)],
-    [ChatServiceService, { chat: chatHandler(state, shutdown.signal) }],
+    [ChatServiceService, { chat: chatHandler(state, shutdown.signal), attach: attachHandler(state, shutdown.signal) }],
   ] as const;
-  for (const [service, handlers] of services) server.addService(tolerant(service), guard(service, handlers, auth, log));
+  for (const [service, handlers] of services) server.addService(tolerant(encodeOnce(service)), guard(service, handlers, auth, log));
   const health = addStandardServices(server);
   // grpc-js logs a failed bind itself ("E No address added ..."); the sentence below says it once.
   setLogVerbosity(logVerbosity.NONE);

@@ -115,6 +115,21 @@ export interface EnvConfig {
   hfToken: string | undefined;
   /** NANOLLM_KEEP_ALIVE: how long an idle model stays loaded: 5m, 30s; 0 unloads after each turn; -1 never (default 5m). */
   keepAlive: string;
+  /**
+   * NANOLLM_REPLAY_EVENTS: events of a session's finished turns kept for clients that reattach
+   * (Attach with after_seq), besides the running turn's, which are kept whole (default 256).
+   */
+  replayEvents: number;
+  /**
+   * NANOLLM_WATCH_BEHIND_EVENTS: events a watcher may fall behind before it is dropped (default 128;
+   * below NANOLLM_REPLAY_EVENTS, so a dropped watcher can attach again after its last seq).
+   */
+  watchBehindEvents: number;
+  /**
+   * NANOLLM_RESUME_GRACE_MS: how long a resumable turn whose client dropped goes on with nobody
+   * watching the session, waiting for the client to reattach, before it is cancelled (default 30000).
+   */
+  resumeGraceMs: number;
 }
 
 /** Reads the environment once; flags override these values. */
@@ -155,6 +170,9 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EnvConfig {
     keepAlive: env.NANOLLM_KEEP_ALIVE || "5m",
     hfEndpoint: env.NANOLLM_HF_ENDPOINT || env.HF_ENDPOINT || "https://huggingface.co",
     hfToken: env.HF_TOKEN || undefined,
+    replayEvents: positiveInt(env.NANOLLM_REPLAY_EVENTS) ?? 256,
+    watchBehindEvents: positiveInt(env.NANOLLM_WATCH_BEHIND_EVENTS) ?? 128,
+    resumeGraceMs: positiveInt(env.NANOLLM_RESUME_GRACE_MS) ?? 30_000,
   };
 }
 

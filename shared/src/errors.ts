@@ -8,6 +8,7 @@ export type ErrorCode =
   | "UNAVAILABLE"
   | "UNAUTHENTICATED"
   | "PERMISSION_DENIED"
+  | "OUT_OF_RANGE"
   | "INTERNAL";
 
 /** An error whose message is one sentence for the user: what was wrong and what to do. */
@@ -32,4 +33,5 @@ export const fail = {
   unauthenticated: (msg: string) => new NanoError("UNAUTHENTICATED", msg),
   denied: (msg: string) => new NanoError("PERMISSION_DENIED", msg),
   internal: (msg: string) => new NanoError("INTERNAL", msg),
+  outOfRange: (msg: string) => new NanoError("OUT_OF_RANGE", msg),
 };

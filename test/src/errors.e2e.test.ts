@@ -98,7 +98,10 @@ describe("bad input gets a clear error and the daemon keeps serving", () => {
     const long = d.client.turn(s.sessionId, "write a long story", { maxNewTokens: 200 }, abort.signal);
     const first = await long.next();
     assert.equal(first.value?.kind?.$case, "text", "the long turn is streaming");
-    await rejectsWith(turn(d.client, s.sessionId, "me too"), "FAILED_PRECONDITION", /already has a turn running/);
+    const refused = (async () => {
+      for await (const _ of d.client.turn(s.sessionId, "me too", { maxNewTokens: 4 }, undefined, undefined, [], { noWait: true }));
+    })();
+    await rejectsWith(refused, "FAILED_PRECONDITION", /already has a turn running/);
     abort.abort();
     let end;
     for await (const ev of long) if (ev.kind?.$case === "end") end = ev.kind.end;

@@ -34,6 +34,35 @@ export interface Connection {
   token?: string;
 }
 
+/** How a turn is sent, besides its content. */
+export interface TurnOptions {
+  /** Fail at once (FAILED_PRECONDITION) when another turn runs on the session, instead of waiting for it. */
+  noWait?: boolean;
+  /** The turn's id (default: a new one). */
+  turnId?: string;
+}
+
+/** Times a turn whose connection dropped tries to reattach, with backoff (about 8 s in all). */
+const REATTACH_TRIES = 5;
+
+/** Errors a turn ended with (its TurnError event), as opposed to a lost connection. */
+const turnErrors = new WeakSet<Error>();
+
+function turnFailed(error: { code: number; message: string }): NanoError {
+  const err = new NanoError(FROM_STATUS[error.code as status] ?? "INTERNAL", error.message);
+  turnErrors.add(err);
+  return err;
+}
+
+/** The connection to the daemon failed (not the turn: a turn that failed said so in an event, whatever its code). */
+function connectionLost(err: unknown): boolean {
+  return err instanceof NanoError && err.code === "UNAVAILABLE" && !turnErrors.has(err);
+}
+
+function newTurnId(): string {
+  return `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
 /** Runs one of this client's declared functions for the model. */
 export type FunctionHandler = (call: FunctionCall) => Promise<{ result: string; isError: boolean }>;
 
@@ -138,21 +167,119 @@ export class NanoClient {
    * throws its one sentence. Calls of this client's own functions go to `onFunctionCall`, whose
    * answer is sent back on the stream.
    */
-  async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal, onFunctionCall?: FunctionHandler, images: { data: Uint8Array; name: string }[] = []): AsyncGenerator<ChatEvent> {
-    const turnId = `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  async *turn(
+    sessionId: string,
+    text: string,
+    params?: GenerationParams,
+    signal?: AbortSignal,
+    onFunctionCall?: FunctionHandler,
+    images: { data: Uint8Array; name: string }[] = [],
+    options: TurnOptions = {},
+  ): AsyncGenerator<ChatEvent> {
+    const turnId = options.turnId ?? newTurnId();
+    let lastSeq: number | undefined;
+    try {
+      for await (const event of this.turnOnStream(sessionId, turnId, text, params, signal, onFunctionCall, images, options.noWait === true)) {
+        lastSeq = event.seq || lastSeq;
+        yield event;
+      }
+    } catch (err) {
+      // The connection dropped mid-reply: the daemon goes on with the (resumable) turn, and the
+      // events after the last one seen come back through Attach, none lost.
+      if (!connectionLost(err) || lastSeq === undefined || signal?.aborted) throw err;
+      yield* this.resume(sessionId, turnId, lastSeq, signal, onFunctionCall ?? this.functionHandler);
+    }
+  }
+
+  /**
+   * The events of a session as they happen (Attach): from now on (a running turn from its start),
+   * or after `afterSeq`. Ends when `signal` aborts; a refusal or a lost connection throws.
+   */
+  async *attach(sessionId: string, afterSeq?: number, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
+    const call = this.chat.attach({ sessionId, afterSeq }, this.meta());
+    const onAbort = () => call.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for await (const event of call as AsyncIterable<ChatEvent>) yield event;
+    } catch (err) {
+      if (signal?.aborted) return;
+      throw toClientError(err, this.host);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      call.cancel();
+    }
+  }
+
+  /**
+   * The rest of turn `turnId` after event `afterSeq`, read through Attach; a lost connection is
+   * tried again (after 0.25, 0.5, 1, 2, 4 s, then it throws), each time from the last event seen.
+   * A cancel asked for now goes as a CancelTurn on a new stream (the turn's own stream is gone).
+   */
+  private async *resume(sessionId: string, turnId: string, afterSeq: number, signal: AbortSignal | undefined, onFunctionCall: FunctionHandler | undefined): AsyncGenerator<ChatEvent> {
+    let last = afterSeq;
+    const onAbort = () => this.cancelTurn(turnId);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (let attempt = 0; ; attempt++) {
+        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+        try {
+          for await (const event of this.attach(sessionId, last)) {
+            last = event.seq ?? last;
+            if (event.turnId !== turnId) continue;
+            const kind = event.kind;
+            if (kind?.$case === "error") throw turnFailed(kind.error);
+            yield event;
+            // A call of this client's functions is answered on a new stream, as the cancel is.
+            const fc = kind?.$case === "functionCall" ? kind.functionCall : undefined;
+            if (fc?.clientSide) void answerCall(fc, onFunctionCall).then((answer) => this.sendOnce({ kind: { $case: "functionResult", functionResult: { callId: fc.callId, ...answer } } }));
+            if (kind?.$case === "end") return;
+          }
+        } catch (err) {
+          if (!connectionLost(err) || attempt + 1 >= REATTACH_TRIES) throw err;
+        }
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Asks the daemon to stop turn `turnId` of this identity, whichever stream started it. */
+  private cancelTurn(turnId: string): void {
+    this.sendOnce({ kind: { $case: "cancel", cancel: { turnId } } });
+  }
+
+  /** One request on a Chat stream of its own (for a turn whose stream is gone), then half-closed. */
+  private sendOnce(req: ChatRequest): void {
+    const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta());
+    call.on("error", () => undefined);
+    call.on("data", () => undefined);
+    call.write(req);
+    call.end();
+  }
+
+  private async *turnOnStream(
+    sessionId: string,
+    turnId: string,
+    text: string,
+    params: GenerationParams | undefined,
+    signal: AbortSignal | undefined,
+    onFunctionCall: FunctionHandler | undefined,
+    images: { data: Uint8Array; name: string }[],
+    noWait: boolean,
+  ): AsyncGenerator<ChatEvent> {
     const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta());
     const onAbort = () => !call.writableEnded && call.write({ kind: { $case: "cancel", cancel: { turnId } } });
     signal?.addEventListener("abort", onAbort, { once: true });
     let ended = false;
     try {
-      call.write({ kind: { $case: "userTurn", userTurn: { sessionId, text, params, turnId, images: images.map((i) => ({ name: i.name, data: Buffer.from(i.data) })) } } });
+      call.write({ kind: { $case: "userTurn", userTurn: { sessionId, text, params, turnId, images: images.map((i) => ({ name: i.name, data: Buffer.from(i.data) })), noWait, resumable: true } } });
       if (signal?.aborted) onAbort();
       for await (const event of call as AsyncIterable<ChatEvent>) {
         const kind = event.kind;
         if (kind?.$case === "error") {
           ended = true;
           call.end();
-          throw new NanoError(FROM_STATUS[kind.error.code as status] ?? "INTERNAL", kind.error.message);
+          throw turnFailed(kind.error);
         }
         yield event;
         const fc = kind?.$case === "functionCall" ? kind.functionCall : undefined;

@@ -11,6 +11,7 @@ export const FROM_STATUS: Partial<Record<status, ErrorCode>> = {
   [status.UNAVAILABLE]: "UNAVAILABLE",
   [status.UNAUTHENTICATED]: "UNAUTHENTICATED",
   [status.PERMISSION_DENIED]: "PERMISSION_DENIED",
+  [status.OUT_OF_RANGE]: "OUT_OF_RANGE",
 };
 
 /** A gRPC failure as the daemon's own sentence; "nothing listening" says how to start one. */

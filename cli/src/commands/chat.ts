@@ -8,6 +8,7 @@ import { statsLine } from "./format.js";
 import { loadFunctions } from "./loadFunctions.js";
 import { paramsFromFlags, settingArg, type SamplingFlags } from "./options.js";
 import { latestSession } from "./sessionList.js";
+import { watchSession } from "./watch.js";
 
 interface ChatFlags extends SamplingFlags, ConnectionFlags {
   model?: string;
@@ -21,6 +22,9 @@ interface ChatFlags extends SamplingFlags, ConnectionFlags {
   functions?: string;
   builtins?: string[];
   image: string[];
+  watch?: boolean;
+  /** false with --no-wait. */
+  wait: boolean;
 }
 
 /** The exit status of a run stopped by Ctrl+C, as shells expect (128 + SIGINT). */
@@ -45,6 +49,8 @@ export function chatCommand(): Command {
     .option("--json", "without the TUI: print the chat events as NDJSON (one JSON object per line)")
     .option("--session <id>", "continue an existing session (its id, or the start of it; see `nanollm sessions`)")
     .option("-c, --continue", "continue the most recently used session")
+    .option("--watch", "with --session or --continue: print the session's events as they come (a reply in progress from its start, then every turn, whoever sends it) until Ctrl+C")
+    .option("--no-wait", "with --prompt or stdin: fail at once when another turn runs on the session, instead of waiting for it")
     .option("--keep", "with --prompt or stdin: keep the new session on the daemon afterwards (it is deleted otherwise)")
     .option("--functions <module.mjs>", "offer the model the upper-case functions this ES module exports (they run here)")
     .option("--builtins <names>", "enable the daemon's built-in functions, e.g. DATE,TIME", (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean))
@@ -53,9 +59,11 @@ export function chatCommand(): Command {
       try {
         if (flags.session && flags.continue) throw new NanoError("INVALID_ARGUMENT", "--session and --continue both pick a session; give one of them.");
         const params = paramsFromFlags({ ...flags, grammar: flags.grammar === undefined ? undefined : textOrAtFile(flags.grammar, "grammar") });
-        const prompts = flags.prompt.length > 0 ? flags.prompt.map((p) => textOrAtFile(p, "prompt")) : process.stdin.isTTY ? undefined : [await readStdin()];
+        if (flags.watch && !(flags.session || flags.continue)) throw new NanoError("INVALID_ARGUMENT", "--watch follows an existing session: give --session ID or --continue.");
+        if (flags.watch && flags.prompt.length > 0) throw new NanoError("INVALID_ARGUMENT", "--watch only prints the session's events; send prompts from another `nanollm chat`.");
+        const prompts = flags.prompt.length > 0 ? flags.prompt.map((p) => textOrAtFile(p, "prompt")) : process.stdin.isTTY || flags.watch ? undefined : [await readStdin()];
         if (prompts?.some((p) => p.trim() === "")) throw new NanoError("INVALID_ARGUMENT", flags.prompt.length ? "A --prompt is empty; give the text to send." : "Nothing came on stdin; pipe the prompt in, or give it with --prompt.");
-        if (flags.json && !prompts) throw new NanoError("INVALID_ARGUMENT", "--json runs without the TUI: give the prompt with --prompt or on stdin.");
+        if (flags.json && !prompts && !flags.watch) throw new NanoError("INVALID_ARGUMENT", "--json runs without the TUI: give the prompt with --prompt or on stdin.");
         if (flags.image.length > 0 && !prompts) throw new NanoError("INVALID_ARGUMENT", "--image goes with --prompt or piped stdin; in the chat screen, type the image's path or use /image.");
         const images = await Promise.all(flags.image.map((f) => readImage(f).catch((err: Error) => Promise.reject(new NanoError("INVALID_ARGUMENT", err.message)))));
         const own = flags.functions ? await loadFunctions(flags.functions) : undefined;
@@ -71,11 +79,13 @@ export function chatCommand(): Command {
         const existing = flags.continue ? ((await latestSession(client)) ?? noSession()) : flags.session;
         const session = existing ? await continueSession(client, existing, flags, request) : await client.createSession(request);
         warnUnshown(session, request);
-        if (prompts) {
+        if (flags.watch) {
+          await watchSession(client, session, flags.json === true);
+        } else if (prompts) {
           // A one-shot run's own session is gone afterwards unless asked to keep it.
           const temporary = !existing && !flags.keep;
           try {
-            await runPrompts(client, session, prompts, params, flags.json === true, temporary, images);
+            await runPrompts(client, session, prompts, params, { json: flags.json === true, temporary, noWait: !flags.wait }, images);
           } finally {
             if (temporary) await client.deleteSession(session.sessionId).catch(() => undefined);
           }
@@ -114,15 +124,17 @@ function warnUnshown(session: SessionInfo, request: Partial<CreateSessionRequest
 }
 
 /** Non-interactive: reply text (or, with --json, every event as NDJSON) alone on stdout, the rest on stderr. */
-async function runPrompts(client: NanoClient, session: SessionInfo, prompts: string[], params: GenerationParams, json: boolean, temporary: boolean, images: Attachment[]): Promise<void> {
+async function runPrompts(client: NanoClient, session: SessionInfo, prompts: string[], params: GenerationParams, how: { json: boolean; temporary: boolean; noWait: boolean }, images: Attachment[]): Promise<void> {
+  const { json, temporary } = how;
   process.stderr.write(`session ${session.sessionId}${temporary ? " (deleted at the end; --keep keeps it)" : ""} · model ${session.model} · template ${session.chatTemplate} (${session.templateReason})\n`);
+  if (session.busy && !how.noWait) process.stderr.write("another turn is running on this session: this one waits for it (`chat --session ID --watch` shows it)\n");
   const abort = new AbortController();
   const onSigint = () => abort.abort();
   process.once("SIGINT", onSigint);
   for (const a of images) process.stderr.write(`[image ${describeImage(a)}]\n`);
   try {
     for (const [i, prompt] of prompts.entries()) {
-      for await (const event of client.turn(session.sessionId, prompt, params, abort.signal, undefined, i === 0 ? images : [])) {
+      for await (const event of client.turn(session.sessionId, prompt, params, abort.signal, undefined, i === 0 ? images : [], { noWait: how.noWait })) {
         if (json) {
           process.stdout.write(JSON.stringify(ChatEvent.toJSON(event)) + "\n");
           continue;

@@ -1,4 +1,4 @@
-import { NanoError, StopReason, type CreateSessionRequest, type SessionInfo } from "@nanollm/shared";
+import { NanoError, StopReason, type ChatEvent, type CreateSessionRequest, type SessionInfo } from "@nanollm/shared";
 import { plural, stopReasonText } from "../commands/format.js";
 import type { ChatClient } from "./ChatClient.js";
 import type { ChatStore } from "./ChatStore.js";
@@ -39,6 +39,10 @@ export class ChatController implements CommandContext {
   private readonly created = new Set<string>();
   /** What Tab completes that only the daemon knows: its templates and its session ids. */
   readonly known = { templates: [] as string[], sessionIds: [] as string[] };
+  /** The session's events as shown so far (one order for this chat's turns and others'). */
+  private readonly shown = new SessionView();
+  /** Stops following the session (at the end). */
+  private readonly following = new AbortController();
 
   constructor(opts: ControllerOptions) {
     this.client = opts.client;
@@ -61,6 +65,99 @@ export class ChatController implements CommandContext {
     this.known.templates = (await this.client.listTemplates().catch(() => [])).map((t) => t.name);
     const last = sessions.filter((s) => s.sessionId !== session.sessionId && s.messageCount > 0).sort((a, b) => b.updatedAtMs - a.updatedAtMs)[0];
     if (fresh && last) this.info(`last session ${shortId(last.sessionId)} "${last.title}" (${ago(last.updatedAtMs)}): /session switch ${shortId(last.sessionId)} resumes it`);
+    void this.follow(session);
+  }
+
+  /**
+   * Follows the session's events (Attach), so a reply in progress when the chat opened, and turns
+   * other clients send, show as they happen; this chat's own turns come through here too once the
+   * watch delivers, in the session's one order. Switching sessions follows the new one; a lost
+   * connection is tried again after 0.25 s, doubling up to 8 s.
+   */
+  private async follow(first: SessionInfo): Promise<void> {
+    const attach = this.client.attach?.bind(this.client);
+    if (!attach) return;
+    let start = { id: first.sessionId, after: first.historySeq as number | undefined };
+    for (let failures = 0; !this.following.signal.aborted; ) {
+      const switched = new AbortController();
+      const unsubscribe = this.store.subscribe(() => this.state().session.sessionId !== start.id && switched.abort());
+      try {
+        this.shown.reset(start.id, start.after);
+        for await (const event of attach(start.id, start.after, AbortSignal.any([this.following.signal, switched.signal]))) {
+          failures = 0;
+          this.shown.watching = true;
+          start.after = event.seq ?? start.after;
+          this.show(event);
+        }
+      } catch (err) {
+        const code = err instanceof NanoError ? err.code : "INTERNAL";
+        // Events no longer kept: go on from now. A lost connection, or a watch that fell behind: again.
+        if (code === "OUT_OF_RANGE") start.after = undefined;
+        else if (code === "UNAVAILABLE" || code === "RESOURCE_EXHAUSTED") failures++;
+        // A daemon without Attach, or a session that is gone: only this chat's turns show, until another session is chosen.
+        else await until(AbortSignal.any([this.following.signal, switched.signal]));
+      } finally {
+        unsubscribe();
+        this.shown.watching = false;
+      }
+      const session = this.state().session;
+      if (session.sessionId !== start.id) start = { id: session.sessionId, after: session.historySeq };
+      else if (failures > 0) await new Promise((r) => setTimeout(r, Math.min(8000, 125 * 2 ** failures)).unref());
+    }
+  }
+
+  /**
+   * Puts one event of the session on the screen, once, whichever stream brought it (this chat's
+   * turn stream, or the watch); a turn another client sent starts with its user message.
+   */
+  private show(event: ChatEvent, own = false): void {
+    if (!this.shown.take(event, own)) return;
+    const kind = event.kind;
+    if (!kind) return;
+    const mine = this.shown.mine(event.turnId);
+    // Its failure was said already (the turn stream's error came before the watch's).
+    if (mine?.ended) return;
+    if (mine && !mine.started) {
+      mine.started = true;
+      this.dispatch({ type: "user", text: mine.text });
+      this.dispatch({ type: "turnStart" });
+    }
+    switch (kind.$case) {
+      case "user":
+        if (mine) break;
+        this.info(`── a turn from another client${kind.user.sender ? ` (${kind.user.sender})` : ""} ──`);
+        this.dispatch({ type: "user", text: kind.user.text });
+        this.dispatch({ type: "turnStart" });
+        break;
+      case "text":
+        this.dispatch({ type: "delta", text: kind.text.text, tokens: kind.text.tokenIds.length });
+        break;
+      case "functionCall":
+        this.dispatch({ type: "function", text: `call ${kind.functionCall.name}(${kind.functionCall.argumentsJson})` });
+        break;
+      case "functionResult":
+        this.dispatch({ type: "function", text: `${kind.functionResult.isError ? "error" : "result"}: ${kind.functionResult.result}` });
+        break;
+      case "wrapped":
+        this.info(`the conversation outgrew the context: the oldest ${plural(kind.wrapped.droppedMessages, "message")} (${plural(kind.wrapped.droppedTokens, "token")}) are no longer seen by the model`);
+        break;
+      case "loading":
+        // Said once as the load starts: the model was unloaded while idle.
+        if (kind.loading.progress === 0) this.info(`loading ${kind.loading.model} again (it was unloaded while idle)…`);
+        break;
+      case "end":
+        if (mine) mine.ended = true;
+        if (kind.end.session) this.dispatch({ type: "session", session: kind.end.session });
+        this.dispatch({ type: "end", reply: kind.end.reply, stats: kind.end.stats, stop: kind.end.stopReason });
+        this.explainStop(kind.end.stopReason, kind.end.stats?.generatedTokens ?? 0);
+        break;
+      case "error":
+        if (mine) mine.ended = true;
+        this.dispatch({ type: "turnFailed", text: kind.error.message });
+        break;
+      default:
+        kind satisfies never;
+    }
   }
 
   /** Notes a session this chat made (/session new), so it is removed at the end if left empty. */
@@ -124,49 +221,31 @@ export class ChatController implements CommandContext {
     this.abort = abort;
     const images = this.attached;
     this.attached = [];
-    this.dispatch({ type: "user", text });
-    this.dispatch({ type: "turnStart" });
+    const turnId = `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    // The message shows when the turn starts: after the one running now, when another client's is.
+    const mine = this.shown.send(turnId, text);
+    if (this.state().live) this.notice("another client's turn is running: yours follows it");
     let ended = false;
     try {
-      for await (const event of this.client.turn(session.sessionId, text, params, abort.signal, undefined, images)) {
-        const kind = event.kind;
-        if (!kind) continue;
-        switch (kind.$case) {
-          case "text":
-            this.dispatch({ type: "delta", text: kind.text.text, tokens: kind.text.tokenIds.length });
-            break;
-          case "functionCall":
-            this.dispatch({ type: "function", text: `call ${kind.functionCall.name}(${kind.functionCall.argumentsJson})` });
-            break;
-          case "functionResult":
-            this.dispatch({ type: "function", text: `${kind.functionResult.isError ? "error" : "result"}: ${kind.functionResult.result}` });
-            break;
-          case "wrapped":
-            this.info(`the conversation outgrew the context: the oldest ${plural(kind.wrapped.droppedMessages, "message")} (${plural(kind.wrapped.droppedTokens, "token")}) are no longer seen by the model`);
-            break;
-          case "loading":
-            // Said once as the load starts: the model was unloaded while idle.
-            if (kind.loading.progress === 0) this.info(`loading ${kind.loading.model} again (it was unloaded while idle)…`);
-            break;
-          case "end":
-            ended = true;
-            if (kind.end.session) this.dispatch({ type: "session", session: kind.end.session });
-            this.dispatch({ type: "end", reply: kind.end.reply, stats: kind.end.stats, stop: kind.end.stopReason });
-            this.explainStop(kind.end.stopReason, kind.end.stats?.generatedTokens ?? 0);
-            break;
-          case "error":
-            // NanoClient throws these; a client that yields one ends the turn the same way.
-            throw new NanoError("INTERNAL", kind.error.message);
-          default:
-            kind satisfies never;
-        }
+      for await (const event of this.client.turn(session.sessionId, text, params, abort.signal, undefined, images, { turnId })) {
+        if (event.kind?.$case === "error") throw new NanoError("INTERNAL", event.kind.error.message);
+        ended ||= event.kind?.$case === "end";
+        this.show(event, true);
       }
-      if (!ended) this.dispatch({ type: "turnFailed", text: "The daemon closed the stream before the reply ended; check that it is still running." });
+      if (!ended) this.failed(mine, "The daemon closed the stream before the reply ended; check that it is still running.");
     } catch (err) {
-      this.dispatch({ type: "turnFailed", text: errorText(err) });
+      this.failed(mine, errorText(err));
     } finally {
       this.abort = undefined;
     }
+  }
+
+  /** This chat's turn failed: said once, after its message (the watch may have shown the error already). */
+  private failed(mine: OwnTurn, text: string): void {
+    if (mine.ended) return;
+    mine.ended = true;
+    if (!mine.started) this.dispatch({ type: "user", text: mine.text });
+    this.dispatch({ type: "turnFailed", text });
   }
 
   /** Stops the reply in progress (Esc); false when there is none. */
@@ -207,6 +286,7 @@ export class ChatController implements CommandContext {
   /** Stops what runs and deletes the sessions this chat made and never used (quitting waits 2 s at most). */
   async dispose(): Promise<void> {
     this.abort?.abort();
+    this.following.abort();
     this.clearTimers();
     const removeUnused = async () => {
       for (const id of this.created) {
@@ -252,4 +332,56 @@ export class ChatController implements CommandContext {
 export function errorText(err: unknown): string {
   if (err instanceof NanoError || err instanceof CommandError) return err.message;
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A turn this chat sent: its message, and how far the screen has shown it. */
+interface OwnTurn {
+  text: string;
+  started: boolean;
+  ended: boolean;
+}
+
+/**
+ * Which of a session's events are on the screen: each seq once, in order. While the watch
+ * delivers, it alone shows events (the session's one order); this chat's turn stream shows
+ * them only when there is no watch (a daemon without Attach, a lost connection).
+ */
+class SessionView {
+  watching = false;
+  private sessionId = "";
+  private last = 0;
+  private readonly own = new Map<string, OwnTurn>();
+
+  /** Follows `sessionId` from after `seq` (unknown: from the next event that comes). */
+  reset(sessionId: string, seq: number | undefined): void {
+    if (sessionId === this.sessionId && seq !== undefined && seq <= this.last) return;
+    this.sessionId = sessionId;
+    this.last = seq ?? 0;
+  }
+
+  send(turnId: string, text: string): OwnTurn {
+    const turn = { text, started: false, ended: false };
+    this.own.set(turnId, turn);
+    return turn;
+  }
+
+  mine(turnId: string): OwnTurn | undefined {
+    return this.own.get(turnId);
+  }
+
+  /** Whether the event is new to the screen (and so to be shown now). */
+  take(event: ChatEvent, fromTurnStream: boolean): boolean {
+    if (fromTurnStream && this.watching) return false;
+    if (event.sessionId !== this.sessionId && this.sessionId !== "") return fromTurnStream;
+    // An event without a seq (an older daemon) is shown as it comes.
+    if (!event.seq) return true;
+    if (event.seq <= this.last) return false;
+    this.last = event.seq;
+    return true;
+  }
+}
+
+/** Resolves once `signal` is aborted (at once when it is already). */
+function until(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
 }

@@ -9,6 +9,7 @@ export interface HttpError {
 
 const STATUS: Record<ErrorCode, number> = {
   INVALID_ARGUMENT: 400,
+  OUT_OF_RANGE: 400,
   NOT_FOUND: 404,
   FAILED_PRECONDITION: 409,
   RESOURCE_EXHAUSTED: 429,

@@ -7,6 +7,9 @@ import { runTurn, type TurnResult, type TurnSink } from "../sessions/runTurn.js"
 import type { ImageBytes } from "../sessions/Journal.js";
 import type { Conversation, StatelessSessions } from "../sessions/StatelessSessions.js";
 import { replyKey } from "./conversation.js";
+import { sessionInfo } from "../rpc/convert.js";
+import { toServiceError } from "../rpc/errors.js";
+import type { Session } from "../sessions/Session.js";
 
 /** What the HTTP routes share: the daemon's models and sessions, and its shutdown. */
 export interface HttpApi {
@@ -42,7 +45,10 @@ async function claimAndRun(api: HttpApi, t: HttpTurn): Promise<TurnResult> {
   const observed = { who: t.who, session, text: t.conv.lead.map((m) => m.text).join("\n"), warm: session.history.length > 0, startedAt: performance.now() };
   let result: TurnResult | undefined;
   try {
-    result = await runTurn(session, { turnId: randomUUID(), text: "", lead: t.conv.lead, params: t.params, signal: t.signal, stops: t.stops, toolCalls: "return" }, textOnly(t.text));
+    const turnId = randomUUID();
+    const sink = textOnly(t.text);
+    // A pinned session is a listed one: clients watching it (Attach) see this turn too.
+    result = await runTurn(session, { turnId, text: "", lead: t.conv.lead, params: t.params, signal: t.signal, stops: t.stops, toolCalls: "return" }, t.pinned === undefined ? sink : shownToWatchers(session, turnId, t.who, observed.text, sink));
     api.state.turns.ended(observed, result);
     const bot = session.history.at(-1);
     const calls = result.toolCalls.map((c) => ({ name: c.name, arguments: c.argumentsJson }));
@@ -54,6 +60,33 @@ async function claimAndRun(api: HttpApi, t: HttpTurn): Promise<TurnResult> {
   } finally {
     claim.release(result?.stats.inputTokens);
   }
+}
+
+/** `inner`, with the turn's message, text and end published in the session's feed for its watchers. */
+function shownToWatchers(session: Session, turnId: string, who: Identity, message: string, inner: TurnSink): TurnSink {
+  const base = { turnId, sessionId: session.id };
+  const feed = session.feed;
+  let announced = false;
+  return {
+    ...inner,
+    started: async () => {
+      announced = true;
+      feed.publish({ ...base, kind: { $case: "user", user: { text: message, imageNames: [], sender: who.name } } });
+    },
+    text: (delta, tokenIds) => {
+      feed.publish({ ...base, kind: { $case: "text", text: { text: delta, tokenIds } } });
+      return inner.text(delta, tokenIds);
+    },
+    ended: async (outcome) => {
+      if (!announced) return;
+      if ("result" in outcome) feed.publish({ ...base, kind: { $case: "end", end: { ...outcome.result, session: sessionInfo(session, false) } } });
+      else {
+        // The request's own handler logs it; here it only becomes the event's code and sentence.
+        const { code, details } = toServiceError(outcome.error, () => undefined);
+        feed.publish({ ...base, kind: { $case: "error", error: { code: code ?? 13, message: details ?? "" } } });
+      }
+    },
+  };
 }
 
 /** A turn sink for clients that run their own tools: only text goes out while the turn runs. */

@@ -43,6 +43,8 @@ export class Metrics {
     new Gauge({ name: "nanollm_sessions", help: "Sessions the daemon keeps.", labelNames: ["model"], registers, collect() { perModel(this, () => 1); } });
     new Gauge({ name: "nanollm_running_turns", help: "Turns running now (generating or queued).", labelNames: ["model"], registers, collect() { perModel(this, (s) => (s.running ? 1 : 0)); } });
     new Gauge({ name: "nanollm_queue_depth", help: "Turns waiting for a free KV-cache sequence.", labelNames: ["model"], registers, collect() { perModel(this, (s) => (s.running?.waiting ? 1 : 0)); } });
+    new Gauge({ name: "nanollm_turns_waiting_for_session", help: "Turns waiting for their session's running turn (one writer at a time).", labelNames: ["model"], registers, collect() { perModel(this, (s) => s.queue.length); } });
+    new Gauge({ name: "nanollm_watchers", help: "Clients watching sessions (Attach).", labelNames: ["model"], registers, collect() { perModel(this, (s) => s.feed.watching); } });
     new Gauge({ name: "nanollm_kv_cells_used", help: "KV-cache cells (tokens) the sessions' sequences hold.", labelNames: ["model"], registers, collect() { perModel(this, (s) => s.host.pool.cachedLength(s.id)); } });
   }
 

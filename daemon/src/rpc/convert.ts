@@ -32,6 +32,7 @@ export function sessionInfo(s: Session, withHistory: boolean): SessionInfo {
     title: s.title,
     lastUserText: s.lastUserText,
     templateHasSystem: s.template.system !== undefined,
+    historySeq: s.feed.settled,
   };
 }
 

@@ -33,6 +33,8 @@ export interface DaemonState {
   gate: TurnGate;
   /** How long a Chat stream may leave its events unread before its turns are cancelled. */
   writeTimeoutMs: number;
+  /** How long a resumable turn whose client dropped goes on with nobody watching its session. */
+  resumeGraceMs: number;
   log: (line: string) => void;
 }
 

@@ -6,6 +6,8 @@ import { FunctionSet } from "../functions/FunctionSet.js";
 import type { ChatTemplate } from "../templates/ChatTemplate.js";
 import { render, type RenderMessage, type Role } from "../templates/render.js";
 import { TextTokens } from "./TextTokens.js";
+import { SessionFeed, type FeedLimits } from "./SessionFeed.js";
+import { TurnQueue } from "./TurnQueue.js";
 
 /** A message as the history keeps it: bot replies hold the exact ids that were sampled. */
 export interface HistoryMessage {
@@ -27,6 +29,9 @@ export interface RunningTurn {
   waiting?: boolean;
 }
 
+/** The feed limits of a session the store did not set (NANOLLM_REPLAY_EVENTS, NANOLLM_WATCH_BEHIND_EVENTS). */
+export const DEFAULT_FEED_LIMITS: FeedLimits = { replay: 256, behind: 128 };
+
 /** Whoever asks for a session: an owner sees their own, an admin every one. */
 export interface Caller {
   name: string;
@@ -37,6 +42,10 @@ export interface Caller {
 export class Session {
   history: HistoryMessage[] = [];
   running: RunningTurn | undefined;
+  /** Turns waiting for the running one (one writer at a time). */
+  readonly queue: TurnQueue = new TurnQueue(this);
+  /** The session's events, numbered, and the clients watching them (Attach). */
+  feed: SessionFeed;
   /** Work that brings the KV cache up to date after a turn; the next turn waits for it. */
   cacheSync: Promise<void> = Promise.resolve();
   createdAt = Date.now();
@@ -74,6 +83,7 @@ export class Session {
     public defaults: GenerationParams,
   ) {
     this.text = new TextTokens(host);
+    this.feed = new SessionFeed(id, DEFAULT_FEED_LIMITS);
   }
 
   /** The messages to render: the system prompt (when the template has one) and the history. */

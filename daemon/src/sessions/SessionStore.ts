@@ -11,6 +11,8 @@ import { Session, type Caller, type HistoryMessage, type OverflowPolicy } from "
 import type { SessionRecord } from "./SessionJournal.js";
 import { copyOf, refresh, toRecord } from "./records.js";
 import { isShared, type Held, type ImageBytes, type Journal, type SharedJournal, type Stored } from "./Journal.js";
+import { DEFAULT_FEED_LIMITS } from "./Session.js";
+import { SessionFeed, type FeedLimits } from "./SessionFeed.js";
 
 /** The fewest characters of an id that find a session (the TUI shows 8). */
 const MIN_PREFIX = 4;
@@ -55,6 +57,8 @@ export class SessionStore {
    * daemon. Undefined when it is not here.
    */
   hostFor: (modelFile: string, load: boolean) => Promise<ModelHost | undefined> = async () => undefined;
+  /** How many events each session keeps for reattaching clients, and lets a watcher fall behind. */
+  feedLimits: FeedLimits = DEFAULT_FEED_LIMITS;
 
   constructor(
     readonly templates: TemplateRegistry,
@@ -137,6 +141,7 @@ export class SessionStore {
 
   private track(session: Session): void {
     session.imageStore = this.images;
+    session.feed = new SessionFeed(session.id, this.feedLimits);
     const journal = this.journal;
     if (journal) {
       session.persist = async () => {
@@ -286,6 +291,7 @@ export class SessionStore {
       // The journal first: a session it still holds would come back.
       await this.journal?.remove(session.id);
       this.sessions.delete(session.id);
+      session.feed.close(fail.notFound(`Session ${session.id} was deleted; there is nothing more to watch.`));
       await session.host.pool.forget(session.id);
     });
   }

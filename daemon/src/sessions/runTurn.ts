@@ -17,6 +17,13 @@ export interface TurnSink extends CallSink {
   wrapped(info: { droppedMessages: number; droppedTokens: number; keptMessages: number }): Promise<void>;
   /** The session's model is loading again before the turn runs (`fraction` of it read). */
   loading?(model: string, fraction: number): Promise<void>;
+  /** The turn holds the session now (after its wait in the queue) and its message is valid: its first event may go out. */
+  started?(): Promise<void>;
+  /**
+   * The turn's last event, while it still holds the session, so the next turn's events come after
+   * it: its result, or the error it failed with.
+   */
+  ended?(outcome: { result: TurnResult } | { error: unknown }): Promise<void>;
 }
 
 export interface TurnResult {
@@ -32,20 +39,38 @@ export interface TurnResult {
  * prefix, evaluate only new tokens, sample until a stop, record the exact reply ids.
  */
 export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink): Promise<TurnResult> {
-  if (session.running) throw fail.precondition(`Session ${session.id} already has a turn running; wait for it to end or cancel it.`);
-  session.running = { turnId: turn.turnId };
+  await session.queue.enter({ turnId: turn.turnId }, turn.signal, turn.wait === true);
   const host = session.host;
-  let held: Held | undefined;
   try {
-    // An unloaded model (idle, or for memory) loads again first; the client hears its progress.
-    await host.begin((fraction) => void sink.loading?.(host.facts.name, fraction));
-    // A shared journal's lease: no other daemon generates in the session until it is released.
-    held = await session.hold(turn.signal);
-    return await generateTurn(session, held.lost ? { ...turn, signal: AbortSignal.any([turn.signal, held.lost]) } : turn, sink);
+    session.feed.begin();
+    let outcome: { result: TurnResult } | { error: unknown };
+    let held: Held | undefined;
+    try {
+      // An unloaded model (idle, or for memory) loads again first; the client hears its progress.
+      await host.begin((fraction) => void sink.loading?.(host.facts.name, fraction));
+      try {
+        // A shared journal's lease: no other daemon generates in the session until it is released.
+        held = await session.hold(turn.signal);
+        outcome = { result: await generateTurn(session, held.lost ? { ...turn, signal: AbortSignal.any([turn.signal, held.lost]) } : turn, sink) };
+      } finally {
+        host.end();
+      }
+    } catch (error) {
+      outcome = { error };
+    }
+    try {
+      await held?.release();
+    } catch (error) {
+      if (!("error" in outcome)) outcome = { error };
+    }
+    // The history holds the turn now: its last event (with the session as it stands) follows.
+    session.feed.finish();
+    await sink.ended?.(outcome);
+    if ("error" in outcome) throw outcome.error;
+    return outcome.result;
   } finally {
-    await held?.release();
-    session.running = undefined;
-    host.end();
+    session.feed.finish();
+    session.queue.leave();
   }
 }
 
@@ -67,6 +92,8 @@ export interface TurnInput {
    * streamed as text (the HTTP APIs, whose clients send the results in their next request).
    */
   toolCalls?: "run" | "return";
+  /** Wait behind a turn already running on the session (one writer at a time) instead of failing at once. */
+  wait?: boolean;
 }
 
 async function generateTurn(session: Session, turn: TurnInput, sink: TurnSink): Promise<TurnResult> {
@@ -74,6 +101,7 @@ async function generateTurn(session: Session, turn: TurnInput, sink: TurnSink): 
   const returning = turn.toolCalls === "return";
   turn.lead?.forEach((m) => checkText("The message", m.text));
   const lead = turn.lead ?? [await userMessage(session, turn.text, turn.images ?? [])];
+  await sink.started?.();
   const sampling = resolveSampling(session.defaults, turn.params);
   const host = session.host;
   await session.cacheSync;
