@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import { credentials, Metadata, status, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import {
@@ -17,6 +18,9 @@ import {
   type TemplateInfo,
 } from "@nanollm/shared";
 import { FROM_STATUS, toClientError } from "./errors.js";
+
+/** The metadata (and HTTP header) naming a call's session, which balancers hash on. */
+export const SESSION_HEADER = "x-nanollm-session";
 
 type Callback<T> = (err: ServiceError | null, res: T) => void;
 
@@ -59,13 +63,14 @@ export class NanoClient {
     this.chat = new ChatServiceClient(host, creds, options);
   }
 
+  /** The client picks the new session's id (a UUID unless given), so a balancer sends the creation where its turns will go. */
   createSession(req: Partial<CreateSessionRequest>): Promise<SessionInfo> {
-    const full: CreateSessionRequest = { model: "", chatTemplate: "", chatTemplateJson: "", history: [], defaults: undefined, systemPrompt: undefined, overflow: 0, builtinFunctions: [], clientFunctions: [], ...req };
-    return this.unary((cb: Callback<SessionInfo>) => this.sessions.createSession(full, this.meta(), this.opts(), cb));
+    const full: CreateSessionRequest = { model: "", chatTemplate: "", chatTemplateJson: "", history: [], defaults: undefined, systemPrompt: undefined, overflow: 0, builtinFunctions: [], clientFunctions: [], ...req, sessionId: req.sessionId || randomUUID() };
+    return this.unary((cb: Callback<SessionInfo>) => this.sessions.createSession(full, this.meta(full.sessionId), this.opts(), cb));
   }
 
   getSession(sessionId: string, withHistory = false): Promise<SessionInfo> {
-    return this.unary((cb: Callback<SessionInfo>) => this.sessions.getSession({ sessionId, withHistory }, this.meta(), this.opts(), cb));
+    return this.unary((cb: Callback<SessionInfo>) => this.sessions.getSession({ sessionId, withHistory }, this.meta(sessionId), this.opts(), cb));
   }
 
   async listSessions(): Promise<SessionInfo[]> {
@@ -73,7 +78,7 @@ export class NanoClient {
   }
 
   resetSession(sessionId: string): Promise<SessionInfo> {
-    return this.unary((cb: Callback<SessionInfo>) => this.sessions.resetSession({ sessionId }, this.meta(), this.opts(), cb));
+    return this.unary((cb: Callback<SessionInfo>) => this.sessions.resetSession({ sessionId }, this.meta(sessionId), this.opts(), cb));
   }
 
   updateSession(
@@ -81,18 +86,18 @@ export class NanoClient {
     change: { systemPrompt?: string; chatTemplate?: string; chatTemplateJson?: string; defaults?: GenerationParams; setFunctions?: boolean; builtinFunctions?: string[]; clientFunctions?: FunctionDecl[] },
   ): Promise<SessionInfo> {
     return this.unary((cb: Callback<SessionInfo>) =>
-      this.sessions.updateSession({ sessionId, defaults: undefined, setFunctions: false, builtinFunctions: [], clientFunctions: [], ...change }, this.meta(), this.opts(), cb),
+      this.sessions.updateSession({ sessionId, defaults: undefined, setFunctions: false, builtinFunctions: [], clientFunctions: [], ...change }, this.meta(sessionId), this.opts(), cb),
     );
   }
 
   /** Keeps the first `keep` messages of the history, or those before the last user message. */
   truncateSession(sessionId: string, keep: number | "last exchange"): Promise<SessionInfo> {
     const req = keep === "last exchange" ? { sessionId, keepMessages: 0, dropLastExchange: true } : { sessionId, keepMessages: keep, dropLastExchange: false };
-    return this.unary((cb: Callback<SessionInfo>) => this.sessions.truncateSession(req, this.meta(), this.opts(), cb));
+    return this.unary((cb: Callback<SessionInfo>) => this.sessions.truncateSession(req, this.meta(sessionId), this.opts(), cb));
   }
 
   async deleteSession(sessionId: string): Promise<void> {
-    await this.unary((cb: Callback<object>) => this.sessions.deleteSession({ sessionId }, this.meta(), this.opts(), cb));
+    await this.unary((cb: Callback<object>) => this.sessions.deleteSession({ sessionId }, this.meta(sessionId), this.opts(), cb));
   }
 
   async listModels(): Promise<ModelInfo[]> {
@@ -116,7 +121,7 @@ export class NanoClient {
    */
   async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal, onFunctionCall?: FunctionHandler, images: { data: Uint8Array; name: string }[] = []): AsyncGenerator<ChatEvent> {
     const turnId = `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-    const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta());
+    const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta(sessionId));
     const onAbort = () => !call.writableEnded && call.write({ kind: { $case: "cancel", cancel: { turnId } } });
     signal?.addEventListener("abort", onAbort, { once: true });
     let ended = false;
@@ -158,9 +163,11 @@ export class NanoClient {
     this.chat.close();
   }
 
-  private meta(): Metadata {
+  /** The token, and for a session-scoped call its id: balancers hash x-nanollm-session so every call of a session reaches one daemon. */
+  private meta(sessionId?: string): Metadata {
     const meta = new Metadata();
     if (this.connection.token) meta.set("authorization", `Bearer ${this.connection.token}`);
+    if (sessionId) meta.set(SESSION_HEADER, sessionId);
     return meta;
   }
 

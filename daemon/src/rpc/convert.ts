@@ -6,6 +6,7 @@ import { chooseTemplate } from "../templates/chooseTemplate.js";
 import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
 import type { Role as DomainRole } from "../templates/render.js";
 import { fail } from "@nanollm/shared";
+import { SESSION_ID } from "../sessions/limits.js";
 
 const TO_WIRE: Record<DomainRole, Role> = { system: Role.ROLE_SYSTEM, user: Role.ROLE_USER, bot: Role.ROLE_BOT, tool: Role.ROLE_TOOL };
 
@@ -55,6 +56,13 @@ export function messageFromWire(m: Message, index: number): HistoryMessage {
 }
 
 /** The wire policy as the session's; unset means wrap. */
+/** A client-chosen session id (CreateSession's session_id), or undefined for a daemon-picked UUID. */
+export function sessionIdFromWire(id: string): string | undefined {
+  if (id === "") return undefined;
+  if (!SESSION_ID.test(id)) throw fail.invalid("A session id must be 1 to 128 letters, digits, '_' or '-'; fix it or leave it empty for a new UUID.");
+  return id;
+}
+
 export function overflowFromWire(p: OverflowPolicy): "wrap" | "error" {
   switch (p) {
     case OverflowPolicy.OVERFLOW_POLICY_UNSPECIFIED:

@@ -1,0 +1,86 @@
+import assert from "node:assert/strict";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { NanoClient, SESSION_HEADER } from "nanollm/dist/client/NanoClient.js";
+import { rejectsWith } from "./helpers/assertions.js";
+import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
+import { tinyModel } from "./helpers/fixtures.js";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+describe("affinity: the client names the session of every call, so a balancer can hash it", () => {
+  // An HTTP/2 server that records each gRPC call's path and session metadata and refuses it.
+  const seen: { path: string; session: string | undefined }[] = [];
+  let recorder: http2.Http2Server;
+  let client: NanoClient;
+  before(async () => {
+    recorder = http2.createServer();
+    recorder.on("stream", (stream, headers) => {
+      const session = headers[SESSION_HEADER];
+      seen.push({ path: String(headers[":path"]), session: Array.isArray(session) ? session[0] : session });
+      stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "12", "grpc-message": "recorded" }, { endStream: true });
+      stream.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => recorder.listen(0, "127.0.0.1", resolve));
+    client = new NanoClient(`127.0.0.1:${(recorder.address() as AddressInfo).port}`);
+  });
+  after(() => {
+    client.close();
+    recorder.close();
+  });
+
+  it("every session-scoped call carries x-nanollm-session; a new session's id is the client's before the call", async () => {
+    const calls: [string, () => Promise<unknown>][] = [
+      ["GetSession", () => client.getSession("s-get")],
+      ["ResetSession", () => client.resetSession("s-reset")],
+      ["UpdateSession", () => client.updateSession("s-update", { systemPrompt: "x" })],
+      ["TruncateSession", () => client.truncateSession("s-truncate", 0)],
+      ["DeleteSession", () => client.deleteSession("s-delete")],
+      ["Chat", () => turn(client, "s-chat", "hi")],
+      ["CreateSession", () => client.createSession({ sessionId: "s-create" })],
+      ["CreateSession", () => client.createSession({})],
+      ["ListSessions", () => client.listSessions()],
+    ];
+    for (const [, call] of calls) await assert.rejects(call());
+    const byMethod = seen.map((s) => [s.path.split("/").at(-1), s.session]);
+    assert.deepEqual(byMethod.slice(0, 7), [
+      ["GetSession", "s-get"],
+      ["ResetSession", "s-reset"],
+      ["UpdateSession", "s-update"],
+      ["TruncateSession", "s-truncate"],
+      ["DeleteSession", "s-delete"],
+      ["Chat", "s-chat"],
+      ["CreateSession", "s-create"],
+    ]);
+    assert.equal(byMethod[7]?.[0], "CreateSession");
+    assert.match(String(byMethod[7]?.[1]), UUID, "a session created without an id is named by a UUID the client picked");
+    assert.deepEqual(byMethod[8], ["ListSessions", undefined], "a call of no one session carries none");
+  });
+});
+
+describe("CreateSession takes the client's id", () => {
+  let d: TestDaemon;
+  before(async () => {
+    d = await inProcessDaemon(tinyModel(), { parallel: 1, ctx: 256 });
+  });
+  after(() => d.stop());
+
+  it("the session is created under the id the client chose, and its turns find it", async () => {
+    const s = await d.client.createSession({ chatTemplate: "chat-ml", sessionId: "team-a_session-1" });
+    assert.equal(s.sessionId, "team-a_session-1");
+    const t = await turn(d.client, "team-a_session-1", "hello", 4);
+    assert.equal((await d.client.getSession("team-a_session-1", true)).history.at(-1)?.text, t.text);
+  });
+
+  it("without an id, the session gets the UUID the client picked", async () => {
+    assert.match((await d.client.createSession({ chatTemplate: "chat-ml" })).sessionId, UUID);
+  });
+
+  it("an id in use or not a safe name is refused in one sentence", async () => {
+    await d.client.createSession({ chatTemplate: "chat-ml", sessionId: "taken" });
+    await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", sessionId: "taken" }), "FAILED_PRECONDITION", /^Session taken exists already; use it or pick another id\.$/);
+    await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", sessionId: "../etc/passwd" }), "INVALID_ARGUMENT", /^A session id must be 1 to 128 letters, digits, '_' or '-'; fix it or leave it empty for a new UUID\.$/);
+    await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", sessionId: "x".repeat(129) }), "INVALID_ARGUMENT", /must be 1 to 128 letters/);
+  });
+});
