@@ -1,0 +1,162 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { tempDir } from "./fixtures.js";
+
+/** docker/, where the balancer configurations live (used as they are by docker/compose.yaml). */
+export const DOCKER_DIR = fileURLToPath(new URL("../../../docker/", import.meta.url));
+
+export type BalancerKind = "nginx" | "haproxy";
+
+/** One daemon behind the balancer: its gRPC and HTTP ports on 127.0.0.1. */
+export interface Backend {
+  grpcPort: number;
+  httpPort: number;
+}
+
+export interface RunningBalancer {
+  kind: BalancerKind;
+  /** Where clients connect for gRPC (host:port). */
+  address: string;
+  /** Where clients connect for the OpenAI/Ollama HTTP APIs (http://host:port). */
+  httpBase: string;
+  /** The balancer's own output so far (access log, health changes). */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+const SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
+const installed = new Map<BalancerKind, string | undefined>();
+
+/** The balancer's binary, installed from Debian's packages when missing; undefined (with `why`) where that cannot be done. */
+export function ensureBalancer(kind: BalancerKind): { binary: string } | { why: string } {
+  const found = which(kind);
+  if (found) return { binary: found };
+  if (!installed.has(kind)) installed.set(kind, aptInstall(kind === "nginx" ? ["nginx-light"] : ["haproxy"]));
+  const failure = installed.get(kind);
+  const binary = which(kind);
+  return binary ? { binary } : { why: `${kind} is not installed and could not be installed from Debian's packages${failure ? `: ${failure}` : ""}` };
+}
+
+/** A free TCP port on 127.0.0.1 (closed again; taken by whoever binds it next). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * docker/nginx.conf for `backends` on loopback: its listen ports become 127.0.0.1 ones, and each
+ * upstream's servers (written for the compose/k8s names) become one line per backend with the same
+ * parameters. Nothing else changes, so the test runs the configuration operators use.
+ */
+export function renderNginx(text: string, ports: { grpc: number; http: number }, backends: Backend[]): string {
+  return expandServers(
+    text.replace(/^(\s*)listen 7433 http2;$/m, `$1listen 127.0.0.1:${ports.grpc} http2;`).replace(/^(\s*)listen 7434;$/m, `$1listen 127.0.0.1:${ports.http};`),
+    /^(\s*)server nanollm-\d+\.nanollm:(7433|7434)( .*)?;$/,
+    (m, i, b) => `${m[1]}server 127.0.0.1:${m[2] === "7433" ? b.grpcPort : b.httpPort}${m[3] ?? ""};`,
+    backends,
+  );
+}
+
+/** docker/haproxy.cfg for `backends` on loopback, rendered like renderNginx (server names kept: `track` uses them). */
+export function renderHaproxy(text: string, ports: { grpc: number; http: number }, backends: Backend[]): string {
+  return expandServers(
+    text.replace(/^(\s*)bind :7433 proto h2$/m, `$1bind 127.0.0.1:${ports.grpc} proto h2`).replace(/^(\s*)bind :7434$/m, `$1bind 127.0.0.1:${ports.http}`),
+    /^(\s*)server nanollm-\d+ nanollm-\d+\.nanollm:(7433|7434)( .*)?$/,
+    (m, i, b) => `${m[1]}server nanollm-${i} 127.0.0.1:${m[2] === "7433" ? b.grpcPort : b.httpPort}${(m[3] ?? "").replace(/nanollm-\d+/g, `nanollm-${i}`)}`,
+    backends,
+  );
+}
+
+/** Starts nginx or HAProxy with its docker/ configuration rendered for `backends`; resolves once it accepts connections. */
+export async function startBalancer(kind: BalancerKind, binary: string, backends: Backend[]): Promise<RunningBalancer> {
+  const dir = tempDir(kind);
+  // nginx's workers run as nobody when it starts as root: they must reach the temp folders in here.
+  fs.chmodSync(dir, 0o755);
+  const ports = { grpc: await freePort(), http: await freePort() };
+  const file = path.join(dir, kind === "nginx" ? "nginx.conf" : "haproxy.cfg");
+  const source = fs.readFileSync(path.join(DOCKER_DIR, path.basename(file)), "utf8");
+  fs.writeFileSync(file, kind === "nginx" ? renderNginx(source, ports, backends) : renderHaproxy(source, ports, backends));
+  const args = kind === "nginx" ? ["-p", `${dir}/`, "-c", file] : ["-f", file, "-db"];
+  // Output to a file, not a pipe: nginx opens /dev/stdout for its access log, which a socket refuses.
+  const logFile = path.join(dir, "output.log");
+  const fd = fs.openSync(logFile, "a");
+  const proc = spawn(binary, args, { cwd: dir, stdio: ["ignore", fd, fd] });
+  fs.closeSync(fd);
+  const output = () => fs.readFileSync(logFile, "utf8");
+  const stop = () => stopProcess(proc);
+  try {
+    await Promise.all([waitForPort(ports.grpc, proc, output), waitForPort(ports.http, proc, output)]);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { kind, address: `127.0.0.1:${ports.grpc}`, httpBase: `http://127.0.0.1:${ports.http}`, log: output, stop };
+}
+
+/** Replaces the first server line per port of `pattern` with one line per backend, and drops the others. */
+function expandServers(text: string, pattern: RegExp, line: (m: RegExpExecArray, i: number, b: Backend) => string, backends: Backend[]): string {
+  const done = new Set<string>();
+  const out: string[] = [];
+  for (const l of text.split("\n")) {
+    const m = pattern.exec(l);
+    if (!m) {
+      out.push(l);
+      continue;
+    }
+    const port = m[2] ?? "";
+    if (done.has(port)) continue;
+    done.add(port);
+    backends.forEach((b, i) => out.push(line(m, i, b)));
+  }
+  if (done.size !== 2) throw new Error(`expected servers for ports 7433 and 7434 in the configuration, found ${[...done].join(", ") || "none"}`);
+  return out.join("\n");
+}
+
+function which(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? "").split(":"), ...SBIN].filter(Boolean);
+  return dirs.map((d) => path.join(d, name)).find((f) => fs.existsSync(f));
+}
+
+/** apt-get update + install; the failure's last lines, or undefined when it worked. */
+function aptInstall(packages: string[]): string | undefined {
+  if (process.getuid?.() !== 0) return "installing needs root (apt-get)";
+  if (!which("apt-get")) return "this machine has no apt-get";
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  for (const args of [["update", "-qq"], ["install", "-y", "-qq", "--no-install-recommends", ...packages]]) {
+    const r = spawnSync("apt-get", args, { env, encoding: "utf8", timeout: 300_000 });
+    if (r.status !== 0) return `apt-get ${args[0]} failed: ${(r.stderr || r.stdout || String(r.error)).trim().split("\n").slice(-2).join(" ")}`;
+  }
+  return undefined;
+}
+
+async function waitForPort(port: number, proc: ChildProcess, output: () => string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`the balancer exited with ${proc.exitCode}:\n${output().slice(-2000)}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, "127.0.0.1", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`the balancer did not listen on 127.0.0.1:${port} within ${timeoutMs / 1000} s:\n${output().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stopProcess(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once("exit", r));
+  proc.kill("SIGTERM");
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
+  await exited;
+  clearTimeout(timer);
+}
