@@ -67,7 +67,7 @@ export function renderNginx(text: string, ports: { grpc: number; http: number },
 export function renderHaproxy(text: string, ports: { grpc: number; http: number }, backends: Backend[]): string {
   return expandServers(
     text.replace(/^(\s*)bind :7433 proto h2$/m, `$1bind 127.0.0.1:${ports.grpc} proto h2`).replace(/^(\s*)bind :7434$/m, `$1bind 127.0.0.1:${ports.http}`),
-    /^(\s*)server nanollm-\d+ nanollm-\d+\.nanollm:(7433|7434)( .*)?$/,
+    /^(\s*)server nanollm-\d+ "nanollm-\d+\.nanollm\$\{NANOLLM_DOMAIN\}:(7433|7434)"( .*)?$/,
     (m, i, b) => `${m[1]}server nanollm-${i} 127.0.0.1:${m[2] === "7433" ? b.grpcPort : b.httpPort}${(m[3] ?? "").replace(/nanollm-\d+/g, `nanollm-${i}`)}`,
     backends,
   );
