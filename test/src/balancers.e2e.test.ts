@@ -37,10 +37,24 @@ async function chat(address: string, n: number, turns: number): Promise<{ id: st
   }
 }
 
+/**
+ * The placement once every expected turn is logged: a daemon writes a turn's log line just after
+ * the client hears the turn ended, and its output reaches this process a moment later.
+ */
+async function loggedPlacement(daemons: { log(): string }[], ids: string[], turns: number): Promise<Map<string, number[]>> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const counts = placement(daemons, ids);
+    const logged = [...counts.values()].flat().reduce((a, b) => a + b, 0);
+    if (logged >= ids.length * turns || Date.now() > deadline) return counts;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Asserts each session's turns all ran on one daemon, and that the sessions spread over every daemon. */
-function assertAffinity(daemons: Daemon[], ids: string[], turnsEach: number): number[] {
+async function assertAffinity(daemons: Daemon[], ids: string[], turnsEach: number): Promise<number[]> {
   const perDaemon = daemons.map(() => 0);
-  for (const [id, row] of placement(daemons, ids)) {
+  for (const [id, row] of await loggedPlacement(daemons, ids, turnsEach)) {
     const homes = row.flatMap((n, i) => (n > 0 ? [i] : []));
     assert.equal(homes.length, 1, `session ${id} ran on daemons ${homes.join(", ")} (turns per daemon: ${row.join(", ")})`);
     const home = homes[0] ?? -1;
@@ -78,7 +92,7 @@ describe("several daemons behind a load balancer: every call of a session reache
         const chats = await Promise.all(Array.from({ length: SESSIONS }, (_, n) => chat(lb.address, n, TURNS)));
         const seconds = (performance.now() - started) / 1000;
         assert.equal(new Set(chats.map((c) => c.id)).size, SESSIONS);
-        const perDaemon = assertAffinity(daemons, chats.map((c) => c.id), TURNS);
+        const perDaemon = await assertAffinity(daemons, chats.map((c) => c.id), TURNS);
         console.log(`${kind}: ${SESSIONS * TURNS} turns in ${seconds.toFixed(1)} s; sessions per daemon ${perDaemon.join(", ")}`);
         // Greedy and alike: chats that said the same things got the same replies, wherever they ran.
         const again = await chat(lb.address, 0, TURNS);
@@ -96,7 +110,7 @@ describe("several daemons behind a load balancer: every call of a session reache
             messages.push({ role: "assistant", content: choice?.message.content ?? "" });
           }
         }
-        for (const [id, row] of placement(daemons, pinned)) assert.deepEqual([...row].sort(), [0, 0, 2], `HTTP session ${id}: both requests on one daemon (${row.join(", ")})`);
+        for (const [id, row] of await loggedPlacement(daemons, pinned, 2)) assert.deepEqual([...row].sort(), [0, 0, 2], `HTTP session ${id}: both requests on one daemon (${row.join(", ")})`);
       } finally {
         await lb.stop();
       }
