@@ -59,6 +59,46 @@ describe("affinity: the client names the session of every call, so a balancer ca
   });
 });
 
+describe("the client sends a call again only when no daemon answered it", () => {
+  // Answers the first call as `first` says and later ones with UNIMPLEMENTED; counts them.
+  async function server(first: "trailers-only" | "answered") {
+    let calls = 0;
+    const srv = http2.createServer();
+    srv.on("stream", (stream) => {
+      stream.on("error", () => {});
+      if (++calls > 1) return stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "12", "grpc-message": "recorded" }, { endStream: true });
+      if (first === "trailers-only") return stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "14", "grpc-message": "no daemon answered" }, { endStream: true });
+      // A daemon's answer: headers, then the failure in the trailers.
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "14", "grpc-message": "the daemon went away" }));
+      stream.end();
+    });
+    await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+    const client = new NanoClient(`127.0.0.1:${(srv.address() as AddressInfo).port}`);
+    return { client, calls: () => calls, close: () => (client.close(), srv.close()) };
+  }
+
+  it("a turn or a read the balancer could not place (UNAVAILABLE, no response) goes again and reaches a daemon", async () => {
+    for (const call of [(c: NanoClient) => turn(c, "s", "hi"), (c: NanoClient) => c.getSession("s"), (c: NanoClient) => c.listModels()]) {
+      const s = await server("trailers-only");
+      await assert.rejects(call(s.client), /recorded/, "the second attempt's answer is the one the caller gets");
+      assert.equal(s.calls(), 2);
+      s.close();
+    }
+  });
+
+  it("a call a daemon answered, or one that changes a session, is not sent again", async () => {
+    const answered = await server("answered");
+    await rejectsWith(turn(answered.client, "s", "hi"), "UNAVAILABLE", /the daemon went away/);
+    assert.equal(answered.calls(), 1, "a turn that reached a daemon never runs twice");
+    answered.close();
+    const refused = await server("trailers-only");
+    await assert.rejects(refused.client.truncateSession("s", "last exchange"), /no daemon answered/);
+    assert.equal(refused.calls(), 1, "dropping the last exchange twice would drop two");
+    refused.close();
+  });
+});
+
 describe("CreateSession takes the client's id", () => {
   let d: TestDaemon;
   before(async () => {

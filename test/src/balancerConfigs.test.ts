@@ -8,7 +8,9 @@ import { after, before, describe, it } from "node:test";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { addStandardServices, setHealth } from "@nanollm/daemon/dist/rpc/standard.js";
 import { inProcessDaemon, type TestDaemon } from "./helpers/daemon.js";
-import { DOCKER_DIR, ensureBalancer, renderHaproxy, renderNginx, type Backend } from "./helpers/balancers.js";
+import { DOCKER_DIR, ensureBalancer, freePort, renderHaproxy, renderNginx, startBalancer, type Backend } from "./helpers/balancers.js";
+import { NanoClient } from "nanollm/dist/client/NanoClient.js";
+import { rejectsWith } from "./helpers/assertions.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
 
 const HAPROXY = fs.readFileSync(path.join(DOCKER_DIR, "haproxy.cfg"), "utf8");
@@ -136,3 +138,24 @@ describe("the balancer configurations, rendered for loopback, pass nginx's and H
     assert.equal(r.status, 0, r.stderr + r.stdout);
   });
 });
+
+describe("a balancer with no daemon to send a call to answers gRPC UNAVAILABLE, which the client tries again", () => {
+  for (const kind of ["nginx", "haproxy"] as const) {
+    it(`${kind}: no HTML error page, a retryable status; three attempts, then one sentence`, async (t) => {
+      const found = ensureBalancer(kind);
+      if ("why" in found) return t.skip(found.why);
+      // A daemon that is gone: nothing listens on its ports.
+      const lb = await startBalancer(kind, found.binary, [{ grpcPort: await freePort(), httpPort: await freePort() }]);
+      const client = new NanoClient(lb.address);
+      try {
+        await rejectsWith(client.listModels(), "UNAVAILABLE", /^No daemon behind the balancer answered; try again, or check that the daemons are running\.$/);
+        const attempts = kind === "nginx" ? /ListModels .* status=204/g : /nanollm_grpc\/\S+ .* 503 .*ListModels/g;
+        assert.equal([...lb.log().matchAll(attempts)].length, 3, `the client sent ListModels three times:\n${lb.log()}`);
+      } finally {
+        client.close();
+        await lb.stop();
+      }
+    });
+  }
+});
+

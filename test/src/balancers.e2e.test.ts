@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
-import { ensureBalancer, freePort, startBalancer, type Backend, type BalancerKind } from "./helpers/balancers.js";
+import { ensureBalancer, freePort, loggedPlacement, startBalancer, type Backend, type BalancerKind } from "./helpers/balancers.js";
 import { spawnDaemon, turn } from "./helpers/daemon.js";
 import { tinyModel } from "./helpers/fixtures.js";
 import { postJson, userText } from "./helpers/http.js";
@@ -11,18 +11,6 @@ const TURNS = 5;
 const REPLY_TOKENS = 6;
 
 type Daemon = Awaited<ReturnType<typeof spawnDaemon>> & Backend;
-
-/** Which daemon ran each turn, from the daemons' own per-turn log lines: session id -> turns per daemon. */
-export function placement(daemons: { log(): string }[], ids: string[]): Map<string, number[]> {
-  const counts = new Map(ids.map((id) => [id, daemons.map(() => 0)]));
-  daemons.forEach((d, i) => {
-    for (const m of d.log().matchAll(/^turn \S+ session (\S+) model \S+: /gm)) {
-      const row = counts.get(m[1] ?? "");
-      if (row) row[i] = (row[i] ?? 0) + 1;
-    }
-  });
-  return counts;
-}
 
 /** One client's chat through the balancer: a new session, then `turns` greedy turns. */
 async function chat(address: string, n: number, turns: number): Promise<{ id: string; replies: number[][] }> {
@@ -34,20 +22,6 @@ async function chat(address: string, n: number, turns: number): Promise<{ id: st
     return { id: s.sessionId, replies };
   } finally {
     client.close();
-  }
-}
-
-/**
- * The placement once every expected turn is logged: a daemon writes a turn's log line just after
- * the client hears the turn ended, and its output reaches this process a moment later.
- */
-async function loggedPlacement(daemons: { log(): string }[], ids: string[], turns: number): Promise<Map<string, number[]>> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const counts = placement(daemons, ids);
-    const logged = [...counts.values()].flat().reduce((a, b) => a + b, 0);
-    if (logged >= ids.length * turns || Date.now() > deadline) return counts;
-    await new Promise((r) => setTimeout(r, 20));
   }
 }
 

@@ -24,6 +24,27 @@ export const SESSION_HEADER = "x-nanollm-session";
 
 type Callback<T> = (err: ServiceError | null, res: T) => void;
 
+/**
+ * A call that no daemon answered (UNAVAILABLE before any response: a balancer's 502 or 503 while it
+ * takes a daemon that just died out of its pool) is sent again, twice at most; one that a daemon
+ * answered never is, so a turn never runs twice. Chat and the calls that only read.
+ */
+const RETRIES = {
+  methodConfig: [
+    {
+      name: [
+        { service: "nanollm.v1.ChatService", method: "Chat" },
+        { service: "nanollm.v1.SessionService", method: "GetSession" },
+        { service: "nanollm.v1.SessionService", method: "ListSessions" },
+        { service: "nanollm.v1.ModelService", method: "ListModels" },
+        { service: "nanollm.v1.ModelService", method: "GetServerInfo" },
+        { service: "nanollm.v1.ModelService", method: "ListTemplates" },
+      ],
+      retryPolicy: { maxAttempts: 3, initialBackoff: "0.05s", maxBackoff: "0.5s", backoffMultiplier: 3, retryableStatusCodes: ["UNAVAILABLE"] },
+    },
+  ],
+};
+
 /** How to reach a daemon beyond its address: TLS files and the bearer token. */
 export interface Connection {
   /** PEM CA that signed the daemon's certificate; set means TLS. */
@@ -57,6 +78,7 @@ export class NanoClient {
       "grpc.keepalive_time_ms": 30_000,
       "grpc.keepalive_timeout_ms": 10_000,
       "grpc.keepalive_permit_without_calls": 1,
+      "grpc.service_config": JSON.stringify(RETRIES),
     };
     this.sessions = new SessionServiceClient(host, creds, options);
     this.models = new ModelServiceClient(host, creds, options);

@@ -99,6 +99,32 @@ export async function startBalancer(kind: BalancerKind, binary: string, backends
   return { kind, address: `127.0.0.1:${ports.grpc}`, httpBase: `http://127.0.0.1:${ports.http}`, log: output, stop };
 }
 
+/** Which daemon ran each turn, from the daemons' own per-turn log lines: session id -> turns per daemon. */
+export function placement(daemons: { log(): string }[], ids: string[]): Map<string, number[]> {
+  const counts = new Map(ids.map((id) => [id, daemons.map(() => 0)]));
+  daemons.forEach((d, i) => {
+    for (const m of d.log().matchAll(/^turn \S+ session (\S+) model \S+: /gm)) {
+      const row = counts.get(m[1] ?? "");
+      if (row) row[i] = (row[i] ?? 0) + 1;
+    }
+  });
+  return counts;
+}
+
+/**
+ * The placement once every expected turn is logged: a daemon writes a turn's log line just after
+ * the client hears the turn ended, and its output reaches this process a moment later.
+ */
+export async function loggedPlacement(daemons: { log(): string }[], ids: string[], turns: number): Promise<Map<string, number[]>> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const counts = placement(daemons, ids);
+    const logged = [...counts.values()].flat().reduce((a, b) => a + b, 0);
+    if (logged >= ids.length * turns || Date.now() > deadline) return counts;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Replaces the first server line per port of `pattern` with one line per backend, and drops the others. */
 function expandServers(text: string, pattern: RegExp, line: (m: RegExpExecArray, i: number, b: Backend) => string, backends: Backend[]): string {
   const done = new Set<string>();
