@@ -18,14 +18,17 @@ const SESSIONS = 24;
 const REPLY_TOKENS = 6;
 /** A dead daemon's lease on the session it was generating in ends after this (the daemon's default is 15 s). */
 const LEASE_TTL_MS = 2000;
+/** The reply that runs through a drain: long enough to still be running when the others' turns move. */
+const DRAIN_TOKENS = 1000;
+const params = (long?: boolean) => (long ? { maxNewTokens: DRAIN_TOKENS, minNewTokens: DRAIN_TOKENS } : { maxNewTokens: REPLY_TOKENS });
 
 type Daemon = Awaited<ReturnType<typeof spawnDaemon>> & Backend;
 
 interface Chat {
   id: string;
   client: NanoClient;
-  /** Each completed turn: the user's text, the reply and its token ids. */
-  turns: { text: string; reply: string; ids: number[] }[];
+  /** Each completed turn: the user's text, the reply and its token ids; `long`: it was asked for DRAIN_TOKENS tokens exactly. */
+  turns: { text: string; reply: string; ids: number[]; long?: boolean }[];
 }
 
 /** A turn that also says when its first token arrived. */
@@ -45,6 +48,15 @@ async function timedTurn(client: NanoClient, id: string, text: string, params: {
   throw new Error("the turn's stream ended without a TurnEnd event");
 }
 
+/** Waits (polling) until `done()`, for at most 10 s. */
+async function until(done: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 async function chatTurns(chat: Chat, n: number, from: number, to: number): Promise<void> {
   for (let t = from; t < to; t++) {
     const text = userText(n, t);
@@ -59,16 +71,44 @@ async function singleDaemonReplies(solo: TestDaemon, chats: Chat[]): Promise<num
     chats.map(async (c) => {
       const s = await solo.client.createSession({ chatTemplate: "chat-ml" });
       const out: number[][] = [];
-      for (const { text } of c.turns) out.push((await turn(solo.client, s.sessionId, text, REPLY_TOKENS)).ids);
+      for (const { text, long } of c.turns) out.push((await timedTurn(solo.client, s.sessionId, text, params(long))).ids);
       return out;
     }),
   );
 }
 
+/** Daemon 1 drains (SIGTERM) mid-reply behind HAProxy; its other sessions go on on daemon 2. */
+async function rollingRestart(daemons: Daemon[], balancerLog: () => string, chats: Chat[], afterKill: Map<string, number[]>): Promise<void> {
+  const onOne = chats.filter((c) => (afterKill.get(c.id)?.[1] ?? 0) > 0);
+  const [draining, ...others] = onOne;
+  assert.ok(draining && others.length > 0, "daemon 1 holds sessions");
+  const exited = new Promise<number | null>((resolve) => daemons[1]!.proc.once("exit", resolve));
+  const longText = userText(chats.indexOf(draining), 9);
+  let signalled!: () => void;
+  const sigterm = new Promise<void>((resolve) => (signalled = resolve));
+  const long = timedTurn(draining.client, draining.id, longText, params(true), () => {
+    daemons[1]!.proc.kill("SIGTERM");
+    signalled();
+  });
+  long.catch(() => {}); // awaited below; a failure meanwhile must not go unhandled
+  await sigterm;
+  await until(() => /SIGTERM: draining/.test(daemons[1]!.log()), "daemon 1 began to drain");
+  await until(() => /nanollm_grpc\/nanollm-1 is DOWN/.test(balancerLog()), "HAProxy took daemon 1 out");
+  await Promise.all(others.map((c) => chatTurns(c, chats.indexOf(c), c.turns.length, c.turns.length + 1)));
+  const r = await long;
+  draining.turns.push({ text: longText, reply: r.reply, ids: r.ids, long: true });
+  assert.equal(r.ids.length, DRAIN_TOKENS, "the reply running at SIGTERM completed");
+  assert.equal(await exited, 0, "the drained daemon exited cleanly");
+  const afterDrain = await loggedPlacement(daemons, chats.map((c) => c.id), 5 + onOne.length);
+  assert.equal(afterDrain.get(draining.id)?.[1], (afterKill.get(draining.id)?.[1] ?? 0) + 1, "the long reply ran on the draining daemon");
+  for (const c of others) assert.equal(afterDrain.get(c.id)?.[2], (afterKill.get(c.id)?.[2] ?? 0) + 1, `session ${c.id}'s turn during the drain ran on daemon 2`);
+  console.log(`haproxy: a drain (SIGTERM) with a reply running: it completed; ${others.length} other sessions went on on daemon 2`);
+}
+
 describe("failover behind a balancer: a daemon killed mid-reply, its sessions go on elsewhere", { skip, timeout: 300_000 }, () => {
   let solo: TestDaemon;
   before(async () => {
-    solo = await inProcessDaemon(tinyModel(), { parallel: 4, ctx: 1024 });
+    solo = await inProcessDaemon(tinyModel(), { parallel: 4, ctx: 4096 });
   });
   after(() => solo?.stop());
 
@@ -147,6 +187,13 @@ describe("failover behind a balancer: a daemon killed mid-reply, its sessions go
         }
         console.log(`${kind}: ${moved} of ${SESSIONS} sessions moved from the killed daemon`);
 
+        // A rolling restart behind HAProxy: daemon 1 drains on SIGTERM while one of its sessions is
+        // mid-reply. Its health turns NOT_SERVING and HAProxy's check takes it out (within a second;
+        // a turn sent to it meanwhile is refused with "send the turn again"); its other sessions'
+        // next turns go to daemon 2; the running reply completes there; the daemon exits cleanly.
+        // (Open-source nginx has no active checks: take a daemon out of its upstream and reload
+        // before SIGTERM, as docker/nginx.conf says.)
+        if (kind === "haproxy") await rollingRestart(daemons, lb.log, chats, afterKill);
         // Nothing completed is lost: the store's history is every turn the clients saw end.
         for (const c of chats) {
           const history = (await c.client.getSession(c.id, true)).history;
