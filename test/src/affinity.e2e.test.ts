@@ -99,6 +99,27 @@ describe("the client sends a call again only when no daemon answered it", () => 
   });
 });
 
+describe("a call reset mid-way by a balancer (its daemon died) fails in one sentence", () => {
+  it("nginx's reset (INTERNAL_ERROR) and HAProxy's (CANCEL) both say the connection broke and to send it again", async () => {
+    for (const code of [http2.constants.NGHTTP2_INTERNAL_ERROR, http2.constants.NGHTTP2_CANCEL]) {
+      const srv = http2.createServer();
+      srv.on("stream", (stream) => {
+        stream.on("error", () => {});
+        stream.respond({ ":status": 200, "content-type": "application/grpc" });
+        stream.close(code);
+      });
+      await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+      const client = new NanoClient(`127.0.0.1:${(srv.address() as AddressInfo).port}`);
+      try {
+        await rejectsWith(turn(client, "s", "hi"), "UNAVAILABLE", /^The connection to the daemon behind 127\.0\.0\.1:\d+ broke before the call ended \(the daemon may have stopped\); send it again\.$/);
+      } finally {
+        client.close();
+        srv.close();
+      }
+    }
+  });
+});
+
 describe("CreateSession takes the client's id", () => {
   let d: TestDaemon;
   before(async () => {
