@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { NanoError, Role } from "@nanollm/shared";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
-import { ensureBalancer, freePort, loggedPlacement, startBalancer, type Backend, type BalancerKind } from "./helpers/balancers.js";
+import { ensureBalancer, freePort, loggedPlacement, startBalancer, type Backend, type BalancerKind, type RunningBalancer } from "./helpers/balancers.js";
 import { inProcessDaemon, spawnDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tinyModel } from "./helpers/fixtures.js";
 import { userText } from "./helpers/http.js";
@@ -77,8 +77,13 @@ async function singleDaemonReplies(solo: TestDaemon, chats: Chat[]): Promise<num
   );
 }
 
-/** Daemon 1 drains (SIGTERM) mid-reply behind HAProxy; its other sessions go on on daemon 2. */
-async function rollingRestart(daemons: Daemon[], balancerLog: () => string, chats: Chat[], afterKill: Map<string, number[]>): Promise<void> {
+/**
+ * Daemon 1 drains (SIGTERM) mid-reply; its other sessions go on on daemon 2. Behind HAProxy the
+ * health check takes the draining daemon out (NOT_SERVING; a turn sent to it in the second before is
+ * refused with "send the turn again"); open-source nginx has no active checks, so the daemon is
+ * taken out of its upstream and nginx reloaded before the SIGTERM, as docker/nginx.conf says.
+ */
+async function rollingRestart(daemons: Daemon[], lb: RunningBalancer, chats: Chat[], afterKill: Map<string, number[]>): Promise<void> {
   const onOne = chats.filter((c) => (afterKill.get(c.id)?.[1] ?? 0) > 0);
   const [draining, ...others] = onOne;
   assert.ok(draining && others.length > 0, "daemon 1 holds sessions");
@@ -87,13 +92,15 @@ async function rollingRestart(daemons: Daemon[], balancerLog: () => string, chat
   let signalled!: () => void;
   const sigterm = new Promise<void>((resolve) => (signalled = resolve));
   const long = timedTurn(draining.client, draining.id, longText, params(true), () => {
-    daemons[1]!.proc.kill("SIGTERM");
-    signalled();
+    void (lb.kind === "nginx" ? lb.takeOut(1) : Promise.resolve()).then(() => {
+      daemons[1]!.proc.kill("SIGTERM");
+      signalled();
+    });
   });
   long.catch(() => {}); // awaited below; a failure meanwhile must not go unhandled
   await sigterm;
   await until(() => /SIGTERM: draining/.test(daemons[1]!.log()), "daemon 1 began to drain");
-  await until(() => /nanollm_grpc\/nanollm-1 is DOWN/.test(balancerLog()), "HAProxy took daemon 1 out");
+  if (lb.kind === "haproxy") await until(() => /nanollm_grpc\/nanollm-1 is DOWN/.test(lb.log()), "HAProxy took daemon 1 out");
   await Promise.all(others.map((c) => chatTurns(c, chats.indexOf(c), c.turns.length, c.turns.length + 1)));
   const r = await long;
   draining.turns.push({ text: longText, reply: r.reply, ids: r.ids, long: true });
@@ -102,7 +109,7 @@ async function rollingRestart(daemons: Daemon[], balancerLog: () => string, chat
   const afterDrain = await loggedPlacement(daemons, chats.map((c) => c.id), 5 + onOne.length);
   assert.equal(afterDrain.get(draining.id)?.[1], (afterKill.get(draining.id)?.[1] ?? 0) + 1, "the long reply ran on the draining daemon");
   for (const c of others) assert.equal(afterDrain.get(c.id)?.[2], (afterKill.get(c.id)?.[2] ?? 0) + 1, `session ${c.id}'s turn during the drain ran on daemon 2`);
-  console.log(`haproxy: a drain (SIGTERM) with a reply running: it completed; ${others.length} other sessions went on on daemon 2`);
+  console.log(`${lb.kind}: a drain (SIGTERM) with a reply running: it completed; ${others.length} other sessions went on on daemon 2`);
 }
 
 describe("failover behind a balancer: a daemon killed mid-reply, its sessions go on elsewhere", { skip, timeout: 300_000 }, () => {
@@ -188,13 +195,9 @@ describe("failover behind a balancer: a daemon killed mid-reply, its sessions go
         }
         console.log(`${kind}: ${moved} of ${SESSIONS} sessions moved from the killed daemon`);
 
-        // A rolling restart behind HAProxy: daemon 1 drains on SIGTERM while one of its sessions is
-        // mid-reply. Its health turns NOT_SERVING and HAProxy's check takes it out (within a second;
-        // a turn sent to it meanwhile is refused with "send the turn again"); its other sessions'
-        // next turns go to daemon 2; the running reply completes there; the daemon exits cleanly.
-        // (Open-source nginx has no active checks: take a daemon out of its upstream and reload
-        // before SIGTERM, as docker/nginx.conf says.)
-        if (kind === "haproxy") await rollingRestart(daemons, lb.log, chats, afterKill);
+        // A rolling restart: daemon 1 drains on SIGTERM while one of its sessions is mid-reply; the
+        // reply completes there, its other sessions' next turns go to daemon 2, it exits cleanly.
+        await rollingRestart(daemons, lb, chats, afterKill);
         // Nothing completed is lost: the store's history is every turn the clients saw end.
         for (const c of chats) {
           const history = (await c.client.getSession(c.id, true)).history;

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
-import { credentials, Metadata, status, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { Channel, credentials, Metadata, status, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import {
   ChatServiceClient,
   ModelServiceClient,
@@ -80,9 +80,12 @@ export class NanoClient {
       "grpc.keepalive_permit_without_calls": 1,
       "grpc.service_config": JSON.stringify(RETRIES),
     };
-    this.sessions = new SessionServiceClient(host, creds, options);
-    this.models = new ModelServiceClient(host, creds, options);
-    this.chat = new ChatServiceClient(host, creds, options);
+    // One connection per client, its own (not pooled with other clients in this process): a
+    // balancer sees each client as the separate peer it is, and close() ends it.
+    const channel = new Channel(host, creds, { ...options, "grpc.use_local_subchannel_pool": 1 });
+    this.sessions = new SessionServiceClient(host, creds, { channelOverride: channel });
+    this.models = new ModelServiceClient(host, creds, { channelOverride: channel });
+    this.chat = new ChatServiceClient(host, creds, { channelOverride: channel });
   }
 
   /** The client picks the new session's id (a UUID unless given), so a balancer sends the creation where its turns will go. */

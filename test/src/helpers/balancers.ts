@@ -14,6 +14,8 @@ export type BalancerKind = "nginx" | "haproxy";
 export interface Backend {
   grpcPort: number;
   httpPort: number;
+  /** Taken out of the balancer (nginx's `down`), for a rolling restart. */
+  down?: boolean;
 }
 
 export interface RunningBalancer {
@@ -24,6 +26,12 @@ export interface RunningBalancer {
   httpBase: string;
   /** The balancer's own output so far (access log, health changes). */
   log(): string;
+  /**
+   * nginx only: the configuration again with backend `index` taken out (`down`), loaded the way an
+   * operator does (`nginx -s reload`: replies already running finish in the old workers); resolves
+   * once the new workers serve.
+   */
+  takeOut(index: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -58,7 +66,7 @@ export function renderNginx(text: string, ports: { grpc: number; http: number },
   return expandServers(
     text.replace(/^(\s*)listen 7433 http2;$/m, `$1listen 127.0.0.1:${ports.grpc} http2;`).replace(/^(\s*)listen 7434;$/m, `$1listen 127.0.0.1:${ports.http};`),
     /^(\s*)server nanollm-\d+\.nanollm:(7433|7434)( .*)?;$/,
-    (m, i, b) => `${m[1]}server 127.0.0.1:${m[2] === "7433" ? b.grpcPort : b.httpPort}${m[3] ?? ""};`,
+    (m, i, b) => `${m[1]}server 127.0.0.1:${m[2] === "7433" ? b.grpcPort : b.httpPort}${m[3] ?? ""}${b.down ? " down" : ""};`,
     backends,
   );
 }
@@ -96,7 +104,28 @@ export async function startBalancer(kind: BalancerKind, binary: string, backends
     await stop();
     throw err;
   }
-  return { kind, address: `127.0.0.1:${ports.grpc}`, httpBase: `http://127.0.0.1:${ports.http}`, log: output, stop };
+  const takeOut = async (index: number) => {
+    if (kind !== "nginx") throw new Error("takeOut is for nginx, which has no health checks; HAProxy's take a draining daemon out");
+    fs.writeFileSync(file, renderNginx(source, ports, backends.map((b, i) => (i === index ? { ...b, down: true } : b))));
+    const workers = () => fs.readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, "utf8").trim().split(/\s+/);
+    const old = new Set(workers());
+    proc.kill("SIGHUP");
+    // Reloaded: a new worker serves, and each old one has let go of its idle client connections
+    // (it retitles itself "shutting down" just before it closes them) or is gone.
+    const retired = (w: string) => {
+      try {
+        return fs.readFileSync(`/proc/${w}/cmdline`, "utf8").includes("shutting down");
+      } catch {
+        return true;
+      }
+    };
+    const deadline = Date.now() + 10_000;
+    while (!workers().some((w) => w && !old.has(w)) || ![...old].every(retired)) {
+      if (Date.now() > deadline) throw new Error(`nginx did not reload within 10 s:\n${output().slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return { kind, address: `127.0.0.1:${ports.grpc}`, httpBase: `http://127.0.0.1:${ports.http}`, log: output, takeOut, stop };
 }
 
 /** Which daemon ran each turn, from the daemons' own per-turn log lines: session id -> turns per daemon. */
