@@ -120,7 +120,7 @@ describe("failover behind a balancer: a daemon killed mid-reply, its sessions go
   after(() => solo?.stop());
 
   for (const kind of ["nginx", "haproxy"] as BalancerKind[]) {
-    it(`${kind}: ${SESSIONS} sessions; SIGKILL mid-reply; the sessions continue on the others, nothing completed is lost, replies equal a single daemon's`, async (t) => {
+    it(`${kind}: ${SESSIONS} sessions; SIGKILL mid-reply: the sessions continue on the others, nothing completed is lost, replies equal a single daemon's; then a rolling restart mid-reply loses nothing`, async (t) => {
       const found = ensureBalancer(kind);
       if ("why" in found) {
         console.log(`skipped: ${found.why}`);

@@ -42,7 +42,8 @@ const installed = new Map<BalancerKind, string | undefined>();
 export function ensureBalancer(kind: BalancerKind): { binary: string } | { why: string } {
   const found = which(kind);
   if (found) return { binary: found };
-  if (!installed.has(kind)) installed.set(kind, aptInstall(kind === "nginx" ? ["nginx-light"] : ["haproxy"]));
+  // nginx-light is bookworm's small build (gRPC and hash included); later Debian releases have only nginx.
+  if (!installed.has(kind)) installed.set(kind, kind === "nginx" ? aptInstall(["nginx-light"]) && aptInstall(["nginx"]) : aptInstall(["haproxy"]));
   const failure = installed.get(kind);
   const binary = which(kind);
   return binary ? { binary } : { why: `${kind} is not installed and could not be installed from Debian's packages${failure ? `: ${failure}` : ""}` };
