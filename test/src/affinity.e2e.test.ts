@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { NanoClient, SESSION_HEADER } from "nanollm/dist/client/NanoClient.js";
 import { rejectsWith } from "./helpers/assertions.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
-import { tinyModel } from "./helpers/fixtures.js";
+import { eosEagerModel, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -143,5 +145,21 @@ describe("CreateSession takes the client's id", () => {
     await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", sessionId: "taken" }), "FAILED_PRECONDITION", /^Session taken exists already; use it or pick another id\.$/);
     await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", sessionId: "../etc/passwd" }), "INVALID_ARGUMENT", /^A session id must be 1 to 128 letters, digits, '_' or '-'; fix it or leave it empty for a new UUID\.$/);
     await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", sessionId: "x".repeat(129) }), "INVALID_ARGUMENT", /must be 1 to 128 letters/);
+  });
+
+  it("an id a journaled session of another model has (on disk, not loaded) is refused, and that session kept", async () => {
+    const dataDir = tempDir("affinity-ids");
+    const other = await inProcessDaemon(eosEagerModel(), { parallel: 1, ctx: 256, dataDir });
+    await other.client.createSession({ chatTemplate: "chat-ml", systemPrompt: "kept", sessionId: "named-session" });
+    await other.stop();
+    const file = path.join(dataDir, "sessions", "named-session.json");
+    const before = fs.readFileSync(file, "utf8");
+    const here = await inProcessDaemon(tinyModel(), { parallel: 1, ctx: 256, dataDir });
+    try {
+      await rejectsWith(here.client.createSession({ chatTemplate: "chat-ml", sessionId: "named-session" }), "FAILED_PRECONDITION", /^Session named-session exists already; use it or pick another id\.$/);
+      assert.equal(fs.readFileSync(file, "utf8"), before, "the other model's session is untouched");
+    } finally {
+      await here.stop();
+    }
   });
 });

@@ -55,7 +55,6 @@ export function messageFromWire(m: Message, index: number): HistoryMessage {
   return { role, text: m.text, tokens: role === "bot" ? [...m.tokenIds] : [] };
 }
 
-/** The wire policy as the session's; unset means wrap. */
 /** A client-chosen session id (CreateSession's session_id), or undefined for a daemon-picked UUID. */
 export function sessionIdFromWire(id: string): string | undefined {
   if (id === "") return undefined;
@@ -63,6 +62,7 @@ export function sessionIdFromWire(id: string): string | undefined {
   return id;
 }
 
+/** The wire policy as the session's; unset means wrap. */
 export function overflowFromWire(p: OverflowPolicy): "wrap" | "error" {
   switch (p) {
     case OverflowPolicy.OVERFLOW_POLICY_UNSPECIFIED:
