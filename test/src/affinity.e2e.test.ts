@@ -8,6 +8,7 @@ import { NanoClient, SESSION_HEADER } from "nanollm/dist/client/NanoClient.js";
 import { rejectsWith } from "./helpers/assertions.js";
 import { inProcessDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { eosEagerModel, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { httpBase, postJson } from "./helpers/http.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -145,6 +146,21 @@ describe("CreateSession takes the client's id", () => {
     await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", sessionId: "taken" }), "FAILED_PRECONDITION", /^Session taken exists already; use it or pick another id\.$/);
     await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", sessionId: "../etc/passwd" }), "INVALID_ARGUMENT", /^A session id must be 1 to 128 letters, digits, '_' or '-'; fix it or leave it empty for a new UUID\.$/);
     await rejectsWith(d.client.createSession({ chatTemplate: "chat-ml", sessionId: "x".repeat(129) }), "INVALID_ARGUMENT", /must be 1 to 128 letters/);
+  });
+
+  it("the HTTP APIs' X-Nanollm-Session names the same sessions, with the same rule for ids", async () => {
+    const h = await inProcessDaemon(tinyModel(), { parallel: 1, ctx: 256, http: {} });
+    try {
+      const url = `${httpBase(h)}/v1/chat/completions`;
+      const body = { model: "tiny-chatml", messages: [{ role: "user", content: "hello" }], max_tokens: 4 };
+      assert.equal((await postJson(url, body, { "x-nanollm-session": "pinned_by-http" })).status, 200);
+      assert.equal((await h.client.getSession("pinned_by-http", true)).history.length, 2, "a gRPC client finds the session the header named");
+      const bad = await postJson(url, body, { "x-nanollm-session": "has.a.dot" });
+      assert.equal(bad.status, 400);
+      assert.match(bad.text, /The X-Nanollm-Session header must be 1 to 128 letters, digits, '_' or '-' \(a session id, as gRPC clients name them\); fix it or leave it out\./);
+    } finally {
+      await h.stop();
+    }
   });
 
   it("an id a journaled session of another model has (on disk, not loaded) is refused, and that session kept", async () => {
