@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export NODE_LLAMA_CPP_SKIP_DOWNLOAD := true
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: all install build fixtures test fuzz run bench clean test-asan
+.PHONY: all install build fixtures test fuzz run bench clean test-asan image image-cuda
 
 all: build
 
@@ -71,6 +71,15 @@ $(NATIVE_STAMP): $(NODE_MODULES_STAMP)
 .PHONY: bench-peer
 bench-peer: install
 	scripts/build-peer.sh
+
+# Container images (a Docker engine needed; they run `make build` inside and `nanollm serve`).
+# docker/compose.yaml runs several daemons behind nginx with their sessions in PostgreSQL.
+IMAGE ?= nanollm
+image:
+	docker build -f docker/Dockerfile -t $(IMAGE) .
+
+image-cuda:
+	docker build -f docker/Dockerfile.cuda -t $(IMAGE):cuda .
 
 clean:
 	rm -rf node_modules */node_modules */dist *.tsbuildinfo */*.tsbuildinfo shared/src/gen test/fixtures/models daemon/native/build daemon/native/build-mtmd daemon/native/build-asan daemon/native/llama

@@ -1,5 +1,6 @@
+import { randomUUID } from "node:crypto";
 import fs from "node:fs";
-import { credentials, Metadata, status, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { Channel, credentials, Metadata, status, type ChannelCredentials, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import {
   ChatServiceClient,
   ModelServiceClient,
@@ -21,7 +22,31 @@ import {
 } from "@nanollm/shared";
 import { FROM_STATUS, toClientError } from "./errors.js";
 
+/** The metadata (and HTTP header) naming a call's session, which balancers hash on. */
+export const SESSION_HEADER = "x-nanollm-session";
+
 type Callback<T> = (err: ServiceError | null, res: T) => void;
+
+/**
+ * A call that no daemon answered (UNAVAILABLE before any response: a balancer's 502 or 503 while it
+ * takes a daemon that just died out of its pool) is sent again, twice at most; one that a daemon
+ * answered never is, so a turn never runs twice. Chat and the calls that only read.
+ */
+const RETRIES = {
+  methodConfig: [
+    {
+      name: [
+        { service: "nanollm.v1.ChatService", method: "Chat" },
+        { service: "nanollm.v1.SessionService", method: "GetSession" },
+        { service: "nanollm.v1.SessionService", method: "ListSessions" },
+        { service: "nanollm.v1.ModelService", method: "ListModels" },
+        { service: "nanollm.v1.ModelService", method: "GetServerInfo" },
+        { service: "nanollm.v1.ModelService", method: "ListTemplates" },
+      ],
+      retryPolicy: { maxAttempts: 3, initialBackoff: "0.05s", maxBackoff: "0.5s", backoffMultiplier: 3, retryableStatusCodes: ["UNAVAILABLE"] },
+    },
+  ],
+};
 
 /** How to reach a daemon beyond its address: TLS files and the bearer token. */
 export interface Connection {
@@ -85,19 +110,24 @@ export class NanoClient {
       "grpc.keepalive_time_ms": 30_000,
       "grpc.keepalive_timeout_ms": 10_000,
       "grpc.keepalive_permit_without_calls": 1,
+      "grpc.service_config": JSON.stringify(RETRIES),
     };
-    this.sessions = new SessionServiceClient(host, creds, options);
-    this.models = new ModelServiceClient(host, creds, options);
-    this.chat = new ChatServiceClient(host, creds, options);
+    // One connection per client, its own (not pooled with other clients in this process): a
+    // balancer sees each client as the separate peer it is, and close() ends it.
+    const channel = new Channel(host, creds, { ...options, "grpc.use_local_subchannel_pool": 1 });
+    this.sessions = new SessionServiceClient(host, creds, { channelOverride: channel });
+    this.models = new ModelServiceClient(host, creds, { channelOverride: channel });
+    this.chat = new ChatServiceClient(host, creds, { channelOverride: channel });
   }
 
+  /** The client picks the new session's id (a UUID unless given), so a balancer sends the creation where its turns will go. */
   createSession(req: Partial<CreateSessionRequest>): Promise<SessionInfo> {
-    const full: CreateSessionRequest = { model: "", chatTemplate: "", chatTemplateJson: "", history: [], defaults: undefined, systemPrompt: undefined, overflow: 0, builtinFunctions: [], clientFunctions: [], ...req };
-    return this.unary((cb: Callback<SessionInfo>) => this.sessions.createSession(full, this.meta(), this.opts(), cb));
+    const full: CreateSessionRequest = { model: "", chatTemplate: "", chatTemplateJson: "", history: [], defaults: undefined, systemPrompt: undefined, overflow: 0, builtinFunctions: [], clientFunctions: [], ...req, sessionId: req.sessionId || randomUUID() };
+    return this.unary((cb: Callback<SessionInfo>) => this.sessions.createSession(full, this.meta(full.sessionId), this.opts(), cb));
   }
 
   getSession(sessionId: string, withHistory = false): Promise<SessionInfo> {
-    return this.unary((cb: Callback<SessionInfo>) => this.sessions.getSession({ sessionId, withHistory }, this.meta(), this.opts(), cb));
+    return this.unary((cb: Callback<SessionInfo>) => this.sessions.getSession({ sessionId, withHistory }, this.meta(sessionId), this.opts(), cb));
   }
 
   async listSessions(): Promise<SessionInfo[]> {
@@ -105,7 +135,7 @@ export class NanoClient {
   }
 
   resetSession(sessionId: string): Promise<SessionInfo> {
-    return this.unary((cb: Callback<SessionInfo>) => this.sessions.resetSession({ sessionId }, this.meta(), this.opts(), cb));
+    return this.unary((cb: Callback<SessionInfo>) => this.sessions.resetSession({ sessionId }, this.meta(sessionId), this.opts(), cb));
   }
 
   updateSession(
@@ -113,18 +143,18 @@ export class NanoClient {
     change: { systemPrompt?: string; chatTemplate?: string; chatTemplateJson?: string; defaults?: GenerationParams; setFunctions?: boolean; builtinFunctions?: string[]; clientFunctions?: FunctionDecl[] },
   ): Promise<SessionInfo> {
     return this.unary((cb: Callback<SessionInfo>) =>
-      this.sessions.updateSession({ sessionId, defaults: undefined, setFunctions: false, builtinFunctions: [], clientFunctions: [], ...change }, this.meta(), this.opts(), cb),
+      this.sessions.updateSession({ sessionId, defaults: undefined, setFunctions: false, builtinFunctions: [], clientFunctions: [], ...change }, this.meta(sessionId), this.opts(), cb),
     );
   }
 
   /** Keeps the first `keep` messages of the history, or those before the last user message. */
   truncateSession(sessionId: string, keep: number | "last exchange"): Promise<SessionInfo> {
     const req = keep === "last exchange" ? { sessionId, keepMessages: 0, dropLastExchange: true } : { sessionId, keepMessages: keep, dropLastExchange: false };
-    return this.unary((cb: Callback<SessionInfo>) => this.sessions.truncateSession(req, this.meta(), this.opts(), cb));
+    return this.unary((cb: Callback<SessionInfo>) => this.sessions.truncateSession(req, this.meta(sessionId), this.opts(), cb));
   }
 
   async deleteSession(sessionId: string): Promise<void> {
-    await this.unary((cb: Callback<object>) => this.sessions.deleteSession({ sessionId }, this.meta(), this.opts(), cb));
+    await this.unary((cb: Callback<object>) => this.sessions.deleteSession({ sessionId }, this.meta(sessionId), this.opts(), cb));
   }
 
   async listModels(): Promise<ModelInfo[]> {
@@ -196,7 +226,7 @@ export class NanoClient {
    * or after `afterSeq`. Ends when `signal` aborts; a refusal or a lost connection throws.
    */
   async *attach(sessionId: string, afterSeq?: number, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
-    const call = this.chat.attach({ sessionId, afterSeq }, this.meta());
+    const call = this.chat.attach({ sessionId, afterSeq }, this.meta(sessionId));
     const onAbort = () => call.cancel();
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
@@ -217,7 +247,7 @@ export class NanoClient {
    */
   private async *resume(sessionId: string, turnId: string, afterSeq: number, signal: AbortSignal | undefined, onFunctionCall: FunctionHandler | undefined): AsyncGenerator<ChatEvent> {
     let last = afterSeq;
-    const onAbort = () => this.cancelTurn(turnId);
+    const onAbort = () => this.cancelTurn(sessionId, turnId);
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       for (let attempt = 0; ; attempt++) {
@@ -231,7 +261,7 @@ export class NanoClient {
             yield event;
             // A call of this client's functions is answered on a new stream, as the cancel is.
             const fc = kind?.$case === "functionCall" ? kind.functionCall : undefined;
-            if (fc?.clientSide) void answerCall(fc, onFunctionCall).then((answer) => this.sendOnce({ kind: { $case: "functionResult", functionResult: { callId: fc.callId, ...answer } } }));
+            if (fc?.clientSide) void answerCall(fc, onFunctionCall).then((answer) => this.sendOnce(sessionId, { kind: { $case: "functionResult", functionResult: { callId: fc.callId, ...answer } } }));
             if (kind?.$case === "end") return;
           }
         } catch (err) {
@@ -244,13 +274,13 @@ export class NanoClient {
   }
 
   /** Asks the daemon to stop turn `turnId` of this identity, whichever stream started it. */
-  private cancelTurn(turnId: string): void {
-    this.sendOnce({ kind: { $case: "cancel", cancel: { turnId } } });
+  private cancelTurn(sessionId: string, turnId: string): void {
+    this.sendOnce(sessionId, { kind: { $case: "cancel", cancel: { turnId } } });
   }
 
   /** One request on a Chat stream of its own (for a turn whose stream is gone), then half-closed. */
-  private sendOnce(req: ChatRequest): void {
-    const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta());
+  private sendOnce(sessionId: string, req: ChatRequest): void {
+    const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta(sessionId));
     call.on("error", () => undefined);
     call.on("data", () => undefined);
     call.write(req);
@@ -267,7 +297,7 @@ export class NanoClient {
     images: { data: Uint8Array; name: string }[],
     noWait: boolean,
   ): AsyncGenerator<ChatEvent> {
-    const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta());
+    const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta(sessionId));
     const onAbort = () => !call.writableEnded && call.write({ kind: { $case: "cancel", cancel: { turnId } } });
     signal?.addEventListener("abort", onAbort, { once: true });
     let ended = false;
@@ -309,9 +339,11 @@ export class NanoClient {
     this.chat.close();
   }
 
-  private meta(): Metadata {
+  /** The token, and for a session-scoped call its id: balancers hash x-nanollm-session so every call of a session reaches one daemon. */
+  private meta(sessionId?: string): Metadata {
     const meta = new Metadata();
     if (this.connection.token) meta.set("authorization", `Bearer ${this.connection.token}`);
+    if (sessionId) meta.set(SESSION_HEADER, sessionId);
     return meta;
   }
 

@@ -28,6 +28,11 @@ export function toClientError(err: unknown, host: string): NanoError {
   if (e.code === status.UNAVAILABLE && /No connection established|Connection dropped|connect|protocol|closed/i.test(details)) {
     return new NanoError("UNAVAILABLE", `Could not talk to a daemon at ${host} (${lastError(details)}); if it serves TLS, pass --tls-ca; otherwise check --host.`);
   }
+  // A stream reset from the other end (a balancer whose daemon died mid-call: nginx resets with
+  // INTERNAL_ERROR, HAProxy with CANCEL), not an answer: say what happened and what to do.
+  if ((e.code === status.INTERNAL && /RST_STREAM/.test(details)) || (e.code === status.CANCELLED && details === "Call cancelled")) {
+    return new NanoError("UNAVAILABLE", `The connection to the daemon behind ${host} broke before the call ended (the daemon may have stopped); send it again.`);
+  }
   if (typeof e.code === "number") return new NanoError(FROM_STATUS[e.code as status] ?? "INTERNAL", e.details || `gRPC error ${e.code}`);
   return new NanoError("INTERNAL", err instanceof Error ? err.message : String(err));
 }

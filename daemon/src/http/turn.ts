@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import { fail, StopReason, type GenerationParams } from "@nanollm/shared";
 import type { Identity } from "../auth/Identity.js";
 import type { DaemonState } from "../rpc/handlers.js";
+import { SESSION_ID } from "../sessions/limits.js";
 import { runTurn, type TurnResult, type TurnSink } from "../sessions/runTurn.js";
 import type { ImageBytes } from "../sessions/Journal.js";
 import type { Conversation, StatelessSessions } from "../sessions/StatelessSessions.js";
@@ -114,14 +115,12 @@ export function imageStoreFor(api: HttpApi, req: FastifyRequest): ImageBytes | u
   return pinnedSession(req) === undefined ? undefined : api.state.sessions.images;
 }
 
-const SESSION_ID = /^[A-Za-z0-9._-]{1,128}$/;
-
 /** The session a client pins with `X-Nanollm-Session: ID` (journaled, listed), or undefined. */
 export function pinnedSession(req: FastifyRequest): string | undefined {
   const value = req.headers["x-nanollm-session"];
   if (value === undefined) return undefined;
   const id = Array.isArray(value) ? value[0] : value;
-  if (id === undefined || !SESSION_ID.test(id)) throw fail.invalid("The X-Nanollm-Session header must be 1 to 128 letters, digits, '.', '_' or '-'; fix it or leave it out.");
+  if (id === undefined || !SESSION_ID.test(id)) throw fail.invalid("The X-Nanollm-Session header must be 1 to 128 letters, digits, '_' or '-' (a session id, as gRPC clients name them); fix it or leave it out.");
   return id;
 }
 

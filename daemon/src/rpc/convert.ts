@@ -6,6 +6,7 @@ import { chooseTemplate } from "../templates/chooseTemplate.js";
 import type { TemplateRegistry } from "../templates/TemplateRegistry.js";
 import type { Role as DomainRole } from "../templates/render.js";
 import { fail } from "@nanollm/shared";
+import { SESSION_ID } from "../sessions/limits.js";
 
 const TO_WIRE: Record<DomainRole, Role> = { system: Role.ROLE_SYSTEM, user: Role.ROLE_USER, bot: Role.ROLE_BOT, tool: Role.ROLE_TOOL };
 
@@ -53,6 +54,13 @@ export function messageFromWire(m: Message, index: number): HistoryMessage {
   }
   if (m.images.length > 0) throw fail.invalid(`History message ${index} carries images; send images with a turn (UserTurn.images), not in a given history.`);
   return { role, text: m.text, tokens: role === "bot" ? [...m.tokenIds] : [] };
+}
+
+/** A client-chosen session id (CreateSession's session_id), or undefined for a daemon-picked UUID. */
+export function sessionIdFromWire(id: string): string | undefined {
+  if (id === "") return undefined;
+  if (!SESSION_ID.test(id)) throw fail.invalid("A session id must be 1 to 128 letters, digits, '_' or '-'; fix it or leave it empty for a new UUID.");
+  return id;
 }
 
 /** The wire policy as the session's; unset means wrap. */

@@ -5,7 +5,7 @@ import type { KvCacheType } from "../engine/types.js";
 import type { ModelRegistry } from "../models/ModelRegistry.js";
 import type { Session } from "../sessions/Session.js";
 import type { SessionStore } from "../sessions/SessionStore.js";
-import { messageFromWire, modelInfo, overflowFromWire, sessionInfo, templateInfo } from "./convert.js";
+import { messageFromWire, modelInfo, overflowFromWire, sessionIdFromWire, sessionInfo, templateInfo } from "./convert.js";
 import { toServiceError } from "./errors.js";
 import { checkDecoded } from "./malformed.js";
 import { FunctionSet } from "../functions/FunctionSet.js";
@@ -78,6 +78,7 @@ export function sessionHandlers(state: DaemonState): SessionServiceServer & Unty
         overflow: overflowFromWire(req.overflow),
         functions: FunctionSet.build(req.builtinFunctions, req.clientFunctions),
         owner: who.name,
+        id: sessionIdFromWire(req.sessionId),
       }));
       return sessionInfo(session, true);
     }),

@@ -13,6 +13,11 @@ export interface Journal {
    */
   save(record: SessionRecord, revision: number): Promise<number>;
   remove(id: string): Promise<void>;
+  /**
+   * Whether a local journal holds a session this daemon did not load (another model's): a new
+   * session must not take its id. (A shared journal refuses such a save itself.)
+   */
+  holds?(id: string): boolean;
   /** Ends what the journal holds open (connections, leases). */
   close(): Promise<void>;
 }

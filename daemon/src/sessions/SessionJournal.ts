@@ -75,6 +75,10 @@ export class SessionJournal implements Journal {
     return revision + 1;
   }
 
+  holds(id: string): boolean {
+    return fs.existsSync(this.file(id));
+  }
+
   async close(): Promise<void> {}
 
   async remove(id: string): Promise<void> {

@@ -85,7 +85,7 @@ export class SessionStore {
       : opts.template
         ? { template: this.templates.resolve(opts.template), reason: "requested" }
         : chooseTemplate(opts.host.facts, this.templates);
-    if (opts.id !== undefined && this.sessions.has(opts.id)) throw fail.precondition(`Session ${opts.id} exists already; use it or pick another id.`);
+    if (opts.id !== undefined && (this.sessions.has(opts.id) || this.journal?.holds?.(opts.id))) throw fail.precondition(`Session ${opts.id} exists already; use it or pick another id.`);
     const session = new Session(opts.id ?? randomUUID(), opts.host, template, reason, opts.systemPrompt ?? template.system_prompt ?? "", opts.defaults ?? {});
     session.owner = owner;
     for (const msg of opts.history) {

@@ -71,7 +71,8 @@ export async function spawnDaemon(modelPath: string, extra: string[] = [], env: 
     log: output,
     stop: async () => {
       client.close();
-      if (proc.exitCode === null) {
+      // A daemon a test killed has a signalCode and no exitCode: it exited already.
+      if (proc.exitCode === null && proc.signalCode === null) {
         const exited = new Promise((r) => proc.once("exit", r));
         proc.kill("SIGTERM");
         await exited;
