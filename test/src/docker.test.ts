@@ -68,7 +68,7 @@ describe("the images", () => {
   }
 
   it("make image and make image-cuda build them from the repository root, which .dockerignore keeps to sources", () => {
-    const commands = execFileSync("make", ["-n", "image", "image-cuda"], { cwd: ROOT, encoding: "utf8" }).trim().split("\n");
+    const commands = execFileSync("make", ["-n", "--no-print-directory", "image", "image-cuda"], { cwd: ROOT, encoding: "utf8" }).trim().split("\n");
     assert.deepEqual(commands, ["docker build -f docker/Dockerfile -t nanollm .", "docker build -f docker/Dockerfile.cuda -t nanollm:cuda ."]);
     const ignored = fs.readFileSync(path.join(ROOT, ".dockerignore"), "utf8").split("\n");
     for (const built of ["**/node_modules", "**/dist", "shared/src/gen", "daemon/native/build"]) assert.ok(ignored.includes(built), `.dockerignore leaves out ${built}`);

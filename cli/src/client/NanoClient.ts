@@ -217,16 +217,22 @@ export class NanoClient {
       // The connection dropped mid-reply: the daemon goes on with the (resumable) turn, and the
       // events after the last one seen come back through Attach, none lost.
       if (!connectionLost(err) || lastSeq === undefined || signal?.aborted) throw err;
-      yield* this.resume(sessionId, turnId, lastSeq, signal, onFunctionCall ?? this.functionHandler);
+      try {
+        yield* this.resume(sessionId, turnId, lastSeq, signal, onFunctionCall ?? this.functionHandler);
+      } catch (resumeErr) {
+        // No daemon holds the turn any more (it died, or restarted): the call broke, as first said.
+        throw resumeErr instanceof NanoError && resumeErr.code === "OUT_OF_RANGE" ? err : resumeErr;
+      }
     }
   }
 
   /**
    * The events of a session as they happen (Attach): from now on (a running turn from its start),
-   * or after `afterSeq`. Ends when `signal` aborts; a refusal or a lost connection throws.
+   * or after `afterSeq` (only turn `turnId`'s, when given: OUT_OF_RANGE where the daemon does not
+   * hold it). Ends when `signal` aborts; a refusal or a lost connection throws.
    */
-  async *attach(sessionId: string, afterSeq?: number, signal?: AbortSignal): AsyncGenerator<ChatEvent> {
-    const call = this.chat.attach({ sessionId, afterSeq }, this.meta(sessionId));
+  async *attach(sessionId: string, afterSeq?: number, signal?: AbortSignal, turnId?: string): AsyncGenerator<ChatEvent> {
+    const call = this.chat.attach({ sessionId, afterSeq, turnId }, this.meta(sessionId));
     const onAbort = () => call.cancel();
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
@@ -253,7 +259,7 @@ export class NanoClient {
       for (let attempt = 0; ; attempt++) {
         await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
         try {
-          for await (const event of this.attach(sessionId, last)) {
+          for await (const event of this.attach(sessionId, last, undefined, turnId)) {
             last = event.seq ?? last;
             if (event.turnId !== turnId) continue;
             const kind = event.kind;

@@ -147,12 +147,14 @@ export class ChatController implements CommandContext {
         break;
       case "end":
         if (mine) mine.ended = true;
+        mine?.shown?.();
         if (kind.end.session) this.dispatch({ type: "session", session: kind.end.session });
         this.dispatch({ type: "end", reply: kind.end.reply, stats: kind.end.stats, stop: kind.end.stopReason });
         this.explainStop(kind.end.stopReason, kind.end.stats?.generatedTokens ?? 0);
         break;
       case "error":
         if (mine) mine.ended = true;
+        mine?.shown?.();
         this.dispatch({ type: "turnFailed", text: kind.error.message });
         break;
       default:
@@ -225,19 +227,36 @@ export class ChatController implements CommandContext {
     // The message shows when the turn starts: after the one running now, when another client's is.
     const mine = this.shown.send(turnId, text);
     if (this.state().live) this.notice("another client's turn is running: yours follows it");
-    let ended = false;
+    let end: ChatEvent | undefined;
     try {
       for await (const event of this.client.turn(session.sessionId, text, params, abort.signal, undefined, images, { turnId })) {
         if (event.kind?.$case === "error") throw new NanoError("INTERNAL", event.kind.error.message);
-        ended ||= event.kind?.$case === "end";
+        if (event.kind?.$case === "end") end = event;
         this.show(event, true);
       }
-      if (!ended) this.failed(mine, "The daemon closed the stream before the reply ended; check that it is still running.");
+      if (!end) this.failed(mine, "The daemon closed the stream before the reply ended; check that it is still running.");
+      else await this.caughtUp(mine, end);
     } catch (err) {
       this.failed(mine, errorText(err));
     } finally {
       this.abort = undefined;
     }
+  }
+
+  /**
+   * The watch shows this chat's turns in the session's order, so it may still be drawing the reply
+   * when the turn stream has ended: the chat stays busy until the screen shows the end (2 s at
+   * most; then the turn stream's end is shown, and the watch's copy of it skipped).
+   */
+  private async caughtUp(mine: OwnTurn, end: ChatEvent): Promise<void> {
+    if (mine.ended) return;
+    await new Promise<void>((resolve) => {
+      mine.shown = resolve;
+      setTimeout(resolve, 2000).unref();
+    });
+    if (mine.ended) return;
+    this.shown.watching = false;
+    this.show(end, true);
   }
 
   /** This chat's turn failed: said once, after its message (the watch may have shown the error already). */
@@ -339,6 +358,8 @@ interface OwnTurn {
   text: string;
   started: boolean;
   ended: boolean;
+  /** Called when the screen has shown the turn's end. */
+  shown?: () => void;
 }
 
 /**

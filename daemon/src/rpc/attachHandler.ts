@@ -24,7 +24,7 @@ export function attachHandler(state: DaemonState, shutdown: AbortSignal): ChatSe
       checkDecoded(call.request, "Attach");
       const session = await state.sessions.find(call.request.sessionId, identityOf(call));
       const feed = session.feed;
-      const watcher = feed.watch(call.request.afterSeq);
+      const watcher = feed.watch(call.request.afterSeq, call.request.turnId);
       const signal = AbortSignal.any([gone.signal, shutdown, watcher.stopped]);
       try {
         while (!signal.aborted) {

@@ -109,14 +109,18 @@ export class SessionFeed {
 
   /**
    * A new watcher: from the running turn's start (or the next event when none runs), or after
-   * `afterSeq` for a client reattaching. Throws when those events are not kept any more.
+   * `afterSeq` for a client reattaching (to its turn `turnId`, when given). Throws when those
+   * events are not kept any more.
    */
-  watch(afterSeq: number | undefined): Watcher {
+  watch(afterSeq: number | undefined, turnId?: string): Watcher {
     const after = afterSeq ?? this.settled;
     if (after > this.seq) {
       throw fail.outOfRange(`Session ${this.sessionId} has no event ${after} yet (its last is ${this.seq}; the daemon may have restarted); attach without after_seq and read the conversation with GetSession.`);
     }
     if (after + 1 < this.firstSeq()) throw this.goneError(after);
+    if (turnId && !this.events.some((e) => e.turnId === turnId)) {
+      throw fail.outOfRange(`Turn ${turnId} of session ${this.sessionId} is not kept by this daemon (it restarted, or the session now runs on another one); send the message again.`);
+    }
     const watcher = new Watcher(after);
     this.watchers.add(watcher);
     return watcher;
