@@ -132,6 +132,9 @@ describe("Attach: watching a session's turns", () => {
     await rejectsWith(gone, "OUT_OF_RANGE", /have left its replay buffer \(NANOLLM_REPLAY_EVENTS keeps 64 besides the running turn\); read the conversation with GetSession and attach without after_seq\.$/);
     await gone.catch((e: unknown) => assert.ok(oneSentence(e)));
     await rejectsWith(turnEvents(other.attach(s.sessionId, last.at(-1)!.seq! + 100)), "OUT_OF_RANGE", /has no event \d+ yet/);
+    // A client resuming its turn names it: a turn this daemon does not hold (another daemon ran it) is refused, kept ones are not.
+    await rejectsWith(turnEvents(other.attach(s.sessionId, last.at(-1)!.seq! - 1, undefined, "t-elsewhere")), "OUT_OF_RANGE", /^Turn t-elsewhere of session \S+ is not kept by this daemon \(it restarted, or the session now runs on another one\); send the message again\.$/);
+    assert.deepEqual(await turnEvents(other.attach(s.sessionId, last.at(-1)!.seq! - 1, undefined, last[0]!.turnId)), last.slice(-1), "its own kept turn's rest");
     const info = await d.client.getSession(s.sessionId);
     assert.equal(info.historySeq, last.at(-1)!.seq! - 0, "GetSession says which events its history holds");
   });
