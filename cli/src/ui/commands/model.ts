@@ -32,13 +32,15 @@ export const model: SlashCommand = {
     }
     if (/\s/.test(name)) throw new CommandError(`/model takes one model name, not "${name}".`);
     if (name === current.model) throw new CommandError(`This session already runs ${name}.`);
+    // The daemon's copy: the screen's may not have heard of a turn that just ended (or another client's).
+    const now = await ctx.client.getSession(current.sessionId, true);
     if (asked.get(ctx) !== name) {
       asked.set(ctx, name);
-      ctx.info(`Continue on ${name}? A new session on ${name} starts with this conversation (${plural(current.messageCount, "message")}, read again by ${name}); session ${shortId(current.sessionId)} stays on ${current.model}. Type /model ${name} again to switch.`);
+      ctx.info(`Continue on ${name}? A new session on ${name} starts with this conversation (${plural(now.messageCount, "message")}, read again by ${name}); session ${shortId(current.sessionId)} stays on ${now.model}. Type /model ${name} again to switch.`);
       return;
     }
     asked.delete(ctx);
-    const { messages, images } = carried((await ctx.client.getSession(current.sessionId, true)).history);
+    const { messages, images } = carried(now.history);
     // The template is the new model's own choice unless the chat asked for one by name.
     const created = await ctx.client.createSession({ ...ctx.sessionRequest, model: name, systemPrompt: current.systemPrompt, defaults: current.defaults, history: messages });
     ctx.createdSession(created);
