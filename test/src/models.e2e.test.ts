@@ -190,6 +190,25 @@ describe("several models, memory budget and keep-alive", () => {
     }
   });
 
+  it("a turn whose model cannot load again fails with one sentence, and the model still unloads when idle after the next turns", async () => {
+    const own = tempDir("models");
+    const file = path.join(own, "alpha.gguf");
+    fs.copyFileSync(path.join(dir, "alpha.gguf"), file);
+    const d = await inProcessDaemon(file, { daemon: { modelsDir: own, keepAliveMs: 1000 } });
+    try {
+      const a = await d.client.createSession({ chatTemplate: "chat-ml" });
+      await turn(d.client, a.sessionId, PROMPTS[0]!, 4);
+      await waitFor(async () => (await loadedNames(d.client)).length === 0, 5000, "the keep-alive unload");
+      fs.renameSync(file, `${file}.away`);
+      await rejectsWith(turn(d.client, a.sessionId, PROMPTS[1]!, 4), "NOT_FOUND", /^Model file \S+alpha\.gguf does not exist; pass the path of a \.gguf file\.$/);
+      fs.renameSync(`${file}.away`, file);
+      await turn(d.client, a.sessionId, PROMPTS[1]!, 4);
+      await waitFor(async () => (await loadedNames(d.client)).length === 0, 5000, "the unload after the failed load's turn");
+    } finally {
+      await d.stop();
+    }
+  });
+
   it("keep-alive 0 unloads right after each turn, and a session or HTTP request about to start a turn never finds its model gone", async () => {
     const d = await inProcessDaemon(path.join(dir, "alpha.gguf"), { http: {}, daemon: { modelsDir: dir, keepAliveMs: 0 } });
     try {

@@ -46,9 +46,10 @@ export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink)
     let outcome: { result: TurnResult } | { error: unknown };
     let held: Held | undefined;
     try {
-      // An unloaded model (idle, or for memory) loads again first; the client hears its progress.
-      await host.begin((fraction) => void sink.loading?.(host.facts.name, fraction));
       try {
+        // An unloaded model (idle, or for memory) loads again first; the client hears its progress.
+        // begin() counts the turn even when the load fails, so end() follows it in every case.
+        await host.begin((fraction) => void sink.loading?.(host.facts.name, fraction));
         // A shared journal's lease: no other daemon generates in the session until it is released.
         held = await session.hold(turn.signal);
         outcome = { result: await generateTurn(session, held.lost ? { ...turn, signal: AbortSignal.any([turn.signal, held.lost]) } : turn, sink) };
