@@ -249,7 +249,7 @@ export class ChatController implements CommandContext {
    * most; then the turn stream's end is shown, and the watch's copy of it skipped).
    */
   private async caughtUp(mine: OwnTurn, end: ChatEvent): Promise<void> {
-    if (mine.ended) return;
+    if (mine.ended || !this.shown.watching) return;
     await new Promise<void>((resolve) => {
       mine.shown = resolve;
       setTimeout(resolve, 2000).unref();
