@@ -79,12 +79,12 @@ function modelOf(client: OpenAI): Promise<string> {
 }
 
 /** One greedy streamed turn: the time to the first text, the reply, and the usage the server reports. */
-async function streamTurn(client: OpenAI, model: string, messages: OpenAI.Chat.ChatCompletionMessageParam[]): Promise<{ side: Side; reply: string }> {
+export async function streamTurn(client: OpenAI, model: string, messages: OpenAI.Chat.ChatCompletionMessageParam[], maxTokens = REPLY_TOKENS): Promise<{ side: Side; reply: string }> {
   const started = performance.now();
   let ttftMs = 0;
   let reply = "";
   let usage: OpenAI.CompletionUsage | undefined;
-  const stream = await client.chat.completions.create({ model, messages, max_tokens: REPLY_TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const stream = await client.chat.completions.create({ model, messages, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } });
   for await (const chunk of stream) {
     const text = chunk.choices[0]?.delta.content;
     if (text) {

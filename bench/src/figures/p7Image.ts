@@ -13,6 +13,7 @@ import { ROOT } from "../paths.js";
 import { mtmdCliEncodeMs } from "../peerTools.js";
 import { compare, median } from "../report.js";
 import { withBoth, type Figure } from "./context.js";
+import { streamTurn } from "./p6OpenAi.js";
 
 const IMAGE = path.join(ROOT, "daemon", "native", "build-mtmd", "src", "tools", "mtmd", "test-1.jpeg");
 const REPLY_TOKENS = 16;
@@ -86,24 +87,7 @@ async function chat(client: OpenAI, image: Buffer, rep: number): Promise<Chat> {
     role: "user",
     content: [{ type: "image_url", image_url: { url: `data:image/jpeg;base64,${image.toString("base64")}` } }, { type: "text", text: "What is in this picture?" }],
   };
-  const a = await streamed(client, model, [system, first]);
-  const b = await streamed(client, model, [system, first, { role: "assistant", content: a.reply }, { role: "user", content: "Tell me more about the colours." }]);
-  return { imageTtftMs: a.ttftMs, nextTtftMs: b.ttftMs, nextCached: b.cached, nextPrompt: b.prompt };
-}
-
-async function streamed(client: OpenAI, model: string, messages: OpenAI.Chat.ChatCompletionMessageParam[]) {
-  const started = performance.now();
-  let ttftMs = 0;
-  let reply = "";
-  let usage: OpenAI.CompletionUsage | undefined;
-  const stream = await client.chat.completions.create({ model, messages, max_tokens: REPLY_TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } });
-  for await (const chunk of stream) {
-    const text = chunk.choices[0]?.delta.content;
-    if (text) {
-      ttftMs ||= performance.now() - started;
-      reply += text;
-    }
-    usage = chunk.usage ?? usage;
-  }
-  return { ttftMs: ttftMs || performance.now() - started, reply, cached: usage?.prompt_tokens_details?.cached_tokens, prompt: usage?.prompt_tokens ?? 0 };
+  const a = await streamTurn(client, model, [system, first], REPLY_TOKENS);
+  const b = await streamTurn(client, model, [system, first, { role: "assistant", content: a.reply }, { role: "user", content: "Tell me more about the colours." }], REPLY_TOKENS);
+  return { imageTtftMs: a.side.ttftMs, nextTtftMs: b.side.ttftMs, nextCached: b.side.cachedTokens, nextPrompt: b.side.promptTokens };
 }

@@ -1,8 +1,8 @@
-import crypto from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import type { ContextLoop } from "./ContextLoop.js";
+import { sha256File } from "../sha256File.js";
 
 /** Bumped whenever what a state file holds changes meaning. */
 const FORMAT = 1;
@@ -45,7 +45,7 @@ export class KvSwap {
     const file = this.file(owner);
     try {
       const bytes = await loop.save(seq, `${file}.tmp`);
-      const sidecar: Sidecar = { format: FORMAT, model: this.modelId, tokens, bytes, sha256: await sha256(`${file}.tmp`) };
+      const sidecar: Sidecar = { format: FORMAT, model: this.modelId, tokens, bytes, sha256: await sha256File(`${file}.tmp`) };
       await fsp.rm(`${file}.json`, { force: true });
       await fsp.rename(`${file}.tmp`, file);
       await fsp.writeFile(`${file}.json.tmp`, JSON.stringify(sidecar));
@@ -92,7 +92,7 @@ export class KvSwap {
     if (side.model !== this.modelId) return "it was written for another model file";
     const size = fs.existsSync(file) ? fs.statSync(file).size : -1;
     if (size !== side.bytes) return `it is ${size} bytes, not ${side.bytes}`;
-    if ((await sha256(file)) !== side.sha256) return "its checksum does not match";
+    if ((await sha256File(file)) !== side.sha256) return "its checksum does not match";
     return side;
   }
 
@@ -109,14 +109,4 @@ export class KvSwap {
   private file(owner: string): string {
     return path.join(this.dir, `${owner.replace(/[^\w.-]/g, "_")}.kv`);
   }
-}
-
-function sha256(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = crypto.createHash("sha256");
-    fs.createReadStream(file, { highWaterMark: 1 << 20 })
-      .on("data", (chunk) => hash.update(chunk))
-      .on("error", reject)
-      .on("end", () => resolve(hash.digest("hex")));
-  });
 }

@@ -1,7 +1,7 @@
-import crypto from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import { fail } from "@nanollm/shared";
+import { sha256File } from "../sha256File.js";
 
 export interface DownloadOptions {
   /** How long the server may take to answer, and to send the next bytes, before we give up. */
@@ -70,7 +70,7 @@ export async function download(url: string, dest: string, opts: DownloadOptions)
     }
     clearTimeout(timer);
     if (sha256) {
-      const got = await sha256Of(part);
+      const got = await sha256File(part);
       if (got !== sha256.toLowerCase()) {
         await fsp.rm(part, { force: true });
         throw fail.invalid(`The download of ${url} does not match the checksum its hub gives (SHA-256 ${sha256.slice(0, 12)}…, got ${got.slice(0, 12)}…), so it was deleted; run the command again, and if it fails the same way, tell the model's publisher.`);
@@ -119,14 +119,4 @@ function httpError(url: string, status: number) {
 function causeOf(err: unknown): string {
   const e = err as Error & { cause?: { code?: string; message?: string } };
   return e.cause?.code ?? e.cause?.message ?? e.message;
-}
-
-function sha256Of(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = crypto.createHash("sha256");
-    fs.createReadStream(file, { highWaterMark: 1 << 20 })
-      .on("data", (chunk) => hash.update(chunk))
-      .on("error", reject)
-      .on("end", () => resolve(hash.digest("hex")));
-  });
 }
