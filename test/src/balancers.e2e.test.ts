@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
-import { ensureBalancer, freePort, loggedPlacement, startBalancer, type Backend, type BalancerKind } from "./helpers/balancers.js";
+import { ensureBalancer, loggedPlacement, startBalancer, type Backend, type BalancerKind } from "./helpers/balancers.js";
+import { freePort } from "./helpers/ports.js";
 import { spawnDaemon, turn } from "./helpers/daemon.js";
 import { tinyModel } from "./helpers/fixtures.js";
 import { postJson, userText } from "./helpers/http.js";

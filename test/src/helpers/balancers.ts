@@ -4,6 +4,7 @@ import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { tempDir } from "./fixtures.js";
+import { freePort } from "./ports.js";
 
 /** docker/, where the balancer configurations live (used as they are by docker/compose.yaml). */
 export const DOCKER_DIR = fileURLToPath(new URL("../../../docker/", import.meta.url));
@@ -47,15 +48,6 @@ export function ensureBalancer(kind: BalancerKind): { binary: string } | { why: 
   const failure = installed.get(kind);
   const binary = which(kind);
   return binary ? { binary } : { why: `${kind} is not installed and could not be installed from Debian's packages${failure ? `: ${failure}` : ""}` };
-}
-
-/** A free TCP port on 127.0.0.1 (closed again; taken by whoever binds it next). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /**

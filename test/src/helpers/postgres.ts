@@ -2,10 +2,10 @@
 // in a temporary folder on a free 127.0.0.1 port, stopped and removed when the test process ends.
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
+import { freePort } from "./ports.js";
 
 export interface TestPostgres {
   /** postgres://postgres@127.0.0.1:PORT/postgres, the cluster's maintenance database. */
@@ -155,15 +155,4 @@ function install(): string {
   const bin = binDir();
   if (!bin) throw new Error("apt-get installed postgresql but no initdb is under /usr/lib/postgresql");
   return bin;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
