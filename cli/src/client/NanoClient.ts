@@ -84,7 +84,8 @@ function connectionLost(err: unknown): boolean {
   return err instanceof NanoError && err.code === "UNAVAILABLE" && !turnErrors.has(err);
 }
 
-function newTurnId(): string {
+/** A turn's id, chosen by the client: the chat screen knows it before the turn's first event. */
+export function newTurnId(): string {
   return `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
 

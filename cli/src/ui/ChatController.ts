@@ -1,6 +1,7 @@
 import { NanoError, StopReason, type ChatEvent, type CreateSessionRequest, type SessionInfo } from "@nanollm/shared";
 import { plural, stopReasonText } from "../commands/format.js";
 import type { ChatClient } from "./ChatClient.js";
+import { newTurnId } from "../client/NanoClient.js";
 import type { ChatStore } from "./ChatStore.js";
 import { findCommand, parseCommandLine } from "./commands/registry.js";
 import { CommandError, type CommandContext, type SlashCommand } from "./commands/types.js";
@@ -9,6 +10,7 @@ import type { InputHistory } from "./input/InputHistory.js";
 import { ago } from "../commands/sessionList.js";
 import { shortId, showConversation } from "./commands/sessions.js";
 import type { Action, ChatState } from "./state.js";
+import { SessionView, type OwnTurn } from "./SessionView.js";
 
 /** Two Ctrl+C within this window quit. */
 const QUIT_WINDOW_MS = 2000;
@@ -223,7 +225,7 @@ export class ChatController implements CommandContext {
     this.abort = abort;
     const images = this.attached;
     this.attached = [];
-    const turnId = `t-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    const turnId = newTurnId();
     // The message shows when the turn starts: after the one running now, when another client's is.
     const mine = this.shown.send(turnId, text);
     if (this.state().live) this.notice("another client's turn is running: yours follows it");
@@ -351,55 +353,6 @@ export class ChatController implements CommandContext {
 export function errorText(err: unknown): string {
   if (err instanceof NanoError || err instanceof CommandError) return err.message;
   return err instanceof Error ? err.message : String(err);
-}
-
-/** A turn this chat sent: its message, and how far the screen has shown it. */
-interface OwnTurn {
-  text: string;
-  started: boolean;
-  ended: boolean;
-  /** Called when the screen has shown the turn's end. */
-  shown?: () => void;
-}
-
-/**
- * Which of a session's events are on the screen: each seq once, in order. While the watch
- * delivers, it alone shows events (the session's one order); this chat's turn stream shows
- * them only when there is no watch (a daemon without Attach, a lost connection).
- */
-class SessionView {
-  watching = false;
-  private sessionId = "";
-  private last = 0;
-  private readonly own = new Map<string, OwnTurn>();
-
-  /** Follows `sessionId` from after `seq` (unknown: from the next event that comes). */
-  reset(sessionId: string, seq: number | undefined): void {
-    if (sessionId === this.sessionId && seq !== undefined && seq <= this.last) return;
-    this.sessionId = sessionId;
-    this.last = seq ?? 0;
-  }
-
-  send(turnId: string, text: string): OwnTurn {
-    const turn = { text, started: false, ended: false };
-    this.own.set(turnId, turn);
-    return turn;
-  }
-
-  mine(turnId: string): OwnTurn | undefined {
-    return this.own.get(turnId);
-  }
-
-  /** Whether the event is new to the screen (and so to be shown now). */
-  take(event: ChatEvent, fromTurnStream: boolean): boolean {
-    if (fromTurnStream && this.watching) return false;
-    if (event.sessionId !== this.sessionId && this.sessionId !== "") return fromTurnStream;
-    // An event without a seq (an older daemon) is shown as it comes.
-    if (!event.seq) return true;
-    if (event.seq <= this.last) return false;
-    this.last = event.seq;
-    return true;
-  }
 }
 
 /** Resolves once `signal` is aborted (at once when it is already). */

@@ -70,7 +70,6 @@ export async function runTurn(session: Session, turn: TurnInput, sink: TurnSink)
     if ("error" in outcome) throw outcome.error;
     return outcome.result;
   } finally {
-    session.feed.finish();
     session.queue.leave();
   }
 }
