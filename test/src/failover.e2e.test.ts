@@ -8,6 +8,7 @@ import { NanoError, Role } from "@nanollm/shared";
 import { NanoClient } from "nanollm/dist/client/NanoClient.js";
 import { ensureBalancer, loggedPlacement, startBalancer, type Backend, type BalancerKind, type RunningBalancer } from "./helpers/balancers.js";
 import { freePort } from "./helpers/ports.js";
+import { waitFor } from "./helpers/poll.js";
 import { inProcessDaemon, spawnDaemon, turn, type TestDaemon } from "./helpers/daemon.js";
 import { tinyModel } from "./helpers/fixtures.js";
 import { userText } from "./helpers/http.js";
@@ -47,15 +48,6 @@ async function timedTurn(client: NanoClient, id: string, text: string, params: {
     if (ev.kind?.$case === "end") return { ids, first, reply: ev.kind.end.reply };
   }
   throw new Error("the turn's stream ended without a TurnEnd event");
-}
-
-/** Waits (polling) until `done()`, for at most 10 s. */
-async function until(done: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 async function chatTurns(chat: Chat, n: number, from: number, to: number): Promise<void> {
@@ -100,8 +92,8 @@ async function rollingRestart(daemons: Daemon[], lb: RunningBalancer, chats: Cha
   });
   long.catch(() => {}); // awaited below; a failure meanwhile must not go unhandled
   await sigterm;
-  await until(() => /SIGTERM: draining/.test(daemons[1]!.log()), "daemon 1 began to drain");
-  if (lb.kind === "haproxy") await until(() => /nanollm_grpc\/nanollm-1 is DOWN/.test(lb.log()), "HAProxy took daemon 1 out");
+  await waitFor(() => /SIGTERM: draining/.test(daemons[1]!.log()), "daemon 1 began to drain", 10_000);
+  if (lb.kind === "haproxy") await waitFor(() => /nanollm_grpc\/nanollm-1 is DOWN/.test(lb.log()), "HAProxy took daemon 1 out", 10_000);
   await Promise.all(others.map((c) => chatTurns(c, chats.indexOf(c), c.turns.length, c.turns.length + 1)));
   const r = await long;
   draining.turns.push({ text: longText, reply: r.reply, ids: r.ids, long: true });

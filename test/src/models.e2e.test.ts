@@ -8,6 +8,7 @@ import { tempDir, tinyMmproj, tinyModel, toolEagerModel } from "./helpers/fixtur
 import { gradient, makePng } from "./helpers/images.js";
 import { rejectsWith } from "./helpers/assertions.js";
 import { httpBase, postJson } from "./helpers/http.js";
+import { waitFor } from "./helpers/poll.js";
 
 /** A models folder holding alpha (seed 1) and beta (seed 2): two different tiny models. */
 function modelsFolder(): string {
@@ -48,14 +49,6 @@ async function reference(file: string, prompts: string[]): Promise<string[]> {
 }
 
 const loadedNames = async (client: NanoClient) => (await client.listModels()).map((m) => m.name).sort();
-
-async function waitFor(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) assert.fail(`${what} did not happen within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("several models, memory budget and keep-alive", () => {
   let dir: string;
@@ -128,7 +121,7 @@ describe("several models, memory budget and keep-alive", () => {
       assert.deepEqual(first.loading, [], "a loaded model needs no load");
       assert.ok(Number((await d.client.listModels())[0]!.unloadsAtMs) > Date.now());
       assert.match(await (await fetch(`http://${d.daemon.metricsAddress}/metrics`)).text(), /^nanollm_model_memory_bytes\{model="alpha"\} [1-9]\d*$/m);
-      await waitFor(async () => (await loadedNames(d.client)).length === 0, 5000, "the keep-alive unload");
+      await waitFor(async () => (await loadedNames(d.client)).length === 0, "the keep-alive unload");
       const scraped = await (await fetch(`http://${d.daemon.metricsAddress}/metrics`)).text();
       assert.match(scraped, /^nanollm_model_memory_bytes\{model="alpha"\} 0$/m);
       // The session is still listed, with its context, while its model is unloaded.
@@ -198,12 +191,12 @@ describe("several models, memory budget and keep-alive", () => {
     try {
       const a = await d.client.createSession({ chatTemplate: "chat-ml" });
       await turn(d.client, a.sessionId, PROMPTS[0]!, 4);
-      await waitFor(async () => (await loadedNames(d.client)).length === 0, 5000, "the keep-alive unload");
+      await waitFor(async () => (await loadedNames(d.client)).length === 0, "the keep-alive unload");
       fs.renameSync(file, `${file}.away`);
       await rejectsWith(turn(d.client, a.sessionId, PROMPTS[1]!, 4), "NOT_FOUND", /^Model file \S+alpha\.gguf does not exist; pass the path of a \.gguf file\.$/);
       fs.renameSync(`${file}.away`, file);
       await turn(d.client, a.sessionId, PROMPTS[1]!, 4);
-      await waitFor(async () => (await loadedNames(d.client)).length === 0, 5000, "the unload after the failed load's turn");
+      await waitFor(async () => (await loadedNames(d.client)).length === 0, "the unload after the failed load's turn");
     } finally {
       await d.stop();
     }
@@ -215,13 +208,13 @@ describe("several models, memory budget and keep-alive", () => {
       for (let i = 0; i < 3; i++) {
         const r = await postJson(`${httpBase(d)}/v1/chat/completions`, { model: "alpha", messages: [{ role: "user", content: `${PROMPTS[0]} ${i}` }], max_tokens: 4 });
         assert.equal(r.status, 200, r.text);
-        await waitFor(async () => (await loadedNames(d.client)).length === 0, 5000, "the unload after the HTTP turn");
+        await waitFor(async () => (await loadedNames(d.client)).length === 0, "the unload after the HTTP turn");
       }
       const a = await d.client.createSession({ chatTemplate: "chat-ml" });
       for (const [i, p] of PROMPTS.entries()) {
         const r = await turnWithLoading(d.client, a.sessionId, p);
         assert.equal(r.reply, expected.alpha[i]);
-        await waitFor(async () => (await loadedNames(d.client)).length === 0, 5000, "the unload after the turn");
+        await waitFor(async () => (await loadedNames(d.client)).length === 0, "the unload after the turn");
       }
     } finally {
       await d.stop();

@@ -2,18 +2,12 @@ import { render } from "ink-testing-library";
 import type { GenerationParams } from "@nanollm/shared";
 import { createChat } from "nanollm/dist/ui/createChat.js";
 import { FakeClient } from "./fakeClient.js";
+import { waitFor } from "../helpers/poll.js";
 
 /** Keys as a terminal sends them. */
 export const KEY = { enter: "\r", esc: "\x1b", ctrlC: "\x03", up: "\x1b[A", down: "\x1b[B", left: "\x1b[D", tab: "\t", backspace: "\x7f", ctrlA: "\x01", ctrlU: "\x15", ctrlW: "\x17" };
 
-/** Polls until `check` holds (no timing is asserted: the wait is only how long it may take). */
-export async function waitFor(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+export { waitFor } from "../helpers/poll.js";
 
 export interface ChatHarness extends ReturnType<typeof createChat> {
   client: FakeClient;
