@@ -14,7 +14,7 @@ $(NODE_MODULES_STAMP): package.json package-lock.json shared/package.json daemon
 # The engine addon (daemon/native, C++ over llama.cpp's prebuilt libraries) builds during `npm ci`;
 # this rebuilds it when its sources change.
 ADDON := daemon/native/build/Release/nanollm.node
-$(ADDON): $(NODE_MODULES_STAMP) $(wildcard daemon/native/src/*) daemon/native/binding.gyp daemon/native/build.mjs daemon/native/mtmd.mjs
+$(ADDON): $(NODE_MODULES_STAMP) $(wildcard daemon/native/src/*) daemon/native/binding.gyp daemon/native/build.mjs daemon/native/bundle.mjs daemon/native/mtmd.mjs daemon/native/cpu.mjs
 	cd daemon && node native/build.mjs
 	@touch $@
 
@@ -82,4 +82,4 @@ image-cuda:
 	docker build -f docker/Dockerfile.cuda -t $(IMAGE):cuda .
 
 clean:
-	rm -rf node_modules */node_modules */dist *.tsbuildinfo */*.tsbuildinfo shared/src/gen test/fixtures/models daemon/native/build daemon/native/build-mtmd daemon/native/build-asan daemon/native/llama
+	rm -rf node_modules */node_modules */dist *.tsbuildinfo */*.tsbuildinfo shared/src/gen test/fixtures/models daemon/native/build daemon/native/build-mtmd daemon/native/build-cpu daemon/native/build-asan daemon/native/llama

@@ -1,5 +1,5 @@
 // Builds the engine addon during `npm ci`: llama.cpp's headers from node-llama-cpp's source bundle,
-// then node-gyp (npm's own) against Node's headers. Nothing of llama.cpp itself is compiled.
+// mtmd and the CPU backend (mtmd.mjs, cpu.mjs), then node-gyp (npm's own) against Node's headers.
 // NANOLLM_SANITIZE=1 builds it with AddressSanitizer and UBSan (make test-asan).
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -9,6 +9,8 @@ const here = path.dirname(new URL(import.meta.url).pathname);
 execFileSync(process.execPath, [path.join(here, "headers.mjs")], { stdio: "inherit" });
 // mtmd (images) before the addon: the addon includes mtmd's headers and loads the library it links.
 execFileSync(process.execPath, [path.join(here, "mtmd.mjs")], { stdio: "inherit" });
+// ggml's CPU backend compiled here for this CPU's variant (the prebuilt one is slower at f16 products).
+execFileSync(process.execPath, [path.join(here, "cpu.mjs")], { stdio: "inherit" });
 const sanitize = process.env.NANOLLM_SANITIZE === "1";
 // npm puts its bundled node-gyp on PATH for lifecycle scripts; a direct run finds it beside npm.
 const npmGyp = path.join(path.dirname(fs.realpathSync(process.env.npm_execpath ?? "/usr/lib/node_modules/npm/bin/npm-cli.js")), "..", "node_modules", "node-gyp", "bin", "node-gyp.js");

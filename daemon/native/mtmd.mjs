@@ -3,11 +3,10 @@
 // the sources compile once to objects (cached per bundle commit), then link once per variant
 // (build-mtmd/lib/<variant>/libnanollm-mtmd.so, with that variant's folder as its runpath). Nothing of
 // llama.cpp itself is rebuilt. Run by build.mjs during `npm ci`; `node native/mtmd.mjs` alone works too.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { createRequire } from "node:module";
+import { commit, extract, inParallel, pkg, run } from "./bundle.mjs";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 // Beside node-gyp's build/, which `node-gyp rebuild` wipes.
@@ -18,33 +17,11 @@ const outDir = path.join(build, "lib");
 const llamaHeaders = path.join(here, "llama");
 const started = Date.now();
 
-const require = createRequire(import.meta.url);
-let pkg = path.dirname(require.resolve("node-llama-cpp"));
-while (!fs.existsSync(path.join(pkg, "package.json"))) pkg = path.dirname(pkg);
-const bundle = path.join(pkg, "llama", "gitRelease.bundle");
-const commit = execFileSync("git", ["bundle", "list-heads", bundle], { encoding: "utf8" }).split(/\s+/)[0];
-
 // mtmd-helper-gen.cpp (audio generation) is left out: it needs llama.cpp's private src/llama-ext.h
 // and nothing here generates audio. mtmd-cli and the debug tool need llama-common.
 const wanted = ["tools/mtmd", "vendor/hash", "vendor/stb", "vendor/miniaudio"];
 const CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-DNDEBUG", "-DLLAMA_SHARED", "-DLLAMA_BUILD", "-w"];
 const CFLAGS = ["-O2", "-fPIC", "-DNDEBUG", "-w"];
-
-function extract() {
-  const stamp = path.join(srcDir, ".commit");
-  if (fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === commit) return;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "nanollm-mtmd-src-"));
-  try {
-    execFileSync("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", "--no-checkout", bundle, tmp], { stdio: "inherit" });
-    fs.rmSync(srcDir, { recursive: true, force: true });
-    fs.mkdirSync(srcDir, { recursive: true });
-    const tar = execFileSync("git", ["-C", tmp, "archive", "--format=tar", commit, ...wanted], { maxBuffer: 256 << 20 });
-    execFileSync("tar", ["-x", "-C", srcDir], { input: tar });
-    fs.writeFileSync(stamp, commit);
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
-}
 
 /** [source, object, compiler args] for every translation unit, the slowest first. */
 function units() {
@@ -64,16 +41,6 @@ function units() {
   });
 }
 
-function run(cmd) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd[0], cmd.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    child.stderr.on("data", (d) => (err += d));
-    child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${cmd[0]} failed (${code}):\n${err.slice(-4000)}`))));
-  });
-}
-
 /** Compiles what the stamp does not cover, two at a time (the box has two cores). */
 async function compile(list) {
   const stamp = path.join(objDir, ".commit");
@@ -81,12 +48,7 @@ async function compile(list) {
   if (fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === key && list.every((u) => fs.existsSync(u.obj))) return 0;
   fs.rmSync(objDir, { recursive: true, force: true });
   fs.mkdirSync(objDir, { recursive: true });
-  const jobs = Math.max(1, Math.min(2, Number(process.env.NANOLLM_MTMD_JOBS) || 2));
-  const queue = [...list];
-  const worker = async () => {
-    for (let u = queue.shift(); u; u = queue.shift()) await run([...u.cmd, "-c", u.src, "-o", u.obj]);
-  };
-  await Promise.all(Array.from({ length: jobs }, worker));
+  await inParallel(list.map((u) => () => run([...u.cmd, "-c", u.src, "-o", u.obj])));
   fs.writeFileSync(stamp, key);
   return list.length;
 }
@@ -145,7 +107,7 @@ if (process.platform !== "linux") {
   process.exit(0);
 }
 try {
-  extract();
+  extract(srcDir, wanted);
   const list = units();
   const compiled = await compile(list);
   // A variant that does not link (a GPU library missing a dependency here) only loses images.

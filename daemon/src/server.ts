@@ -255,7 +255,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   if (warning) log(warning);
   if (httpWarning && http) log(httpWarning);
   log(`security: ${tls ? `TLS${clientCertificates ? " with client certificates" : ""}` : "plaintext"}, ${auth.enabled ? `authentication on (${auth.count()} tokens${tokens ? ` in ${tokens.file}` : ""})` : "no authentication"}${metricsServer ? `; metrics on http://${metricsServer.address}/metrics` : ""}`);
-  log(`nanollm daemon listening on ${address} (backend ${info.backend}, ${info.binary} llama.cpp binary, ${threadsText(info.threads, info.adaptiveThreads)} per decode step, ${threadsText(info.batchThreads, info.adaptiveBatchThreads)} per batch, ${opts.parallel} sequences × ${defaultHost.facts.contextSize} tokens)`);
+  log(`nanollm daemon listening on ${address} (backend ${info.backend}, llama.cpp ${info.binary}, ${threadsText(info.threads, info.adaptiveThreads)} per decode step, ${threadsText(info.batchThreads, info.adaptiveBatchThreads)} per batch, ${opts.parallel} sequences × ${defaultHost.facts.contextSize} tokens)`);
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 5000) =>

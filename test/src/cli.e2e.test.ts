@@ -32,7 +32,7 @@ describe("nanollm chat, non-interactive", () => {
   it("nanollm models names the backend, the llama.cpp binary, the threads and the model", async () => {
     const r = await nanollm(["models", "--host", d.address]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /backend cpu \((prebuilt|native, OpenMP) llama\.cpp\) · threads 1 per step, 1 per batch · 4 sequences/);
+    assert.match(r.stdout, /backend cpu \(llama\.cpp (prebuilt|native)( \+ CPU backend built here)?\) · threads 1 per step, 1 per batch · 4 sequences/);
     assert.match(r.stdout, /^tiny-chatml {2}llama .*ctx 1024×4 {2}KV .* f16 {2}template chat-ml$/m);
   });
 

@@ -58,7 +58,8 @@ describe("the images", () => {
         else for (const src of sources) assert.ok(fs.existsSync(path.join(ROOT, src)), `COPY ${src}: no such file in the repository`);
       }
       const run = instructions.filter((i) => i.getKeyword() === "RUN").map((i) => i.getArgumentsContent());
-      assert.deepEqual(run, ["make build"], "the image builds the way a developer does");
+      assert.equal(run.at(-1), "make build", "the image builds the way a developer does");
+      for (const r of run.slice(0, -1)) assert.match(r ?? "", /^apt-get update && apt-get install -y --no-install-recommends [\w ]+ && rm -rf \/var\/lib\/apt\/lists\/\*$/, "before it, only build tools are installed");
       const entry = JSON.parse(instructions.find((i) => i.getKeyword() === "ENTRYPOINT")?.getArgumentsContent() ?? "[]") as string[];
       assert.deepEqual(entry.slice(0, 4), ["bin/nanollm", "serve", "--listen", "0.0.0.0:7433"]);
       assert.ok(fs.existsSync(path.join(ROOT, "bin/nanollm")));

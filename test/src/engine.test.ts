@@ -18,10 +18,13 @@ const NATIVE = fileURLToPath(new URL("../../daemon/dist/engine/native.js", impor
 const PREBUILT = fileURLToPath(new URL("../../node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/", import.meta.url));
 
 /** Runs `body` (an ES module's text, with `native` imported) in a fresh Node process: llama.cpp loads once per process. */
-async function inFreshProcess(body: string): Promise<string> {
-  const { stdout } = await run(process.execPath, ["--input-type=module", "-e", `import * as native from ${JSON.stringify(NATIVE)};\n${body}`]);
+async function inFreshProcess(body: string, env: Record<string, string> = {}): Promise<string> {
+  const { stdout } = await run(process.execPath, ["--input-type=module", "-e", `import * as native from ${JSON.stringify(NATIVE)};\n${body}`], { env: { ...process.env, ...env } });
   return stdout.trim();
 }
+
+const OWN_CPU = fileURLToPath(new URL("../../daemon/native/build-cpu/lib/", import.meta.url));
+const LOAD_CPU = `const l = native.loadLlama("cpu"); console.log(JSON.stringify({ cpuBackend: l.variant.cpuBackend, ownCpu: l.ownCpu }));`;
 
 describe("loading llama.cpp by path", () => {
   it("loads the prebuilt CPU variant from node-llama-cpp's package", async () => {
@@ -32,6 +35,32 @@ describe("loading llama.cpp by path", () => {
     assert.match(path.basename(out.llama), /^libllama\.v[\d.]+\.so$/);
     assert.equal(out.gpu, false);
     assert.equal(out.threadpool, true, "the CPU backend offers a persistent threadpool");
+  });
+
+  it("uses the CPU backend npm ci built here (cpu.mjs) in place of the prebuilt variant's", async (t) => {
+    const built = fs.existsSync(OWN_CPU) ? fs.readdirSync(OWN_CPU).filter((f) => /^libggml-cpu-.+\.so$/.test(f)) : [];
+    if (built.length === 0) {
+      const cmake = await run("cmake", ["--version"]).then(() => true, () => false);
+      if (!cmake) return t.skip("cmake is not installed, so npm ci built no CPU backend here (the prebuilt one is used)");
+      assert.fail(`npm ci built no CPU backend into ${OWN_CPU} although cmake is installed`);
+    }
+    const out = JSON.parse(await inFreshProcess(LOAD_CPU));
+    assert.equal(out.cpuBackend, path.join(OWN_CPU, built[0]!));
+    assert.equal(out.ownCpu, true);
+    // Prebuilt variants are named the same way: it is the one ggml itself would pick on this CPU.
+    assert.ok(fs.existsSync(path.join(PREBUILT, built[0]!)), `${built[0]} is one of the prebuilt variants`);
+  });
+
+  it("keeps the prebuilt CPU backend when asked (NANOLLM_CPU_BACKEND=prebuilt) or when the one named cannot load", async () => {
+    assert.deepEqual(JSON.parse(await inFreshProcess(LOAD_CPU, { NANOLLM_CPU_BACKEND: "prebuilt" })), { ownCpu: false });
+    const broken = path.join(tempDir("cpu-backend"), "libggml-cpu-zen4.so");
+    fs.writeFileSync(broken, "not a shared library");
+    const body = `${LOAD_CPU}
+      const m = await native.nativeAddon().loadModel(${JSON.stringify(tinyModel())}, { gpuLayers: 0 });
+      console.log(m.info().vocabSize > 0 ? "model loaded" : "no vocabulary"); m.dispose();`;
+    const [first, second] = (await inFreshProcess(body, { NANOLLM_CPU_BACKEND: broken })).split("\n");
+    assert.deepEqual(JSON.parse(first!), { cpuBackend: broken, ownCpu: false });
+    assert.equal(second, "model loaded", "the prebuilt backend runs the model");
   });
 
   it("refuses a missing library with one sentence naming it", async () => {

@@ -36,7 +36,7 @@ function usage(m: ModelInfo, now = Date.now()): string {
 export async function printModels(client: NanoClient): Promise<void> {
   const info = await client.serverInfo();
   if (info.insecure) console.log(`WARNING: this daemon serves the network without ${[info.tls ? "" : "TLS", info.auth ? "" : "authentication"].filter(Boolean).join(" and ")} (--insecure): anyone who can reach it can read and drive every session.`);
-  console.log(`nanollm ${info.version} · backend ${info.backend} (${info.binary} llama.cpp) · threads ${info.threads} per step, ${info.batchThreads} per batch · ${info.parallel} sequences · ${info.sessions} session${info.sessions === 1 ? "" : "s"}`);
+  console.log(`nanollm ${info.version} · backend ${info.backend} (llama.cpp ${info.binary}) · threads ${info.threads} per step, ${info.batchThreads} per batch · ${info.parallel} sequences · ${info.sessions} session${info.sessions === 1 ? "" : "s"}`);
   for (const m of await client.listModels()) {
     console.log(`${m.name}  ${m.architecture}  ${(m.parameters / 1e6).toFixed(1)}M params  ${mb(m.sizeBytes)}  ctx ${m.contextSize}×${m.sequences}  KV ${mb(m.kvCacheBytes)} ${m.kvCacheType}  template ${m.defaultTemplate}`);
     console.log(`  ${m.file}`);

@@ -5,12 +5,33 @@
 namespace {
 Api g_api;
 bool g_loaded = false;
+bool g_ownCpu = false;
 std::string g_paths;
 ErrorLog g_errors;
 
 // The prebuilt libraries log every load step to stderr; keep only errors, for error messages.
 void onLog(ggml_log_level level, const char* text, void*) {
   if (level == GGML_LOG_LEVEL_ERROR) g_errors.add(text);
+}
+
+// The CPU backend built here in place of the prebuilt variant that load_all chose. ggml_backend_load
+// refuses a backend whose own score is 0 (this CPU lacks an instruction set it was built for); the
+// prebuilt one then stays. Nothing has used the prebuilt one yet, so unloading it is safe.
+bool preferCpuBackend(const Api& a, const std::string& path) {
+  if (path.empty()) return false;
+  ggml_backend_reg_t ours = a.ggml_backend_load(path.c_str());
+  if (!ours) {
+    g_errors.take();
+    return false;
+  }
+  for (size_t i = 0; i < a.ggml_backend_reg_count(); i++) {
+    ggml_backend_reg_t other = a.ggml_backend_reg_get(i);
+    if (other != ours && std::string(a.ggml_backend_reg_name(other)) == a.ggml_backend_reg_name(ours)) {
+      a.ggml_backend_unload(other);
+      break;
+    }
+  }
+  return true;
 }
 
 std::string dlerr() {
@@ -21,6 +42,7 @@ std::string dlerr() {
 
 const Api& api() { return g_api; }
 bool libraryLoaded() { return g_loaded; }
+bool ownCpuBackend() { return g_ownCpu; }
 
 std::string takeLoggedErrors() { return g_errors.take(); }
 
@@ -31,8 +53,8 @@ std::string lastLoggedError(const std::string& otherwise) {
   return why.empty() ? otherwise : why;
 }
 
-std::string loadLibrary(const std::string& llamaPath, const std::string& ggmlPath, const std::string& backendDir) {
-  const std::string paths = llamaPath + "|" + ggmlPath + "|" + backendDir;
+std::string loadLibrary(const std::string& llamaPath, const std::string& ggmlPath, const std::string& backendDir, const std::string& cpuBackend) {
+  const std::string paths = llamaPath + "|" + ggmlPath + "|" + backendDir + "|" + cpuBackend;
   if (g_loaded) {
     if (paths == g_paths) return "";
     return "llama.cpp is already loaded from " + g_paths.substr(0, g_paths.find('|')) + "; one process runs one llama.cpp variant.";
@@ -55,6 +77,7 @@ std::string loadLibrary(const std::string& llamaPath, const std::string& ggmlPat
   a.llama_log_set(onLog, nullptr);
   a.llama_backend_init();
   a.ggml_backend_load_all_from_path(backendDir.c_str());
+  g_ownCpu = preferCpuBackend(a, cpuBackend);
   if (ggml_backend_reg_t cpu = a.ggml_backend_reg_by_name("CPU")) {
     a.threadpool_new = reinterpret_cast<decltype(a.threadpool_new)>(a.ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_new"));
     a.threadpool_free = reinterpret_cast<decltype(a.threadpool_free)>(a.ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_free"));

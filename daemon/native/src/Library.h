@@ -31,7 +31,8 @@
 #define NANOLLM_GGML_FNS(X)                                                                          \
   X(ggml_backend_load_all_from_path) X(ggml_backend_reg_by_name) X(ggml_backend_reg_get_proc_address) \
   X(ggml_backend_dev_count) X(ggml_backend_dev_get) X(ggml_backend_dev_type) X(ggml_backend_dev_name) \
-  X(ggml_threadpool_params_default)
+  X(ggml_threadpool_params_default) X(ggml_backend_load) X(ggml_backend_unload) X(ggml_backend_reg_count) \
+  X(ggml_backend_reg_get) X(ggml_backend_reg_name)
 
 struct Api {
 #define NANOLLM_DECLARE(name) decltype(&::name) name = nullptr;
@@ -49,11 +50,15 @@ bool libraryLoaded();
 
 /**
  * dlopens `llamaPath` and `ggmlPath` (the dependencies resolve through the libraries' own
- * $ORIGIN runpath), resolves every function, loads the backends in `backendDir`. Returns "" on
- * success, else one sentence saying what was wrong. Loading again with the same paths is a no-op;
- * other paths in the same process are refused.
+ * $ORIGIN runpath), resolves every function, loads the backends in `backendDir`, then, when
+ * `cpuBackend` names a CPU backend built here (native/cpu.mjs) that this CPU runs, uses it in
+ * place of the folder's. Returns "" on success, else one sentence saying what was wrong. Loading
+ * again with the same paths is a no-op; other paths in the same process are refused.
  */
-std::string loadLibrary(const std::string& llamaPath, const std::string& ggmlPath, const std::string& backendDir);
+std::string loadLibrary(const std::string& llamaPath, const std::string& ggmlPath, const std::string& backendDir, const std::string& cpuBackend);
+
+/** Whether the CPU backend in use is the one built here (loadLibrary's `cpuBackend`). */
+bool ownCpuBackend();
 
 /** The last error lines llama.cpp logged (for error messages), cleared by the call. */
 std::string takeLoggedErrors();

@@ -8,10 +8,10 @@
 #include "ThreadChoice.h"
 
 namespace {
-// loadLibrary(llamaPath, ggmlPath, backendDir) => {systemInfo, devices: [{name, type}]}
+// loadLibrary(llamaPath, ggmlPath, backendDir, cpuBackend) => {systemInfo, devices: [{name, type}], threadpool, ownCpu}
 Napi::Value LoadLibrary(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string err = loadLibrary(info[0].As<Napi::String>(), info[1].As<Napi::String>(), info[2].As<Napi::String>());
+  std::string err = loadLibrary(info[0].As<Napi::String>(), info[1].As<Napi::String>(), info[2].As<Napi::String>(), info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : std::string());
   if (!err.empty()) throw Napi::Error::New(env, err);
   const Api& a = api();
   Napi::Object o = Napi::Object::New(env);
@@ -27,6 +27,7 @@ Napi::Value LoadLibrary(const Napi::CallbackInfo& info) {
   }
   o.Set("devices", devices);
   o.Set("threadpool", a.threadpool_new != nullptr);
+  o.Set("ownCpu", ownCpuBackend());
   return o;
 }
 // The loop's policies, exposed for unit tests.

@@ -40,7 +40,9 @@ export function startEngine(opts: { gpu: GpuChoice; threads?: number; batchThrea
   const threads = opts.threads ?? cores;
   const batchThreads = opts.batchThreads ?? cores;
   const backend = lib.gpu ? lib.variant.backend : "cpu";
-  return { backend, binary: lib.variant.binary, threads, batchThreads, adaptiveThreads: opts.threads === undefined, adaptiveBatchThreads: opts.batchThreads === undefined };
+  // The prebuilt CPU variant's backend replaced by the one npm ci built here (native/cpu.mjs).
+  const binary = lib.ownCpu ? `${lib.variant.binary} + CPU backend built here` : lib.variant.binary;
+  return { backend, binary, threads, batchThreads, adaptiveThreads: opts.threads === undefined, adaptiveBatchThreads: opts.batchThreads === undefined };
 }
 
 /** What a load made: the native model and its context, and what is built over them. */

@@ -69,7 +69,7 @@ export interface NativeContext {
 }
 
 interface Addon {
-  loadLibrary(llama: string, ggml: string, dir: string): { systemInfo: string; devices: { name: string; type: string }[]; threadpool: boolean };
+  loadLibrary(llama: string, ggml: string, dir: string, cpuBackend: string): { systemInfo: string; devices: { name: string; type: string }[]; threadpool: boolean; ownCpu: boolean };
   loadModel(file: string, opts: { gpuLayers: number }, onProgress?: (p: number) => void): Promise<NativeModel>;
   /** The loop's thread-count policy driven by a script, for unit tests. */
   threadChoiceTrace(candidates: number[], alpha: number, explore: number, steps: (["record", number, number, number] | ["pick", number])[]): number[];
@@ -102,6 +102,8 @@ export interface Variant {
   dir: string;
   llama: string;
   ggml: string;
+  /** The CPU backend built here (native/cpu.mjs: libggml-cpu-<cpu variant>.so), used in place of the folder's when this CPU runs it. */
+  cpuBackend?: string;
 }
 
 /** Finds a folder's libllama and libggml (their names carry the variant: libllama.cuda.v0.5.0.so). */
@@ -125,6 +127,19 @@ function nodeModulesDirs(): string[] {
   }
 }
 
+/**
+ * The CPU backend `npm ci` built here for the prebuilt CPU variant (the prebuilt one is ~1.7× slower
+ * at f16 matrix products); NANOLLM_CPU_BACKEND=prebuilt keeps the prebuilt one, a path names another.
+ */
+function ownCpuBackend(): string | undefined {
+  const choice = process.env.NANOLLM_CPU_BACKEND;
+  if (choice === "prebuilt") return undefined;
+  if (choice) return choice;
+  const dir = path.resolve(here, "../../native/build-cpu/lib");
+  const file = fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => /^libggml-cpu-.+\.so$/.test(f)) : undefined;
+  return file && path.join(dir, file);
+}
+
 function prebuilt(backend: Variant["backend"]): Variant | undefined {
   const plat = process.platform === "darwin" ? "mac" : process.platform === "win32" ? "win" : "linux";
   const suffix = backend === "cpu" || (backend === "metal" && plat === "mac") ? (plat === "mac" && os.arch() === "arm64" ? "-metal" : "") : `-${backend}`;
@@ -132,7 +147,7 @@ function prebuilt(backend: Variant["backend"]): Variant | undefined {
   const name = `${plat}-${os.arch()}${suffix}`;
   for (const nm of nodeModulesDirs()) {
     const v = variantIn(path.join(nm, "@node-llama-cpp", name, "bins", name), backend, "prebuilt");
-    if (v) return v;
+    if (v) return backend === "cpu" ? { ...v, cpuBackend: ownCpuBackend() } : v;
   }
   return undefined;
 }
@@ -181,6 +196,13 @@ export interface LoadedLibrary {
   systemInfo: string;
   gpu: boolean;
   threadpool: boolean;
+  /** The CPU backend in use is the one built here (Variant.cpuBackend). */
+  ownCpu: boolean;
+}
+
+/** Loads a variant's libraries into this process (llama.cpp stays loaded for the life of the process). */
+export function loadVariant(v: Variant): ReturnType<Addon["loadLibrary"]> {
+  return nativeAddon().loadLibrary(v.llama, v.ggml, v.dir, v.cpuBackend ?? "");
 }
 
 let loaded: LoadedLibrary | undefined;
@@ -202,7 +224,7 @@ export function loadLlama(gpu: GpuChoice): LoadedLibrary {
   const errors: string[] = [];
   for (const variant of candidates) {
     try {
-      const info = nativeAddon().loadLibrary(variant.llama, variant.ggml, variant.dir);
+      const info = loadVariant(variant);
       const gpuDevice = info.devices.some((d) => d.type === "gpu" || d.type === "igpu");
       if (variant.backend !== "cpu" && !gpuDevice) {
         errors.push(`${variant.backend}: no ${variant.backend} device was found`);
@@ -210,7 +232,7 @@ export function loadLlama(gpu: GpuChoice): LoadedLibrary {
         // the CPU part of this variant.
         if (gpu !== "auto") break;
       }
-      loaded = { variant, systemInfo: info.systemInfo, gpu: gpuDevice, threadpool: info.threadpool };
+      loaded = { variant, systemInfo: info.systemInfo, gpu: gpuDevice, threadpool: info.threadpool, ownCpu: info.ownCpu };
       return loaded;
     } catch (err) {
       errors.push((err as Error).message);

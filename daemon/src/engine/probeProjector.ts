@@ -10,11 +10,11 @@ import { fail } from "@nanollm/shared";
 const NATIVE = new URL("./native.js", import.meta.url).href;
 const PROJECTOR = new URL("./projector.js", import.meta.url).href;
 const SCRIPT = `
-  import { nativeAddon, variantsFor } from ${JSON.stringify(NATIVE)};
+  import { loadVariant, variantsFor } from ${JSON.stringify(NATIVE)};
   import { imageLibraryFor, mtmdAddon } from ${JSON.stringify(PROJECTOR)};
   const v = variantsFor("cpu")[0];
   if (!v) throw new Error("no CPU build of llama.cpp is installed");
-  nativeAddon().loadLibrary(v.llama, v.ggml, v.dir);
+  loadVariant(v);
   mtmdAddon().loadMtmd(imageLibraryFor(v));
   process.stdout.write(JSON.stringify({ why: mtmdAddon().probeProjector(process.argv[1]) }));
 `;
