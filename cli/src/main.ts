@@ -18,6 +18,13 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
   if (code !== "DEP0123") (emitWarning as (...args: unknown[]) => void)(warning, ...rest);
 }) as typeof process.emitWarning;
 
+// A reader that stops early (`nanollm sessions | head`) closes the pipe: the command ends quietly,
+// as other Unix tools do, instead of dying on EPIPE with a stack trace.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
+
 const program = new Command("nanollm")
   .description("a chat daemon with per-session KV caches, and its terminal client")
   .version(VERSION)

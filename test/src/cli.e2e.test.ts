@@ -17,6 +17,16 @@ describe("nanollm chat, non-interactive", () => {
   });
   after(() => d.stop());
 
+  it("ends quietly when its reader stops early (nanollm models | head): no EPIPE stack trace", async () => {
+    const child = spawn(process.execPath, [CLI, "models", "--host", d.address], { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout.destroy(); // the reader is gone before the first line is written
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const [code] = (await once(child, "close")) as [number];
+    assert.equal(stderr, "");
+    assert.equal(code, 0);
+  });
+
   it("runs each --prompt as one turn of one session: replies on stdout, stats on stderr", async () => {
     const r = await nanollm(["chat", "--host", d.address, "--chat-template", "chat-ml", "--prompt", "Hello there", "--prompt", "And then?", "--max-new-tokens", "12"]);
     assert.equal(r.code, 0, r.stderr);
