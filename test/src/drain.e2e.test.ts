@@ -6,6 +6,7 @@ import path from "node:path";
 import { once } from "node:events";
 import { describe, it } from "node:test";
 import type { ChildProcess } from "node:child_process";
+import { waitFor } from "./helpers/poll.js";
 import { oneSentence, rejectsWith } from "./helpers/assertions.js";
 import { spawnDaemon, turn } from "./helpers/daemon.js";
 import { tempDir, tinyModel } from "./helpers/fixtures.js";
@@ -101,12 +102,13 @@ describe("drain on SIGTERM", () => {
     const held = await heldTurn(d.client, s.sessionId);
     held.reply.catch(() => undefined);
     d.proc.kill("SIGTERM");
-    while (!/SIGTERM: draining/.test(d.log())) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => /SIGTERM: draining/.test(d.log()), "the drain's log line", 10_000);
     const started = Date.now();
     d.proc.kill("SIGTERM");
     assert.equal(await exited(d.proc), 143);
     assert.ok(Date.now() - started < 2000);
-    assert.match(d.log(), /SIGTERM again: exiting now/);
+    // 'exit' can come before the last of its output has been read.
+    await waitFor(() => /SIGTERM again: exiting now/.test(d.log()), "the daemon's last log line");
     d.client.close();
   });
 });
