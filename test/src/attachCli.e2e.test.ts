@@ -42,7 +42,7 @@ describe("nanollm chat --session on a session that is generating", () => {
     const stderrMatches = async (re: RegExp) => {
       while (!re.test(out.stderr)) await once(proc.stderr, "data");
     };
-    const exit = once(proc, "exit").then(([code]) => code as number | null);
+    const exit = once(proc, "close").then(([code]) => code as number | null);
     return { proc, out, stderrMatches, exit };
   }
 

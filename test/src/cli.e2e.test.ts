@@ -85,7 +85,7 @@ export const helper = 1;`,
     proc.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
     await once(proc.stdout, "data");
     proc.kill("SIGINT");
-    const [code] = (await once(proc, "exit")) as [number | null];
+    const [code] = (await once(proc, "close")) as [number | null];
     assert.equal(code, 130, stderr);
     assert.match(stderr, /stop: cancelled/, "the turn ended with its stats");
   });

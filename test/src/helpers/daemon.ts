@@ -89,7 +89,8 @@ export function nanollm(args: string[], stdin = "", opts: { cwd?: string; env?: 
     let stderr = "";
     proc.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
     proc.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    proc.on("exit", (code) => resolve({ code, stdout, stderr }));
+    // 'close', not 'exit': after 'exit' the last of its output may still be unread.
+    proc.on("close", (code) => resolve({ code, stdout, stderr }));
     proc.stdin.end(stdin);
   });
 }

@@ -63,6 +63,7 @@ export function runIn(lan: Lan, ns: string, args: string[], env?: NodeJS.Process
     let stderr = "";
     proc.stdout!.on("data", (c: Buffer) => (stdout += c.toString()));
     proc.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
-    proc.on("exit", (code) => resolve({ code, stdout, stderr }));
+    // 'close', not 'exit': after 'exit' the last of its output may still be unread.
+    proc.on("close", (code) => resolve({ code, stdout, stderr }));
   });
 }
