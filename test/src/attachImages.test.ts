@@ -12,13 +12,18 @@ import { gradient, makeBmp, makePng } from "./helpers/images.js";
 
 describe("image names in a typed line", () => {
   it("finds a path anywhere in the line, as the reference does", () => {
-    assert.deepEqual(parseImageLine("photo.jpg what is this?"), { text: "what is this?", sources: ["photo.jpg"] });
-    assert.deepEqual(parseImageLine("what is in ./pics/cat.PNG and 'my dog.jpeg'?"), { text: "what is in and ?", sources: ["./pics/cat.PNG", "my dog.jpeg"] });
-    assert.deepEqual(parseImageLine("look https://example.org/a/b.gif?x=1 now"), { text: "look now", sources: ["https://example.org/a/b.gif?x=1"] });
+    assert.deepEqual(parseImageLine("photo.jpg what is this?"), { text: "what is this?", sources: ["photo.jpg"], offsets: [0] });
+    assert.deepEqual(parseImageLine("what is in ./pics/cat.PNG and 'my dog.jpeg'?"), { text: "what is in and ?", sources: ["./pics/cat.PNG", "my dog.jpeg"], offsets: [11, 15] });
+    assert.deepEqual(parseImageLine("look https://example.org/a/b.gif?x=1 now"), { text: "look now", sources: ["https://example.org/a/b.gif?x=1"], offsets: [5] });
+  });
+
+  it("says where each image stood in the text, in characters: before the next word, or at the end", () => {
+    assert.deepEqual(parseImageLine("compare a.jpg with  b.jpg"), { text: "compare with", sources: ["a.jpg", "b.jpg"], offsets: [8, 12] });
+    assert.deepEqual(parseImageLine("été a.png ok"), { text: "été ok", sources: ["a.png"], offsets: [4] });
   });
 
   it("leaves plain text and other URLs alone", () => {
-    assert.deepEqual(parseImageLine("tell me about jpg files and https://example.org/page"), { text: "tell me about jpg files and https://example.org/page", sources: [] });
+    assert.deepEqual(parseImageLine("tell me about jpg files and https://example.org/page"), { text: "tell me about jpg files and https://example.org/page", sources: [], offsets: [] });
   });
 });
 

@@ -10,6 +10,7 @@ import { inProcessDaemon, type TestDaemon } from "./helpers/daemon.js";
 import { tinyMmproj, tinyModel } from "./helpers/fixtures.js";
 import { httpBase, openaiClient, postJson } from "./helpers/http.js";
 import { checkerboard, gradient, makePng, webpBytes } from "./helpers/images.js";
+import { rejectsWith } from "./helpers/assertions.js";
 
 type Daemon = TestDaemon & { daemon: RunningDaemon };
 const MODEL = "tiny-chatml";
@@ -20,11 +21,11 @@ const dataUrl = (png: Buffer) => `data:image/png;base64,${png.toString("base64")
 const imagePart = (url: string): OpenAI.Chat.ChatCompletionContentPart => ({ type: "image_url", image_url: { url } });
 
 /** The greedy reply over gRPC in a fresh session alike to the HTTP one (the model's template, no system prompt). */
-async function grpcReply(client: NanoClient, turns: { text: string; images?: Buffer[] }[], maxNewTokens: number): Promise<string[]> {
+async function grpcReply(client: NanoClient, turns: { text: string; images?: Buffer[]; offsets?: number[] }[], maxNewTokens: number): Promise<string[]> {
   const s = await client.createSession({ chatTemplate: "chat-ml", systemPrompt: "" });
   const replies: string[] = [];
   for (const t of turns) {
-    const images = (t.images ?? []).map((data, i) => ({ name: `image ${i}`, data }));
+    const images = (t.images ?? []).map((data, i) => ({ name: `image ${i}`, data, offset: t.offsets?.[i] ?? 0 }));
     for await (const ev of client.turn(s.sessionId, t.text, { maxNewTokens }, undefined, undefined, images)) {
       if (ev.kind?.$case === "end") replies.push(ev.kind.end.reply);
     }
@@ -76,6 +77,29 @@ describe("images through the OpenAI API (official openai client)", () => {
     const usage = second.usage!;
     assert.ok(usage.prompt_tokens - usage.prompt_tokens_details!.cached_tokens! < 20, `the image came from the cache: ${JSON.stringify(usage)}`);
     assert.deepEqual([reply, second.choices[0]!.message.content], await grpcReply(d.client, [{ text: "Look at this.", images: [pngB] }, { text: "Tell me more." }], 12));
+  });
+
+  it("images among the text parts stand where they were sent, as gRPC offsets place them; the next turn reuses them", async () => {
+    const lead = "Compare this: ";
+    const middle = " with this: ";
+    const parts = [{ type: "text" as const, text: lead }, imagePart(dataUrl(pngA)), { type: "text" as const, text: middle }, imagePart(dataUrl(pngB))];
+    const placed = (await ask(parts)).choices[0]!.message.content!;
+    const first = (await ask([imagePart(dataUrl(pngA)), imagePart(dataUrl(pngB)), { type: "text", text: lead + middle }])).choices[0]!.message.content!;
+    assert.notEqual(placed, first, "where the images stand changes the prompt, and the reply");
+    const offsets = [[...lead].length, [...(lead + middle)].length];
+    assert.deepEqual([placed], await grpcReply(d.client, [{ text: lead + middle, images: [pngA, pngB], offsets }], 12));
+    const second = await ask([{ type: "text", text: "More?" }], [{ role: "user", content: parts }, { role: "assistant", content: placed }]);
+    const usage = second.usage!;
+    assert.ok(usage.prompt_tokens - usage.prompt_tokens_details!.cached_tokens! < 20, `the placed images (16 positions each) came from the cache: ${JSON.stringify(usage)}`);
+  });
+
+  it("a gRPC image offset past the end of the text is one sentence, and nothing is sent to the model", async () => {
+    const s = await d.client.createSession({ chatTemplate: "chat-ml" });
+    const turn = async () => {
+      for await (const _ of d.client.turn(s.sessionId, "Hi", { maxNewTokens: 4 }, undefined, undefined, [{ name: "a.png", data: pngA, offset: 3 }]));
+    };
+    await rejectsWith(turn(), "INVALID_ARGUMENT", /^The image a\.png stands at character 3, past the end of the 2-character text; give an offset from 0 to 2\.$/);
+    assert.equal((await d.client.getSession(s.sessionId, true)).history.length, 0);
   });
 
   it("a pinned session asked the same question about another picture answers as a fresh session does", { timeout: 30_000 }, async () => {

@@ -24,7 +24,7 @@ const withImages = (opts: { parallel?: number; ctx?: number; dataDir?: string } 
   inProcessDaemon(tinyModel(), { parallel: opts.parallel ?? 2, ctx: opts.ctx ?? 1024, dataDir: opts.dataDir, daemon: { mmproj: tinyMmproj() } });
 
 /** One greedy turn: its ids, stats and whether the context wrapped. */
-async function say(client: NanoClient, sessionId: string, text: string, images: { name: string; data: Uint8Array }[] = [], maxNewTokens = 6) {
+async function say(client: NanoClient, sessionId: string, text: string, images: { name: string; data: Uint8Array; offset?: number }[] = [], maxNewTokens = 6) {
   const ids: number[] = [];
   let wrapped = 0;
   for await (const ev of client.turn(sessionId, text, { maxNewTokens }, undefined, undefined, images)) {
@@ -96,12 +96,13 @@ describe("eviction and restart with an image in the cache", () => {
     }
   });
 
-  it("after a restart the parked cache with the image is brought back and equals a replay", async () => {
+  it("after a restart the parked cache with the image (standing inside the text) is brought back and equals a replay", async () => {
     const dataDir = tempDir("image-restart");
     let d = await withImages({ dataDir });
     try {
       const s = await d.client.createSession({ chatTemplate: "chat-ml" });
-      await say(d.client, s.sessionId, "Look at this.", [pngB]);
+      // The image stands after "Look at": the journal keeps where, or the cache would not match.
+      await say(d.client, s.sessionId, "Look at this.", [{ ...pngB, offset: 7 }]);
       const used = (await d.client.getSession(s.sessionId)).contextUsed;
       await d.stop();
       d = await withImages({ dataDir });

@@ -64,6 +64,15 @@ describe("every template renders byte for byte as the reference", () => {
     }
   }
 
+  it("an image stands where its `at` puts it in the text; images at one place keep their order", () => {
+    const template = new TemplateRegistry().resolve("llava-v1");
+    const text = "Compare  with ";
+    const msgs: RenderMessage[] = [{ role: "user", text, images: [{ ...picture("dog.png", "b"), at: 14 }, { ...picture("cat.png", "a"), at: 8 }, { ...picture("fish.png", "c"), at: 14 }] }];
+    assert.equal(renderToString(template, msgs), "USER: Compare [image cat.png]\n with [image dog.png]\n[image fish.png]\n\nASSISTANT: ");
+    // At 0 (or none) an image comes before the text, as before positions existed; at the end, after it.
+    assert.equal(renderToString(template, [{ role: "user", text: "Hi", images: [picture("cat.png", "a"), { ...picture("dog.png", "b"), at: 2 }] }]), "USER: [image cat.png]\nHi[image dog.png]\n\nASSISTANT: ");
+  });
+
   it("the templates of vision models all have an image case", () => {
     for (const name of ["llava-v0", "llava-v1", "llava-llama-2", "bunny", "gemma-3", "qwen", "chat-ml", "smolvlm"]) assert.ok(fs.existsSync(path.join(GOLDEN, name, "image.txt")), name);
   });

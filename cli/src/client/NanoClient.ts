@@ -204,7 +204,7 @@ export class NanoClient {
     params?: GenerationParams,
     signal?: AbortSignal,
     onFunctionCall?: FunctionHandler,
-    images: { data: Uint8Array; name: string }[] = [],
+    images: { data: Uint8Array; name: string; offset?: number }[] = [],
     options: TurnOptions = {},
   ): AsyncGenerator<ChatEvent> {
     const turnId = options.turnId ?? newTurnId();
@@ -301,7 +301,7 @@ export class NanoClient {
     params: GenerationParams | undefined,
     signal: AbortSignal | undefined,
     onFunctionCall: FunctionHandler | undefined,
-    images: { data: Uint8Array; name: string }[],
+    images: { data: Uint8Array; name: string; offset?: number }[],
     noWait: boolean,
   ): AsyncGenerator<ChatEvent> {
     const call: ClientDuplexStream<ChatRequest, ChatEvent> = this.chat.chat(this.meta(sessionId));
@@ -309,7 +309,7 @@ export class NanoClient {
     signal?.addEventListener("abort", onAbort, { once: true });
     let ended = false;
     try {
-      call.write({ kind: { $case: "userTurn", userTurn: { sessionId, text, params, turnId, images: images.map((i) => ({ name: i.name, data: Buffer.from(i.data) })), noWait, resumable: true } } });
+      call.write({ kind: { $case: "userTurn", userTurn: { sessionId, text, params, turnId, images: images.map((i) => ({ name: i.name, data: Buffer.from(i.data), offset: i.offset ?? 0 })), noWait, resumable: true } } });
       if (signal?.aborted) onAbort();
       for await (const event of call as AsyncIterable<ChatEvent>) {
         const kind = event.kind;

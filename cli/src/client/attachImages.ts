@@ -10,32 +10,49 @@ const IMAGE_EXT = /\.(jpe?g|png|bmp|gif|webp)$/i;
 export interface Attachment {
   name: string;
   data: Uint8Array;
+  /** Where in the message's text it stands, in characters (0: before the text). */
+  offset?: number;
 }
 
 /** A line split into its text and the image paths or URLs it names (as the reference's chat does). */
 export interface ParsedLine {
   text: string;
   sources: string[];
+  /** Where each source stood in `text`, in characters (Unicode code points): before the word that followed it. */
+  offsets: number[];
 }
 
 /**
  * Finds image file names and http(s) URLs anywhere in a typed line (`photo.jpg what is this?`),
- * quoted or not; the rest is the message. A word counts as an image when it ends in an image
- * extension or is an http(s) URL ending in one.
+ * quoted or not; the rest is the message, its words joined by single spaces, and each image stands
+ * where it was typed (`compare a.jpg with b.jpg`). A word counts as an image when it ends in an
+ * image extension or is an http(s) URL ending in one.
  */
 export function parseImageLine(line: string): ParsedLine {
   const sources: string[] = [];
+  const words: string[] = [];
+  /** For each source, how many words came before it. */
+  const before: number[] = [];
   // Words: quoted, or runs of non-spaces where "\ " is a space (paths dropped into a terminal).
-  const rest = line.replace(/(["'])([^"']+?)\1|((?:\\\s|\S)+)/g, (whole, _q: string, quoted: string | undefined, bare: string | undefined) => {
-    const word = quoted ?? (bare ?? "").replace(/\\(\s)/g, "$1");
+  for (const m of line.matchAll(/(["'])([^"']+?)\1|((?:\\\s|\S)+)/g)) {
+    const word = m[2] ?? (m[3] ?? "").replace(/\\(\s)/g, "$1");
     const candidate = word.startsWith("file://") ? decodeURIComponent(word.slice("file://".length)) : word;
     if (IMAGE_EXT.test(candidate.replace(/[?#].*$/, "")) && (isUrl(candidate) || !/^[a-z]+:\/\//i.test(candidate))) {
       sources.push(candidate);
-      return "";
+      before.push(words.length);
+    } else {
+      words.push(m[0]);
     }
-    return whole;
-  });
-  return { text: rest.replace(/\s+/g, " ").trim(), sources };
+  }
+  const text = words.join(" ");
+  const starts: number[] = [];
+  let at = 0;
+  for (const w of words) {
+    starts.push(at);
+    at += [...w].length + 1;
+  }
+  const offsets = before.map((n) => starts[n] ?? [...text].length);
+  return { text, sources, offsets };
 }
 
 const isUrl = (s: string) => /^https?:\/\//i.test(s);

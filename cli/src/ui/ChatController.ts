@@ -191,9 +191,10 @@ export class ChatController implements CommandContext {
     if (parsed) return this.runCommand(message, parsed.name, parsed.args);
     // Image files and URLs anywhere in the line go with it, read here (the daemon never opens a
     // path); a line of images alone waits for the question.
-    const { text, sources } = parseImageLine(message);
+    const { text, sources, offsets } = parseImageLine(message);
     if (sources.length > 0) {
-      if (!(await this.attach(sources))) return;
+      // Images typed with text stand where they were typed; a line of images alone goes before the next message.
+      if (!(await this.attach(sources, text ? offsets : []))) return;
       if (!text) return this.info(`attached ${this.attached.length === 1 ? "an image" : `${this.attached.length} images`}: type your message`);
       return this.sendTurn(text);
     }
@@ -201,9 +202,9 @@ export class ChatController implements CommandContext {
   }
 
   /** Reads images for the next message; false (and an error shown, nothing sent) when one cannot be read. */
-  async attach(sources: string[]): Promise<boolean> {
+  async attach(sources: string[], offsets: number[] = []): Promise<boolean> {
     try {
-      const read = await Promise.all(sources.map((s) => readImage(s)));
+      const read = (await Promise.all(sources.map((s) => readImage(s)))).map((a, i) => ({ ...a, offset: offsets[i] ?? 0 }));
       if (this.attached.length + read.length > MAX_IMAGES) throw new Error(`A message takes at most ${MAX_IMAGES} images; send the rest with the next one.`);
       this.attached.push(...read);
       for (const a of read) this.dispatch({ type: "info", text: `[image ${describeImage(a)}]` });

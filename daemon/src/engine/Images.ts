@@ -138,9 +138,11 @@ export interface StoredImage {
   height: number;
   /** The pieces without their placeholders (those follow from the hash). */
   pieces: ({ kind: "text"; tokens: Token[] } | { kind: "image"; nPos: number })[];
+  /** Where in its message's text the image goes (a string index); absent: before the text. */
+  at?: number;
 }
 
-export function storedImage(ref: ImageRef, name: string): StoredImage {
+export function storedImage(ref: ImageRef, name: string, at = 0): StoredImage {
   return {
     sha256: ref.id,
     name,
@@ -148,6 +150,7 @@ export function storedImage(ref: ImageRef, name: string): StoredImage {
     width: ref.width,
     height: ref.height,
     pieces: ref.pieces.map((p) => (p.kind === "text" ? p : { kind: "image", nPos: p.nPos })),
+    ...(at > 0 ? { at } : {}),
   };
 }
 

@@ -71,7 +71,7 @@ function formatGrammar(format: ChatCompletionBody["response_format"]): string | 
   }
 }
 
-/** A message's text parts (joined) and its images (data: URLs); other parts are refused. */
+/** A message's text parts (joined) and its images (data: URLs) where they stand among them; other parts are refused. */
 function wireMessage(m: ChatMessageBody, index: number): WireMessage {
   let content = "";
   const images: ImageInput[] = [];
@@ -79,7 +79,8 @@ function wireMessage(m: ChatMessageBody, index: number): WireMessage {
   else if (Array.isArray(m.content)) {
     for (const [p, part] of m.content.entries()) {
       if (part.type === "text") content += part.text ?? "";
-      else if (part.type === "image_url" && part.image_url) images.push(dataUrlImage(part.image_url.url, `messages[${index}].content[${p}]`));
+      // An image stands where it comes among the text parts.
+      else if (part.type === "image_url" && part.image_url) images.push({ ...dataUrlImage(part.image_url.url, `messages[${index}].content[${p}]`), at: content.length });
       else throw fail.invalid(`Message ${index} has a "${part.type}" content part, which nanollm does not take; send text and image_url parts only.`);
     }
   }

@@ -177,9 +177,9 @@ function adopt(session: Session, conv: Conversation): void {
   session.updatedAt = Date.now();
 }
 
-/** The same role, text and images (a message resent with another picture is another message). */
+/** The same role, text and images where they stand (a message resent with another picture is another message). */
 function sameMessage(a: HistoryMessage, b: HistoryMessage): boolean {
-  const shown = (m: HistoryMessage) => (m.images ?? []).map((im) => im.sha256).join(",");
+  const shown = (m: HistoryMessage) => (m.images ?? []).map((im) => `${im.sha256}@${im.at ?? 0}`).join(",");
   return a.role === b.role && a.text === b.text && shown(a) === shown(b);
 }
 

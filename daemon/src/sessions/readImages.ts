@@ -7,6 +7,8 @@ import type { ImageBytes } from "./Journal.js";
 export interface ImageInput {
   data: Uint8Array;
   name: string;
+  /** Where in the message's text it goes (a string index); absent or 0: before the text. */
+  at?: number;
 }
 
 /**
@@ -24,7 +26,7 @@ export async function readImages(host: ModelHost, images: readonly ImageInput[],
     const ref = await reader.read(im.data);
     // The model's reader hashed the bytes already (SHA-256, the image's id).
     await store?.put(im.data, ref.id);
-    out.push(storedImage(ref, name));
+    out.push(storedImage(ref, name, im.at));
   }
   return out;
 }

@@ -19,7 +19,7 @@ function checkRecordFor(record: SessionRecord, host: ModelHost): { template: Cha
     checkText(`History message ${i}`, m.text);
     const bad = m.tokens.find((id) => !host.isValidToken(id));
     if (bad !== undefined) throw new Error(`history message ${i} holds token id ${bad}, outside the vocabulary of ${host.vocabSize}`);
-    checkStoredImages(m.images, i, host);
+    checkStoredImages(m.images, m.text, i, host);
   });
   // Names were checked when declared; a pinned HTTP session's tools may have any OpenAI-valid name.
   const functions = FunctionSet.build(record.builtinFunctions ?? [], record.clientFunctions ?? [], "tools");
@@ -58,7 +58,7 @@ export function refresh(session: Session, stored: Stored): void {
 }
 
 /** A journaled message's images: a hash as ImageStore names files, pieces the model can hold. */
-function checkStoredImages(images: unknown, i: number, host: ModelHost): void {
+function checkStoredImages(images: unknown, text: string, i: number, host: ModelHost): void {
   if (images === undefined) return;
   const ok =
     Array.isArray(images) &&
@@ -67,6 +67,7 @@ function checkStoredImages(images: unknown, i: number, host: ModelHost): void {
         typeof im?.sha256 === "string" &&
         /^[0-9a-f]{64}$/.test(im.sha256) &&
         Array.isArray(im.pieces) &&
+        (im.at === undefined || (Number.isInteger(im.at) && im.at >= 0 && im.at <= text.length)) &&
         im.pieces.every((p) => (p?.kind === "text" ? Array.isArray(p.tokens) && p.tokens.every((id) => host.isValidToken(id)) : p?.kind === "image" && Number.isInteger(p.nPos) && p.nPos >= 0 && p.nPos <= host.facts.contextSize)),
     );
   if (!ok) throw new Error(`history message ${i} holds a malformed image record`);

@@ -79,7 +79,7 @@ export interface TurnInput {
   text: string;
   params: GenerationParams | undefined;
   /** Images shown with the message (bytes the client read; PNG, JPEG, BMP, GIF). */
-  images?: { data: Uint8Array; name: string }[];
+  images?: TurnImage[];
   /** The turn's one signal: aborted by the client's cancel, disconnect or deadline, or by shutdown. */
   signal: AbortSignal;
   /** The turn's new messages in place of a user message `text` (a stateless client's tool results). */
@@ -197,13 +197,27 @@ export interface ReturnedCall {
   before: string;
 }
 
-async function userMessage(session: Session, text: string, images: { data: Uint8Array; name: string }[]): Promise<HistoryMessage> {
+/** An image sent with a turn; `offset` is where it stands in the text, in code points (0: before it). */
+export interface TurnImage {
+  data: Uint8Array;
+  name: string;
+  offset?: number;
+}
+
+async function userMessage(session: Session, text: string, images: TurnImage[]): Promise<HistoryMessage> {
   if (!text.trim() && images.length === 0) throw fail.invalid("The message is empty; type some text to send.");
   checkText("The message", text);
   checkImages(images);
   const user: HistoryMessage = { role: "user", text, tokens: [...(await session.text.prepare(text))] };
-  if (images.length > 0) user.images = await readImages(session.host, images, session.imageStore);
+  if (images.length > 0) user.images = await readImages(session.host, images.map((im) => ({ ...im, at: stringIndex(text, im.offset ?? 0, im.name) })), session.imageStore);
   return user;
+}
+
+/** The string index of code point `offset` in `text`; past its end is one sentence. */
+function stringIndex(text: string, offset: number, name: string): number {
+  const points = [...text];
+  if (offset > points.length) throw fail.invalid(`The image ${name || "(unnamed)"} stands at character ${offset}, past the end of the ${points.length}-character text; give an offset from 0 to ${points.length}.`);
+  return points.slice(0, offset).join("").length;
 }
 
 /** The JSON of a tool call the reply ended with (and the text before it), when the template delimits tool calls. */

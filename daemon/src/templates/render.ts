@@ -9,7 +9,7 @@ export interface RenderMessage {
   role: Role;
   text: string;
   tokens?: readonly number[];
-  /** Images shown with the message, placed by the template's `image` field before the message's text. */
+  /** Images shown with the message, each where its `at` says in the text (else before it), wrapped by the template's `image` field. */
   images?: readonly StoredImage[];
 }
 
@@ -27,12 +27,25 @@ export function render(template: ChatTemplate, messages: readonly RenderMessage[
     const format = formatFor(template, msg.role, i === firstAt);
     const [prefix = "", suffix = ""] = format.split(MESSAGE);
     if (messages[i - 1]?.role !== msg.role && prefix) segments.push({ kind: "control", text: prefix });
-    for (const image of msg.images ?? []) segments.push(...imageSegments(template, image));
     if (msg.role === "bot" && msg.tokens) segments.push({ kind: "tokens", ids: msg.tokens, text: msg.text });
-    else if (msg.text) segments.push({ kind: "text", text: msg.text });
+    else segments.push(...textWithImages(template, msg.text, msg.images ?? []));
     if (messages[i + 1]?.role !== msg.role && suffix) segments.push({ kind: "control", text: suffix });
   });
   return segments;
+}
+
+/** A message's text with its images where they stand in it (stable: images at one place keep their order). */
+function textWithImages(template: ChatTemplate, text: string, images: readonly StoredImage[]): Segment[] {
+  const out: Segment[] = [];
+  let from = 0;
+  for (const image of [...images].sort((a, b) => (a.at ?? 0) - (b.at ?? 0))) {
+    const at = Math.min(Math.max(image.at ?? 0, from), text.length);
+    if (at > from) out.push({ kind: "text", text: text.slice(from, at) });
+    out.push(...imageSegments(template, image));
+    from = at;
+  }
+  if (from < text.length) out.push({ kind: "text", text: text.slice(from) });
+  return out;
 }
 
 /**

@@ -98,16 +98,18 @@ describe("chat screen: a turn", () => {
     assert.equal(t.client.turns[0]!.text, "what is this?");
     assert.equal(t.client.turns[0]!.images.length, 1);
     assert.equal(t.client.turns[0]!.images[0]!.name, "pixel one.png");
+    assert.equal(t.client.turns[0]!.images[0]!.offset, 0, "before the message it waited for");
   });
 
   it("an image named inside the line goes with it; a missing one is an error and nothing is sent", async () => {
     const dir = tempDir("tui-image2");
     fs.writeFileSync(path.join(dir, "cat.png"), makePng(4, 4, gradient));
     const t = renderChat();
-    await t.type(`${path.join(dir, "cat.png")} what is this?\r`);
+    await t.type(`is ${path.join(dir, "cat.png")} a cat?\r`);
     await waitFor(() => t.client.turns.length === 1, "the turn");
-    assert.equal(t.client.turns[0]!.text, "what is this?");
+    assert.equal(t.client.turns[0]!.text, "is a cat?");
     assert.equal(t.client.turns[0]!.images.length, 1);
+    assert.equal(t.client.turns[0]!.images[0]!.offset, 3, "it stands where it was typed");
     await t.idle();
     await t.type(`${path.join(dir, "dog.jpg")} and this?\r`);
     await t.see("No image file");

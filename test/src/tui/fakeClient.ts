@@ -11,7 +11,7 @@ export type Step = { text: string } | { call: string; args: string } | { result:
 export class FakeClient implements ChatClient {
   readonly host = "fake:7433";
   readonly calls: string[] = [];
-  readonly turns: { text: string; params: GenerationParams | undefined; images: { name: string; data: Uint8Array }[] }[] = [];
+  readonly turns: { text: string; params: GenerationParams | undefined; images: { name: string; data: Uint8Array; offset?: number }[] }[] = [];
   history: Message[] = [];
   slow = false;
   /** Other sessions the daemon has (listed, not chatted with). */
@@ -34,7 +34,7 @@ export class FakeClient implements ChatClient {
     };
   }
 
-  async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal, _onCall?: unknown, images: { name: string; data: Uint8Array }[] = []): AsyncGenerator<ChatEvent> {
+  async *turn(sessionId: string, text: string, params?: GenerationParams, signal?: AbortSignal, _onCall?: unknown, images: { name: string; data: Uint8Array; offset?: number }[] = []): AsyncGenerator<ChatEvent> {
     this.turns.push({ text, params, images });
     const base = { turnId: `t${this.turns.length}`, sessionId };
     let reply = "";

@@ -98,7 +98,7 @@ describe("tui units", () => {
     const file = "/tmp/some dir/my pic.JPG";
     assert.deepEqual(parseImageLine(`"${file}"`).sources, [file]);
     assert.deepEqual(parseImageLine(file.replace(/ /g, "\\ ")).sources, [file]);
-    assert.deepEqual(parseImageLine(`file://${encodeURI(file)} what`), { text: "what", sources: [file] });
-    assert.deepEqual(parseImageLine(`look at ${file.replace(/ /g, "\\ ")} please`), { text: "look at please", sources: [file] });
+    assert.deepEqual(parseImageLine(`file://${encodeURI(file)} what`), { text: "what", sources: [file], offsets: [0] });
+    assert.deepEqual(parseImageLine(`look at ${file.replace(/ /g, "\\ ")} please`), { text: "look at please", sources: [file], offsets: [8] });
   });
 });
