@@ -22,6 +22,12 @@ describe("image names in a typed line", () => {
     assert.deepEqual(parseImageLine("été a.png ok"), { text: "été ok", sources: ["a.png"], offsets: [4] });
   });
 
+  it("punctuation typed right after a file name is the sentence's, not the name's", () => {
+    assert.deepEqual(parseImageLine("is /tmp/a.png brighter than /tmp/b.png?"), { text: "is brighter than?", sources: ["/tmp/a.png", "/tmp/b.png"], offsets: [3, 17] });
+    assert.deepEqual(parseImageLine("cat.jpg: what is it?"), { text: "what is it?", sources: ["cat.jpg"], offsets: [0] });
+    assert.deepEqual(parseImageLine("see https://example.org/b.gif?"), { text: "see", sources: ["https://example.org/b.gif?"], offsets: [3] });
+  });
+
   it("leaves plain text and other URLs alone", () => {
     assert.deepEqual(parseImageLine("tell me about jpg files and https://example.org/page"), { text: "tell me about jpg files and https://example.org/page", sources: [], offsets: [] });
   });

@@ -36,10 +36,15 @@ export function parseImageLine(line: string): ParsedLine {
   // Words: quoted, or runs of non-spaces where "\ " is a space (paths dropped into a terminal).
   for (const m of line.matchAll(/(["'])([^"']+?)\1|((?:\\\s|\S)+)/g)) {
     const word = m[2] ?? (m[3] ?? "").replace(/\\(\s)/g, "$1");
-    const candidate = word.startsWith("file://") ? decodeURIComponent(word.slice("file://".length)) : word;
+    let candidate = word.startsWith("file://") ? decodeURIComponent(word.slice("file://".length)) : word;
+    // Punctuation typed after a file name (`b.png?`) belongs to the sentence, not the name.
+    const trailing = m[3] !== undefined && !isUrl(candidate) ? (/\.(?:jpe?g|png|bmp|gif|webp)([?!.,;:)]+)$/i.exec(candidate)?.[1] ?? "") : "";
+    candidate = candidate.slice(0, candidate.length - trailing.length);
     if (IMAGE_EXT.test(candidate.replace(/[?#].*$/, "")) && (isUrl(candidate) || !/^[a-z]+:\/\//i.test(candidate))) {
       sources.push(candidate);
       before.push(words.length);
+      // After a leading image (`cat.png: what is it?`) it was only a separator.
+      if (trailing && words.length > 0) words[words.length - 1] += trailing;
     } else {
       words.push(m[0]);
     }
