@@ -106,7 +106,7 @@ describe("drain on SIGTERM", () => {
     const started = Date.now();
     d.proc.kill("SIGTERM");
     assert.equal(await exited(d.proc), 143);
-    assert.ok(Date.now() - started < 2000);
+    assert.ok(Date.now() - started < 10_000, "it did not wait out the 30 s drain grace");
     // 'exit' can come before the last of its output has been read.
     await waitFor(() => /SIGTERM again: exiting now/.test(d.log()), "the daemon's last log line");
     d.client.close();
