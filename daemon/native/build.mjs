@@ -4,8 +4,9 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
-const here = path.dirname(new URL(import.meta.url).pathname);
+const here = path.dirname(fileURLToPath(import.meta.url));
 execFileSync(process.execPath, [path.join(here, "headers.mjs")], { stdio: "inherit" });
 // mtmd (images) before the addon: the addon includes mtmd's headers and loads the library it links.
 execFileSync(process.execPath, [path.join(here, "mtmd.mjs")], { stdio: "inherit" });

@@ -6,9 +6,10 @@
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { commit, extract, inParallel, pkg, run } from "./bundle.mjs";
 
-const here = path.dirname(new URL(import.meta.url).pathname);
+const here = path.dirname(fileURLToPath(import.meta.url));
 // Beside node-gyp's build/, which `node-gyp rebuild` wipes.
 const build = path.join(here, "build-mtmd");
 const srcDir = path.join(build, "src");

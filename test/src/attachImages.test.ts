@@ -23,8 +23,11 @@ describe("image names in a typed line", () => {
   });
 
   it("punctuation typed right after a file name is the sentence's, not the name's", () => {
-    assert.deepEqual(parseImageLine("is /tmp/a.png brighter than /tmp/b.png?"), { text: "is brighter than?", sources: ["/tmp/a.png", "/tmp/b.png"], offsets: [3, 17] });
-    assert.deepEqual(parseImageLine("cat.jpg: what is it?"), { text: "what is it?", sources: ["cat.jpg"], offsets: [0] });
+    const there = () => true;
+    assert.deepEqual(parseImageLine("is /tmp/a.png brighter than /tmp/b.png?", there), { text: "is brighter than?", sources: ["/tmp/a.png", "/tmp/b.png"], offsets: [3, 17] });
+    assert.deepEqual(parseImageLine("cat.jpg: what is it?", there), { text: "what is it?", sources: ["cat.jpg"], offsets: [0] });
+    // No such file: the word is prose, as it was typed.
+    assert.deepEqual(parseImageLine("rename it to final.png.", () => false), { text: "rename it to final.png.", sources: [], offsets: [] });
     assert.deepEqual(parseImageLine("see https://example.org/b.gif?"), { text: "see", sources: ["https://example.org/b.gif?"], offsets: [3] });
   });
 

@@ -42,6 +42,7 @@ describe("loading llama.cpp by path", () => {
     if (built.length === 0) {
       const cmake = await run("cmake", ["--version"]).then(() => true, () => false);
       if (!cmake) return t.skip("cmake is not installed, so npm ci built no CPU backend here (the prebuilt one is used)");
+      if (!fs.readdirSync(PREBUILT).some((f) => /^libggml-cpu-.+\.so$/.test(f))) return t.skip("the prebuilt CPU backend comes in no variants here, so none is built");
       assert.fail(`npm ci built no CPU backend into ${OWN_CPU} although cmake is installed`);
     }
     const out = JSON.parse(await inFreshProcess(LOAD_CPU));
@@ -51,9 +52,17 @@ describe("loading llama.cpp by path", () => {
     assert.ok(fs.existsSync(path.join(PREBUILT, built[0]!)), `${built[0]} is one of the prebuilt variants`);
   });
 
-  it("keeps the prebuilt CPU backend when asked (NANOLLM_CPU_BACKEND=prebuilt) or when the one named cannot load", async () => {
+  it("keeps the prebuilt CPU backend when asked, when the one named is another variant than ggml chose, or when it cannot load", async () => {
     assert.deepEqual(JSON.parse(await inFreshProcess(LOAD_CPU, { NANOLLM_CPU_BACKEND: "prebuilt" })), { ownCpu: false });
-    const broken = path.join(tempDir("cpu-backend"), "libggml-cpu-zen4.so");
+    // The variant ggml picks here is the one npm ci built (named alike); any other prebuilt one is "built for another CPU".
+    const chosen = fs.existsSync(OWN_CPU) ? fs.readdirSync(OWN_CPU).find((f) => /^libggml-cpu-.+\.so$/.test(f)) : undefined;
+    // A baseline variant, which every x86-64 CPU runs (its own score would accept it).
+    const other = ["x64", "sse42"].map((v) => `libggml-cpu-${v}.so`).find((f) => f !== chosen && fs.existsSync(path.join(PREBUILT, f)));
+    if (chosen && other) {
+      const out = JSON.parse(await inFreshProcess(LOAD_CPU, { NANOLLM_CPU_BACKEND: path.join(PREBUILT, other) }));
+      assert.deepEqual(out, { cpuBackend: path.join(PREBUILT, other), ownCpu: false }, `${other} is not the variant ggml chose (${chosen})`);
+    }
+    const broken = path.join(tempDir("cpu-backend"), chosen ?? "libggml-cpu-zen4.so");
     fs.writeFileSync(broken, "not a shared library");
     const body = `${LOAD_CPU}
       const m = await native.nativeAddon().loadModel(${JSON.stringify(tinyModel())}, { gpuLayers: 0 });

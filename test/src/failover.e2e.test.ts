@@ -22,6 +22,8 @@ const REPLY_TOKENS = 6;
 const LEASE_TTL_MS = 2000;
 /** The reply that runs through a drain: long enough to still be running when the others' turns move. */
 const DRAIN_TOKENS = 1000;
+/** How much of that reply must equal a single daemon's (see the comparison below). */
+const LONG_COMPARED = 256;
 const params = (long?: boolean) => (long ? { maxNewTokens: DRAIN_TOKENS, minNewTokens: DRAIN_TOKENS } : { maxNewTokens: REPLY_TOKENS });
 
 type Daemon = Awaited<ReturnType<typeof spawnDaemon>> & Backend;
@@ -200,9 +202,14 @@ describe("failover behind a balancer: a daemon killed mid-reply, its sessions go
             `session ${c.id}: the history holds each completed turn once`,
           );
         }
-        // Greedy replies equal a single daemon's given the same history.
+        // Greedy replies equal a single daemon's given the same history. The 1000-token reply is
+        // compared over its first LONG_COMPARED tokens: llama.cpp's CPU kernels are not
+        // batch-invariant (a one-token decode takes vec_dot, a batch of several tokens tinyBLAS), so
+        // a long reply decoded alone parts at a near-tie from one decoded while other sessions share
+        // the batches (seen at token 637 of this one, on the CPU backend built here).
         const single = await singleDaemonReplies(solo, chats);
-        chats.forEach((c, i) => assert.deepEqual(c.turns.map((x) => x.ids), single[i], `session ${c.id}'s replies equal a single daemon's`));
+        const compared = (turns: number[][], c: Chat) => turns.map((ids, t) => (c.turns[t]?.long ? ids.slice(0, LONG_COMPARED) : ids));
+        chats.forEach((c, i) => assert.deepEqual(compared(c.turns.map((x) => x.ids), c), compared(single[i]!, c), `session ${c.id}'s replies equal a single daemon's`));
       } catch (err) {
         // What each process saw, for whoever reads a failure.
         for (const [i, d] of daemons.entries()) console.log(`daemon ${i} (${d.address}):\n${d.log().split("\n").filter((l) => !/^turn \S+ session \S+ model \S+: /.test(l)).slice(-15).join("\n")}`);

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 
@@ -28,7 +29,7 @@ export interface ParsedLine {
  * where it was typed (`compare a.jpg with b.jpg`). A word counts as an image when it ends in an
  * image extension or is an http(s) URL ending in one.
  */
-export function parseImageLine(line: string): ParsedLine {
+export function parseImageLine(line: string, isFile: (source: string) => boolean = (source) => existsSync(localPath(source))): ParsedLine {
   const sources: string[] = [];
   const words: string[] = [];
   /** For each source, how many words came before it. */
@@ -37,8 +38,13 @@ export function parseImageLine(line: string): ParsedLine {
   for (const m of line.matchAll(/(["'])([^"']+?)\1|((?:\\\s|\S)+)/g)) {
     const word = m[2] ?? (m[3] ?? "").replace(/\\(\s)/g, "$1");
     let candidate = word.startsWith("file://") ? decodeURIComponent(word.slice("file://".length)) : word;
-    // Punctuation typed after a file name (`b.png?`) belongs to the sentence, not the name.
+    // Punctuation typed after a file name (`b.png?`) belongs to the sentence, not the name, when
+    // that file is there; otherwise the word is prose (`rename it to final.png.`).
     const trailing = m[3] !== undefined && !isUrl(candidate) ? (/\.(?:jpe?g|png|bmp|gif|webp)([?!.,;:)]+)$/i.exec(candidate)?.[1] ?? "") : "";
+    if (trailing && !isFile(candidate.slice(0, -trailing.length))) {
+      words.push(m[0]);
+      continue;
+    }
     candidate = candidate.slice(0, candidate.length - trailing.length);
     if (IMAGE_EXT.test(candidate.replace(/[?#].*$/, "")) && (isUrl(candidate) || !/^[a-z]+:\/\//i.test(candidate))) {
       sources.push(candidate);
@@ -63,9 +69,14 @@ export function parseImageLine(line: string): ParsedLine {
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
 
 /** Reads a file or downloads a URL (size-capped, time-bounded); one sentence when it cannot. */
+/** A typed path as a file name: `~/` is the home folder, a relative one is from `cwd`. */
+function localPath(source: string, cwd = process.cwd()): string {
+  return path.resolve(cwd, source.replace(/^~(?=\/)/, process.env.HOME ?? "~"));
+}
+
 export async function readImage(source: string, cwd = process.cwd()): Promise<Attachment> {
   if (isUrl(source)) return download(source);
-  const file = path.resolve(cwd, source.replace(/^~(?=\/)/, process.env.HOME ?? "~"));
+  const file = localPath(source, cwd);
   let data: Buffer;
   try {
     const st = await fs.stat(file);

@@ -14,11 +14,17 @@ void onLog(ggml_log_level level, const char* text, void*) {
   if (level == GGML_LOG_LEVEL_ERROR) g_errors.add(text);
 }
 
-// The CPU backend built here in place of the prebuilt variant that load_all chose. ggml_backend_load
-// refuses a backend whose own score is 0 (this CPU lacks an instruction set it was built for); the
-// prebuilt one then stays. Nothing has used the prebuilt one yet, so unloading it is safe.
-bool preferCpuBackend(const Api& a, const std::string& path) {
+// The CPU backend built here in place of the prebuilt variant that load_all chose, when that is
+// the same variant (libggml-cpu-<variant>.so in both folders): on another CPU ggml may have chosen
+// a better one (say AMX where this was built for AVX-512), which then stays. ggml_backend_load also
+// refuses a backend whose own score is 0 (this CPU lacks an instruction set it was built for).
+// Nothing has used the prebuilt one yet, so unloading it is safe.
+bool preferCpuBackend(const Api& a, const std::string& path, const std::string& backendDir) {
   if (path.empty()) return false;
+  const std::string name = path.substr(path.find_last_of('/') + 1);
+  void* chosen = dlopen((backendDir + "/" + name).c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (!chosen) return false;
+  dlclose(chosen);  // RTLD_NOLOAD counted a reference; ggml_backend_unload drops ggml's own.
   ggml_backend_reg_t ours = a.ggml_backend_load(path.c_str());
   if (!ours) {
     g_errors.take();
@@ -77,7 +83,7 @@ std::string loadLibrary(const std::string& llamaPath, const std::string& ggmlPat
   a.llama_log_set(onLog, nullptr);
   a.llama_backend_init();
   a.ggml_backend_load_all_from_path(backendDir.c_str());
-  g_ownCpu = preferCpuBackend(a, cpuBackend);
+  g_ownCpu = preferCpuBackend(a, cpuBackend, backendDir);
   if (ggml_backend_reg_t cpu = a.ggml_backend_reg_by_name("CPU")) {
     a.threadpool_new = reinterpret_cast<decltype(a.threadpool_new)>(a.ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_new"));
     a.threadpool_free = reinterpret_cast<decltype(a.threadpool_free)>(a.ggml_backend_reg_get_proc_address(cpu, "ggml_threadpool_free"));

@@ -131,13 +131,20 @@ function nodeModulesDirs(): string[] {
  * The CPU backend `npm ci` built here for the prebuilt CPU variant (the prebuilt one is ~1.7× slower
  * at f16 matrix products); NANOLLM_CPU_BACKEND=prebuilt keeps the prebuilt one, a path names another.
  */
-function ownCpuBackend(): string | undefined {
+function ownCpuBackend(prebuiltDir: string): string | undefined {
   const choice = process.env.NANOLLM_CPU_BACKEND;
   if (choice === "prebuilt") return undefined;
-  if (choice) return choice;
+  if (choice) return path.resolve(choice);
   const dir = path.resolve(here, "../../native/build-cpu/lib");
-  const file = fs.existsSync(dir) ? fs.readdirSync(dir).find((f) => /^libggml-cpu-.+\.so$/.test(f)) : undefined;
-  return file && path.join(dir, file);
+  try {
+    // "<commit> <variant> <prebuilt folder>": only a build linked against these prebuilt libraries.
+    const [, variant, ...folder] = fs.readFileSync(path.join(dir, ".built"), "utf8").split(" ");
+    const against = folder.join(" ");
+    const file = path.join(dir, `libggml-cpu-${variant}.so`);
+    return against && path.resolve(against) === path.resolve(prebuiltDir) && fs.existsSync(file) ? file : undefined;
+  } catch {
+    return undefined; // Not built here.
+  }
 }
 
 function prebuilt(backend: Variant["backend"]): Variant | undefined {
@@ -147,7 +154,7 @@ function prebuilt(backend: Variant["backend"]): Variant | undefined {
   const name = `${plat}-${os.arch()}${suffix}`;
   for (const nm of nodeModulesDirs()) {
     const v = variantIn(path.join(nm, "@node-llama-cpp", name, "bins", name), backend, "prebuilt");
-    if (v) return backend === "cpu" ? { ...v, cpuBackend: ownCpuBackend() } : v;
+    if (v) return backend === "cpu" ? { ...v, cpuBackend: ownCpuBackend(v.dir) } : v;
   }
   return undefined;
 }
