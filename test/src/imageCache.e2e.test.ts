@@ -106,6 +106,7 @@ describe("eviction and restart with an image in the cache", () => {
       const used = (await d.client.getSession(s.sessionId)).contextUsed;
       await d.stop();
       d = await withImages({ dataDir });
+      assert.equal((await d.client.getSession(s.sessionId, true)).history[0]!.images[0]!.offset, 7, "the transcript says where the image stood");
       const next = await say(d.client, s.sessionId, "Tell me more.");
       assert.equal(next.stats.reusedTokens, used, "the cache came back from disk, image included");
       await assertNextMatchesReplay(d, s.sessionId, "And the colours?");

@@ -42,7 +42,7 @@ function messageToWire(m: HistoryMessage): Message {
     role: TO_WIRE[m.role],
     text: m.text,
     tokenIds: m.tokens,
-    images: (m.images ?? []).map((i) => ({ name: i.name, sizeBytes: i.bytes, sha256: i.sha256, width: i.width, height: i.height })),
+    images: (m.images ?? []).map((i) => ({ name: i.name, sizeBytes: i.bytes, sha256: i.sha256, width: i.width, height: i.height, offset: [...m.text.slice(0, i.at ?? 0)].length })),
   };
 }
 
