@@ -58,7 +58,7 @@ describe("image chat", () => {
     assert.ok(second.stats.evaluatedTokens < 30, `evaluated ${second.stats.evaluatedTokens} tokens`);
     const shown = (await d.client.getSession(s1.sessionId, true)).history[0]!;
     assert.equal(shown.images.length, 1);
-    assert.deepEqual({ ...shown.images[0], sha256: shown.images[0]!.sha256.length }, { name: "gradient.png", sizeBytes: pngA.data.length, sha256: 64, width: 64, height: 64 });
+    assert.deepEqual({ ...shown.images[0], sha256: shown.images[0]!.sha256.length }, { name: "gradient.png", sizeBytes: pngA.data.length, sha256: 64, width: 64, height: 64, offset: 0 });
   });
 
   it("a restart brings the session's image back: the next reply equals a never-restarted twin's", async () => {
