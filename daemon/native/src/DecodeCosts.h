@@ -2,8 +2,11 @@
 // reply steps can go as n single decodes when that is cheaper than one n-token batch. On CPU a
 // one-token batch uses matrix-vector kernels and larger ones matrix-matrix kernels that pay off only
 // with enough rows: measured on the 2-core bench machine (114M q8_0, 1 thread) one token 6.5 ms, two
-// 20 ms, four 29 ms, eight 39 ms, sixteen 49 ms. Where the line falls depends on the model, the
-// quantization, the device and the threads, hence measured, not configured.
+// 20 ms, four 29 ms, eight 39 ms, sixteen 49 ms on the prebuilt CPU backend; llama.cpp compiled here
+// (as native/cpu.mjs now builds it) one 8.8 ms, two 20, four 24.5, eight 32 (llama-bench pp1..pp8).
+// Where the line falls depends on the model, the quantization, the device and the threads, hence
+// measured, not configured. (Splitting also changes the kernels, and so the rounding: a one-token
+// decode takes vec_dot, a batch tinyBLAS; greedy replies are not batch-invariant.)
 #pragma once
 #include <map>
 
