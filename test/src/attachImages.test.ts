@@ -6,7 +6,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { describeImage, imageSize, MAX_IMAGE_BYTES, parseImageLine, readImage } from "nanollm/dist/client/attachImages.js";
+import { describeImage, imageSize, MAX_IMAGE_BYTES, parseImageLine, readImage, withImageMarks } from "nanollm/dist/client/attachImages.js";
 import { tempDir } from "./helpers/fixtures.js";
 import { gradient, makeBmp, makePng } from "./helpers/images.js";
 
@@ -24,11 +24,21 @@ describe("image names in a typed line", () => {
 
   it("punctuation typed right after a file name is the sentence's, not the name's", () => {
     const there = () => true;
-    assert.deepEqual(parseImageLine("is /tmp/a.png brighter than /tmp/b.png?", there), { text: "is brighter than?", sources: ["/tmp/a.png", "/tmp/b.png"], offsets: [3, 17] });
+    assert.deepEqual(parseImageLine("is /tmp/a.png brighter than /tmp/b.png?", there), { text: "is brighter than?", sources: ["/tmp/a.png", "/tmp/b.png"], offsets: [3, 16] });
     assert.deepEqual(parseImageLine("cat.jpg: what is it?", there), { text: "what is it?", sources: ["cat.jpg"], offsets: [0] });
     // No such file: the word is prose, as it was typed.
     assert.deepEqual(parseImageLine("rename it to final.png.", () => false), { text: "rename it to final.png.", sources: [], offsets: [] });
     assert.deepEqual(parseImageLine("see https://example.org/b.gif?"), { text: "see", sources: ["https://example.org/b.gif?"], offsets: [3] });
+  });
+
+  it("the transcript shows images typed inside a message where they stand (those before it were shown as read)", () => {
+    const shown = (line: string) => {
+      const p = parseImageLine(line, () => true);
+      return withImageMarks(p.text, p.sources.map((name, i) => ({ name, data: new Uint8Array(), offset: p.offsets[i] })));
+    };
+    assert.equal(shown("is a.png brighter than b.png?"), "is [a.png] brighter than [b.png]?");
+    assert.equal(shown("look at a.png, then b.png."), "look at [a.png], then [b.png].");
+    assert.equal(shown("a.jpg what is it?"), "what is it?");
   });
 
   it("leaves plain text and other URLs alone", () => {

@@ -32,8 +32,8 @@ export interface ParsedLine {
 export function parseImageLine(line: string, isFile: (source: string) => boolean = (source) => existsSync(localPath(source))): ParsedLine {
   const sources: string[] = [];
   const words: string[] = [];
-  /** For each source, how many words came before it. */
-  const before: number[] = [];
+  /** For each source: the word it stands before, or the word whose trailing punctuation (`n` characters) it stands before. */
+  const anchors: { word: number; punctuation?: number }[] = [];
   // Words: quoted, or runs of non-spaces where "\ " is a space (paths dropped into a terminal).
   for (const m of line.matchAll(/(["'])([^"']+?)\1|((?:\\\s|\S)+)/g)) {
     const word = m[2] ?? (m[3] ?? "").replace(/\\(\s)/g, "$1");
@@ -48,9 +48,13 @@ export function parseImageLine(line: string, isFile: (source: string) => boolean
     candidate = candidate.slice(0, candidate.length - trailing.length);
     if (IMAGE_EXT.test(candidate.replace(/[?#].*$/, "")) && (isUrl(candidate) || !/^[a-z]+:\/\//i.test(candidate))) {
       sources.push(candidate);
-      before.push(words.length);
       // After a leading image (`cat.png: what is it?`) it was only a separator.
-      if (trailing && words.length > 0) words[words.length - 1] += trailing;
+      if (trailing && words.length > 0) {
+        words[words.length - 1] += trailing;
+        anchors.push({ word: words.length - 1, punctuation: [...trailing].length });
+      } else {
+        anchors.push({ word: words.length });
+      }
     } else {
       words.push(m[0]);
     }
@@ -62,13 +66,30 @@ export function parseImageLine(line: string, isFile: (source: string) => boolean
     starts.push(at);
     at += [...w].length + 1;
   }
-  const offsets = before.map((n) => starts[n] ?? [...text].length);
+  const offsets = anchors.map(({ word, punctuation }) =>
+    punctuation === undefined ? (starts[word] ?? [...text].length) : (starts[word] ?? 0) + [...(words[word] ?? "")].length - punctuation,
+  );
   return { text, sources, offsets };
 }
 
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
 
 /** Reads a file or downloads a URL (size-capped, time-bounded); one sentence when it cannot. */
+/** The text as the transcript shows it: `[name]` where each image inside it stands (none at 0). */
+export function withImageMarks(text: string, images: readonly Attachment[]): string {
+  const points = [...text];
+  const inside = images.filter((a) => (a.offset ?? 0) > 0).sort((a, b) => (a.offset ?? 0) - (b.offset ?? 0));
+  let out = "";
+  let from = 0;
+  for (const a of inside) {
+    const at = Math.min(a.offset ?? 0, points.length);
+    const before = points.slice(from, at).join("");
+    out += `${before}${before && !before.endsWith(" ") ? " " : ""}[${a.name}]${/[\p{L}\p{N}]/u.test(points[at] ?? "") ? " " : ""}`;
+    from = at;
+  }
+  return out + points.slice(from).join("");
+}
+
 /** A typed path as a file name: `~/` is the home folder, a relative one is from `cwd`. */
 function localPath(source: string, cwd = process.cwd()): string {
   return path.resolve(cwd, source.replace(/^~(?=\/)/, process.env.HOME ?? "~"));

@@ -5,7 +5,7 @@ import { newTurnId } from "../client/NanoClient.js";
 import type { ChatStore } from "./ChatStore.js";
 import { findCommand, parseCommandLine } from "./commands/registry.js";
 import { CommandError, type CommandContext, type SlashCommand } from "./commands/types.js";
-import { describeImage, MAX_IMAGES, parseImageLine, readImage, type Attachment } from "../client/attachImages.js";
+import { describeImage, MAX_IMAGES, parseImageLine, readImage, withImageMarks, type Attachment } from "../client/attachImages.js";
 import type { InputHistory } from "./input/InputHistory.js";
 import { ago } from "../commands/sessionList.js";
 import { shortId, showConversation } from "./commands/sessions.js";
@@ -227,8 +227,9 @@ export class ChatController implements CommandContext {
     const images = this.attached;
     this.attached = [];
     const turnId = newTurnId();
-    // The message shows when the turn starts: after the one running now, when another client's is.
-    const mine = this.shown.send(turnId, text);
+    // The message shows when the turn starts: after the one running now, when another client's is;
+    // images typed inside it show where they stand (those before it were shown as they were read).
+    const mine = this.shown.send(turnId, withImageMarks(text, images));
     if (this.state().live) this.notice("another client's turn is running: yours follows it");
     let end: ChatEvent | undefined;
     try {
