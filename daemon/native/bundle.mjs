@@ -15,6 +15,16 @@ export const pkg = dir;
 export const bundle = path.join(pkg, "llama", "gitRelease.bundle");
 export const commit = execFileSync("git", ["bundle", "list-heads", bundle], { encoding: "utf8" }).split(/\s+/)[0];
 
+/** The node-llama-cpp package scopes (`node_modules/@node-llama-cpp`) from `from` up to the root, nearest first. */
+export function llamaScopes(from) {
+  const out = [];
+  for (let d = from; ; d = path.dirname(d)) {
+    const scope = path.join(d, "node_modules", "@node-llama-cpp");
+    if (fs.existsSync(scope)) out.push(scope);
+    if (path.dirname(d) === d) return out;
+  }
+}
+
 /** Extracts `wanted` (paths in the source tree) into `out`, unless it already holds them at this commit. Returns whether it extracted. */
 export function extract(out, wanted) {
   const stamp = path.join(out, ".commit");

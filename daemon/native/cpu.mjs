@@ -3,8 +3,9 @@
 // score here), into build-cpu/lib/libggml-cpu-<variant>.so, linked against the PREBUILT libggml-base.
 // Why: the prebuilt variants come from an older compiler that keeps tinyBLAS's f16 accumulators on
 // the stack, which made f16 matrix products (an image encoder's, an f16 model's) ~1.7× slower than
-// llama.cpp built here. The engine prefers this file over the prebuilt variant when its own
-// ggml_backend_score says this CPU runs it (daemon/src/engine/native.ts). Needs cmake (only to
+// llama.cpp built here. The engine loads this file in place of the prebuilt variant when the stamp
+// (.built) names the prebuilt folder it loads and ggml chose the same variant on the running CPU
+// (daemon/src/engine/native.ts, native/src/Library.cpp). Needs cmake (only to
 // configure: the compile commands are run here, two at a time); without cmake, or on a machine with
 // no prebuilt CPU variants, it is skipped and the prebuilt backend is used. Run by build.mjs.
 import { execFileSync, spawnSync } from "node:child_process";
@@ -12,7 +13,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { commit, extract, inParallel, run } from "./bundle.mjs";
+import { commit, extract, inParallel, llamaScopes, run } from "./bundle.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const build = path.join(here, "build-cpu");
@@ -24,11 +25,7 @@ const started = Date.now();
 /** node-llama-cpp's prebuilt CPU folder for this platform (bins/linux-x64), if installed. */
 function prebuiltCpuDir() {
   const name = `${process.platform}-${os.arch()}`;
-  for (let d = here; ; d = path.dirname(d)) {
-    const dir = path.join(d, "node_modules", "@node-llama-cpp", name, "bins", name);
-    if (fs.existsSync(dir)) return dir;
-    if (path.dirname(d) === d) return undefined;
-  }
+  return llamaScopes(here).map((scope) => path.join(scope, name, "bins", name)).find((dir) => fs.existsSync(dir));
 }
 
 /** The variant ggml would load here: the prebuilt libggml-cpu-<variant>.so whose ggml_backend_score is highest. */
@@ -50,6 +47,7 @@ int main(int argc, char** argv) {
 `;
   execFileSync("gcc", ["-x", "c", "-", "-o", probe, "-ldl"], { input: source, stdio: ["pipe", "ignore", "pipe"], env: toolEnv });
   const scores = execFileSync(probe, files.map((f) => path.join(dir, f)), { encoding: "utf8" }).trim().split("\n").map(Number);
+  fs.rmSync(probe, { force: true });
   let best;
   files.forEach((f, i) => {
     if ((scores[i] ?? 0) > 0 && (!best || scores[i] > best.score)) best = { name: f.replace(/^libggml-cpu-|\.so$/g, ""), score: scores[i] };

@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { commit, extract, inParallel, pkg, run } from "./bundle.mjs";
+import { commit, extract, inParallel, llamaScopes, pkg, run } from "./bundle.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // Beside node-gyp's build/, which `node-gyp rebuild` wipes.
@@ -74,15 +74,11 @@ function variants() {
     if (head.readUInt16LE(18) !== ELF_MACHINE[process.arch]) return;
     found.push({ name, dir, libs: [llama, ggml, base].map((f) => path.join(dir, f)) });
   };
-  for (let d = here; ; d = path.dirname(d)) {
-    const scope = path.join(d, "node_modules", "@node-llama-cpp");
-    if (fs.existsSync(scope)) {
-      for (const p of fs.readdirSync(scope)) {
-        const bins = path.join(scope, p, "bins");
-        if (fs.existsSync(bins)) for (const v of fs.readdirSync(bins)) if (!found.some((f) => f.name === v)) add(v, path.join(bins, v));
-      }
+  for (const scope of llamaScopes(here)) {
+    for (const p of fs.readdirSync(scope)) {
+      const bins = path.join(scope, p, "bins");
+      if (fs.existsSync(bins)) for (const v of fs.readdirSync(bins)) if (!found.some((f) => f.name === v)) add(v, path.join(bins, v));
     }
-    if (path.dirname(d) === d) break;
   }
   // `make native`'s build, when there is one (named as daemon/src/engine/projector.ts looks it up).
   const local = path.join(pkg, "llama", "localBuilds");

@@ -74,7 +74,6 @@ export function parseImageLine(line: string, isFile: (source: string) => boolean
 
 const isUrl = (s: string) => /^https?:\/\//i.test(s);
 
-/** Reads a file or downloads a URL (size-capped, time-bounded); one sentence when it cannot. */
 /** The text as the transcript shows it: `[name]` where each image inside it stands (none at 0). */
 export function withImageMarks(text: string, images: readonly Attachment[]): string {
   const points = [...text];
@@ -95,6 +94,7 @@ function localPath(source: string, cwd = process.cwd()): string {
   return path.resolve(cwd, source.replace(/^~(?=\/)/, process.env.HOME ?? "~"));
 }
 
+/** Reads a file or downloads a URL (size-capped, time-bounded); one sentence when it cannot. */
 export async function readImage(source: string, cwd = process.cwd()): Promise<Attachment> {
   if (isUrl(source)) return download(source);
   const file = localPath(source, cwd);
